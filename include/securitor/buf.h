@@ -1,0 +1,34 @@
+/* buf.h - a growable byte buffer, reused across messages.
+ *
+ * First-touch memory is expensive on these machines, so buffers are kept and
+ * reset (len = 0) rather than freed between messages. Growth failures are
+ * sticky: after one, buf_ok() is false and later appends are dropped, so a
+ * writer can append freely and check once at the end.
+ */
+#ifndef SECURITOR_BUF_H
+#define SECURITOR_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed; /* an allocation failed since the last buf_reset */
+};
+
+/* Make room for `extra` more bytes; returns a pointer to data + len, or NULL
+ * (and sets failed) when memory runs out. Does not change len. */
+char *buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_append_str(struct buf *b, const char *s);
+void buf_append_char(struct buf *b, char c);
+/* Empties the buffer and clears `failed`; keeps the allocation. */
+void buf_reset(struct buf *b);
+/* Wipes the used bytes (for buffers that held secrets) and frees. */
+void buf_free(struct buf *b);
+static inline bool buf_ok(const struct buf *b) { return !b->failed; }
+
+#endif

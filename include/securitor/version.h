@@ -1,0 +1,4 @@
+#ifndef SECURITOR_VERSION_H
+#define SECURITOR_VERSION_H
+#define SECURITOR_VERSION "1.0.0"
+#endif

@@ -1,0 +1,126 @@
+/* aead.c - AES-256-GCM seal/open (see aead.h).
+ *
+ * The cipher is fetched once: per-call algorithm look-ups are a known
+ * OpenSSL 3 slowdown. Each key keeps one encryption and one decryption
+ * context; a message only re-initialises the IV, so the key schedule is
+ * computed once per key.
+ */
+#include "securitor/aead.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+struct aead_key {
+    EVP_CIPHER_CTX *enc;
+    EVP_CIPHER_CTX *dec;
+};
+
+static EVP_CIPHER *gcm_cipher(void)
+{
+    static EVP_CIPHER *cipher; /* fetched once, kept for the process */
+    if (!cipher)
+        cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    return cipher;
+}
+
+struct aead_key *aead_key_new(const uint8_t key[static AEAD_KEY_LEN])
+{
+    EVP_CIPHER *cipher = gcm_cipher();
+    struct aead_key *k = calloc(1, sizeof(*k));
+    if (!cipher || !k)
+        goto fail;
+    k->enc = EVP_CIPHER_CTX_new();
+    k->dec = EVP_CIPHER_CTX_new();
+    if (!k->enc || !k->dec)
+        goto fail;
+    /* The default GCM IV length is 12 bytes, the only one we accept. */
+    if (!EVP_EncryptInit_ex2(k->enc, cipher, key, NULL, NULL) ||
+        !EVP_DecryptInit_ex2(k->dec, cipher, key, NULL, NULL))
+        goto fail;
+    return k;
+fail:
+    ERR_clear_error();
+    aead_key_free(k);
+    return NULL;
+}
+
+void aead_key_free(struct aead_key *k)
+{
+    if (!k)
+        return;
+    EVP_CIPHER_CTX_free(k->enc); /* cleanses the key schedule */
+    EVP_CIPHER_CTX_free(k->dec);
+    free(k);
+}
+
+/* EVP_*Update take an int length: feed large buffers in chunks. */
+#define CHUNK (1 << 30)
+
+enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                           const uint8_t *aad, size_t aad_len,
+                           const uint8_t *pt, size_t len,
+                           uint8_t *ct, uint8_t tag[static AEAD_TAG_LEN])
+{
+    int outl;
+    if (!EVP_EncryptInit_ex2(k->enc, NULL, NULL, iv, NULL))
+        goto fail;
+    for (size_t off = 0; off < aad_len; off += CHUNK) {
+        int n = aad_len - off > CHUNK ? CHUNK : (int)(aad_len - off);
+        if (!EVP_EncryptUpdate(k->enc, NULL, &outl, aad + off, n))
+            goto fail;
+    }
+    for (size_t off = 0; off < len; off += CHUNK) {
+        int n = len - off > CHUNK ? CHUNK : (int)(len - off);
+        if (!EVP_EncryptUpdate(k->enc, ct + off, &outl, pt + off, n) || outl != n)
+            goto fail;
+    }
+    if (!EVP_EncryptFinal_ex(k->enc, ct + len, &outl) ||
+        !EVP_CIPHER_CTX_ctrl(k->enc, EVP_CTRL_GCM_GET_TAG, AEAD_TAG_LEN, tag))
+        goto fail;
+    return AEAD_OK;
+fail:
+    ERR_clear_error();
+    return AEAD_INTERNAL;
+}
+
+enum aead_result aead_open(struct aead_key *k, const uint8_t *iv, size_t iv_len,
+                           const uint8_t *aad, size_t aad_len,
+                           const uint8_t *ct, size_t len,
+                           const uint8_t *tag, size_t tag_len, uint8_t *pt)
+{
+    enum aead_result rc = AEAD_INTERNAL;
+    uint8_t tag_copy[AEAD_TAG_LEN]; /* the ctrl API takes a non-const pointer */
+    int outl;
+
+    /* Only 96-bit IVs and full 128-bit tags: a short tag would be checked as
+     * a prefix, which lowers the forgery bound (SP 800-38D Appendix C). */
+    if (iv_len != AEAD_IV_LEN || tag_len != AEAD_TAG_LEN)
+        return AEAD_BAD_SIZE;
+    memcpy(tag_copy, tag, AEAD_TAG_LEN);
+    if (!EVP_DecryptInit_ex2(k->dec, NULL, NULL, iv, NULL))
+        goto out;
+    for (size_t off = 0; off < aad_len; off += CHUNK) {
+        int n = aad_len - off > CHUNK ? CHUNK : (int)(aad_len - off);
+        if (!EVP_DecryptUpdate(k->dec, NULL, &outl, aad + off, n))
+            goto out;
+    }
+    for (size_t off = 0; off < len; off += CHUNK) {
+        int n = len - off > CHUNK ? CHUNK : (int)(len - off);
+        if (!EVP_DecryptUpdate(k->dec, pt + off, &outl, ct + off, n) || outl != n)
+            goto out;
+    }
+    if (!EVP_CIPHER_CTX_ctrl(k->dec, EVP_CTRL_GCM_SET_TAG, AEAD_TAG_LEN, tag_copy))
+        goto out;
+    /* Final is where the tag is checked; until it says yes, pt is scratch. */
+    rc = EVP_DecryptFinal_ex(k->dec, pt + len, &outl) > 0 ? AEAD_OK : AEAD_AUTH_FAILED;
+out:
+    if (rc != AEAD_OK && len)
+        OPENSSL_cleanse(pt, len);
+    ERR_clear_error();
+    return rc;
+}

@@ -1,0 +1,176 @@
+/* codec.c - hex, base64 and UTF-8 validation (see codec.h).
+ *
+ * Table-driven: hex encodes two characters per table load, decodes through a
+ * 256-entry table where -1 marks a non-digit. These run on every message, so
+ * they avoid per-byte branches; none of them is a cryptographic primitive.
+ */
+#include "securitor/codec.h"
+
+#include <string.h>
+
+static const char HEX_DIGITS[] = "0123456789abcdef";
+
+static const char B64_ALPHABET[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Lookup tables, built once on first use (the nodes are single-threaded):
+ * HEX_PAIRS[b] holds the two characters of byte b; HEX_VALUE and B64_VALUE
+ * map a character to its value, or -1 when it is not in the alphabet. */
+static char HEX_PAIRS[256][2];
+static int8_t HEX_VALUE[256];
+static int8_t B64_VALUE[256];
+static bool tables_ready;
+
+static void tables_init(void)
+{
+    for (int i = 0; i < 256; i++) {
+        HEX_PAIRS[i][0] = HEX_DIGITS[i >> 4];
+        HEX_PAIRS[i][1] = HEX_DIGITS[i & 15];
+        HEX_VALUE[i] = -1;
+        B64_VALUE[i] = -1;
+    }
+    for (int i = 0; i < 16; i++) {
+        HEX_VALUE[(uint8_t)HEX_DIGITS[i]] = (int8_t)i;
+        HEX_VALUE[(uint8_t)"0123456789ABCDEF"[i]] = (int8_t)i;
+    }
+    for (int i = 0; i < 64; i++)
+        B64_VALUE[(uint8_t)B64_ALPHABET[i]] = (int8_t)i;
+    tables_ready = true;
+}
+
+void hex_encode(char *out, const uint8_t *in, size_t n)
+{
+    if (!tables_ready)
+        tables_init();
+    for (size_t i = 0; i < n; i++)
+        memcpy(out + 2 * i, HEX_PAIRS[in[i]], 2);
+}
+
+
+int hex_decode(uint8_t *out, const char *in, size_t len)
+{
+    if (len % 2)
+        return -1;
+    if (!tables_ready)
+        tables_init();
+    int bad = 0;
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = HEX_VALUE[(uint8_t)in[2 * i]];
+        int lo = HEX_VALUE[(uint8_t)in[2 * i + 1]];
+        bad |= hi | lo; /* negative if either is -1 */
+        out[i] = (uint8_t)((hi << 4) | (lo & 15));
+    }
+    return bad < 0 ? -1 : 0;
+}
+
+void base64_encode(char *out, const uint8_t *in, size_t n)
+{
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        *out++ = B64_ALPHABET[v >> 18];
+        *out++ = B64_ALPHABET[(v >> 12) & 63];
+        *out++ = B64_ALPHABET[(v >> 6) & 63];
+        *out++ = B64_ALPHABET[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        *out++ = B64_ALPHABET[v >> 18];
+        *out++ = B64_ALPHABET[(v >> 12) & 63];
+        *out++ = '=';
+        *out++ = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        *out++ = B64_ALPHABET[v >> 18];
+        *out++ = B64_ALPHABET[(v >> 12) & 63];
+        *out++ = B64_ALPHABET[(v >> 6) & 63];
+        *out++ = '=';
+    }
+}
+
+
+int base64_decode(uint8_t *out, size_t *out_len, const char *in, size_t len)
+{
+    if (len % 4)
+        return -1;
+    if (!tables_ready)
+        tables_init();
+    size_t pad = 0;
+    if (len && in[len - 1] == '=')
+        pad = (len >= 2 && in[len - 2] == '=') ? 2 : 1;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        bool last = i + 4 == len;
+        int a = B64_VALUE[(uint8_t)in[i]], b = B64_VALUE[(uint8_t)in[i + 1]];
+        int c = (last && pad == 2) ? 0 : B64_VALUE[(uint8_t)in[i + 2]];
+        int d = (last && pad >= 1) ? 0 : B64_VALUE[(uint8_t)in[i + 3]];
+        if ((a | b | c | d) < 0)
+            return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        out[o++] = (uint8_t)(v >> 16);
+        if (!(last && pad == 2))
+            out[o++] = (uint8_t)(v >> 8);
+        if (!(last && pad >= 1))
+            out[o++] = (uint8_t)v;
+        /* RFC 4648 §3.5: pad bits must be zero (one encoding per value). */
+        if (last && pad == 2 && (v & 0xFFFF))
+            return -1;
+        if (last && pad == 1 && (v & 0xFF))
+            return -1;
+    }
+    *out_len = o;
+    return 0;
+}
+
+size_t utf8_char_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    size_t need;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        cp = c & 0x07;
+    } else {
+        return 0; /* continuation byte, overlong lead, or > U+10FFFF */
+    }
+    if (n - 1 < need)
+        return 0;
+    for (size_t k = 1; k <= need; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[k] & 0x3F);
+    }
+    if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return need + 1;
+}
+
+bool utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII fast path, eight bytes at a time. */
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                i += 8;
+                continue;
+            }
+        }
+        size_t k = utf8_char_len(s + i, n - i);
+        if (!k)
+            return false;
+        i += k;
+    }
+    return true;
+}

@@ -1,0 +1,370 @@
+/* node.c - the message loop (see node.h and PROTOCOL.md §1).
+ *
+ * Input is read in large blocks and split into lines here, so that lines of
+ * any length work and the loop knows when it is about to block: replies are
+ * collected in one buffer and written when the input in hand is used up (or
+ * the buffer is large), which is "flushed before the node blocks on reading".
+ */
+#include "node_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "securitor/codec.h"
+#include "securitor/version.h"
+
+/* Longest accepted line. Longer lines are dropped with a stderr note: the
+ * limit keeps one runaway line from exhausting memory. */
+#define NODE_MAX_LINE ((size_t)1 << 30)
+#define NODE_READ_CHUNK ((size_t)1 << 16)
+#define NODE_OUT_FLUSH ((size_t)1 << 20) /* write out once this much is queued */
+
+struct node {
+    const struct node_program *prog;
+    struct app *app;
+    char *id;             /* set by init; NULL before */
+    long long next_msg_id;
+    struct buf out;       /* queued reply lines */
+    struct reply reply;
+    unsigned long long line_no;
+    bool out_broken;
+};
+
+void node_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* --- output --------------------------------------------------------------- */
+
+static void flush_out(struct node *n)
+{
+    size_t off = 0;
+    while (off < n->out.len && !n->out_broken) {
+        ssize_t w = write(STDOUT_FILENO, n->out.data + off, n->out.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            node_log("%s: cannot write to stdout: %s", n->prog->name, strerror(errno));
+            n->out_broken = true;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (n->out.len) /* replies can carry plaintext */
+        OPENSSL_cleanse(n->out.data, n->out.len);
+    buf_reset(&n->out);
+}
+
+/* Writes the reply line for one request. `msg_id` is the request's msg_id
+ * (NULL when it had none). */
+static void emit_reply(struct node *n, const char *self, const char *dest,
+                       const cJSON *msg_id)
+{
+    struct buf *o = &n->out;
+    struct reply *r = &n->reply;
+    size_t mark = o->len;
+    char num[64];
+
+    if (!r->type) /* a handler that filled nothing is a bug: say so */
+        node_error(r, ERR_CRASH, "internal error: handler produced no reply");
+    for (int attempt = 0; attempt < 2; attempt++) {
+        buf_append_str(o, "{\"src\":");
+        json_write_string(o, self, strlen(self));
+        buf_append_str(o, ",\"dest\":");
+        json_write_string(o, dest, strlen(dest));
+        buf_append_str(o, ",\"body\":{\"type\":");
+        json_write_string(o, r->type, strlen(r->type));
+        snprintf(num, sizeof(num), ",\"msg_id\":%lld", n->next_msg_id);
+        buf_append_str(o, num);
+        if (msg_id) {
+            snprintf(num, sizeof(num), ",\"in_reply_to\":%lld", (long long)msg_id->valuedouble);
+            buf_append_str(o, num);
+        }
+        buf_append(o, r->fields.data, r->fields.len);
+        buf_append_str(o, "}}\n");
+        if (buf_ok(o) && buf_ok(&r->fields))
+            break;
+        /* Out of memory while formatting: drop the partial line and send a
+         * short error instead, which needs little memory. */
+        o->failed = false;
+        o->len = mark;
+        flush_out(n);
+        node_error(r, ERR_CRASH, "out of memory while building the reply");
+    }
+    n->next_msg_id++;
+    if (o->len >= NODE_OUT_FLUSH)
+        flush_out(n);
+}
+
+/* --- the built-in handlers: init and echo ---------------------------------- */
+
+static int h_init(struct node *n, const cJSON *body, struct reply *r)
+{
+    const char *id;
+    int rc = req_string(r, body, "node_id", false, &id, NULL);
+    if (rc)
+        return rc;
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "node_ids");
+    if (ids && !cJSON_IsArray(ids))
+        return node_error(r, ERR_MALFORMED, "node_ids: expected an array of strings");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ids) {
+        if (!cJSON_IsString(it))
+            return node_error(r, ERR_MALFORMED, "node_ids: expected an array of strings");
+    }
+    char *copy = strdup(id);
+    if (!copy)
+        return node_error(r, ERR_CRASH, "out of memory");
+    free(n->id);
+    n->id = copy;
+    reply_type(r, "init_ok");
+    return 0;
+}
+
+static int h_echo(struct node *n, const cJSON *body, struct reply *r)
+{
+    (void)n;
+    const cJSON *echo = cJSON_GetObjectItemCaseSensitive(body, "echo");
+    if (!echo)
+        return node_error(r, ERR_MALFORMED, "echo: missing; expected any JSON value");
+    char *json = cJSON_PrintUnformatted(echo);
+    if (!json)
+        return node_error(r, ERR_CRASH, "out of memory");
+    reply_type(r, "echo_ok");
+    reply_raw(r, "echo", json, strlen(json));
+    cJSON_free(json);
+    return 0;
+}
+
+/* --- one request ------------------------------------------------------------ */
+
+/* True when the raw line holds a \u0000 escape (a backslash-u that is not
+ * itself escaped). cJSON's C strings stop at NUL, so such a string would be
+ * silently truncated: it is refused instead (PROTOCOL.md §1). */
+static bool has_escaped_nul(const char *line, size_t len)
+{
+    const char *p = line, *end = line + len;
+    while ((p = memmem(p, (size_t)(end - p), "\\u0000", 6)) != NULL) {
+        size_t backslashes = 0;
+        for (const char *q = p; q >= line && *q == '\\'; q--)
+            backslashes++;
+        if (backslashes % 2 == 1)
+            return true;
+        p += 6;
+    }
+    return false;
+}
+
+/* Wipes every string in a request tree: requests carry plaintexts and keys. */
+static void wipe_strings(cJSON *item)
+{
+    for (; item; item = item->next) {
+        if (cJSON_IsString(item) && item->valuestring)
+            OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
+        if (item->child)
+            wipe_strings(item->child);
+    }
+}
+
+static const cJSON *string_field(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) && v->valuestring ? v : NULL;
+}
+
+static void handle_line(struct node *n, const char *line, size_t len)
+{
+    struct reply *r = &n->reply;
+    cJSON *root = cJSON_ParseWithLength(line, len);
+    const cJSON *src = NULL, *dest = NULL, *body = NULL, *type = NULL, *msg_id = NULL;
+
+    if (!root || !cJSON_IsObject(root)) {
+        node_log("%s: line %llu: not a JSON object; no reply possible", n->prog->name,
+                 n->line_no);
+        goto out;
+    }
+    src = string_field(root, "src");
+    if (!src) {
+        node_log("%s: line %llu: no \"src\" string; no reply possible", n->prog->name,
+                 n->line_no);
+        goto out;
+    }
+    dest = string_field(root, "dest");
+    reply_clear(r);
+    body = cJSON_GetObjectItemCaseSensitive(root, "body");
+    if (cJSON_IsObject(body)) {
+        msg_id = cJSON_GetObjectItemCaseSensitive(body, "msg_id");
+        type = string_field(body, "type");
+    }
+    if (msg_id && !(cJSON_IsNumber(msg_id) && msg_id->valuedouble >= -9007199254740992.0 &&
+                    msg_id->valuedouble <= 9007199254740992.0 &&
+                    msg_id->valuedouble == (double)(long long)msg_id->valuedouble)) {
+        msg_id = NULL;
+        node_error(r, ERR_MALFORMED, "body.msg_id: expected an integer");
+    } else if (!cJSON_IsObject(body)) {
+        node_error(r, ERR_MALFORMED, "body: missing; expected an object");
+    } else if (!type) {
+        node_error(r, ERR_MALFORMED, "body.type: missing; expected a string");
+    } else if (!utf8_valid((const uint8_t *)line, len)) {
+        node_error(r, ERR_MALFORMED, "the line is not valid UTF-8 (send binary data as "
+                                     "base64 with \"encoding\": \"base64\")");
+    } else if (has_escaped_nul(line, len)) {
+        node_error(r, ERR_MALFORMED, "a string holds \\u0000, which cannot be carried "
+                                     "losslessly; send binary data as base64 with "
+                                     "\"encoding\": \"base64\"");
+    } else {
+        const char *t = type->valuestring;
+        const struct node_program *p = n->prog;
+        size_t i;
+        if (!strcmp(t, "init")) {
+            h_init(n, body, r);
+        } else if (!strcmp(t, "echo")) {
+            h_echo(n, body, r);
+        } else {
+            for (i = 0; i < p->n_handlers; i++)
+                if (!strcmp(t, p->handlers[i].type))
+                    break;
+            if (i < p->n_handlers)
+                p->handlers[i].fn(n->app, body, r);
+            else
+                node_error(r, ERR_NOT_SUPPORTED, "unknown type \"%s\"", t);
+        }
+    }
+    /* Before init, the node's id is the dest of the message it answers. */
+    const char *self = n->id ? n->id : dest ? dest->valuestring : "";
+    emit_reply(n, self, src->valuestring, msg_id);
+    reply_clear(r);
+out:
+    if (root) {
+        wipe_strings(root);
+        cJSON_Delete(root);
+    }
+}
+
+/* --- the loop ------------------------------------------------------------------ */
+
+static bool blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return false;
+    return true;
+}
+
+static void process_line(struct node *n, char *line, size_t len)
+{
+    n->line_no++;
+    if (len && line[len - 1] == '\r')
+        len--;
+    if (!blank(line, len))
+        handle_line(n, line, len);
+    OPENSSL_cleanse(line, len); /* the line may have held plaintext */
+}
+
+static void usage(const struct node_program *p, FILE *f)
+{
+    fprintf(f,
+            "usage: %s [--help] [--version]%s\n"
+            "%s\n"
+            "Reads one JSON message per line on stdin and writes replies on stdout\n"
+            "(Maelstrom's protocol; see PROTOCOL.md). Diagnostics go to stderr.\n",
+            p->name, p->extra_usage ? p->extra_usage : "", p->summary);
+    if (p->extra_help)
+        fputs(p->extra_help, f);
+}
+
+int node_main_options(const struct node_program *prog, int argc, char **argv, int *exit_code)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(prog, stdout);
+            *exit_code = 0;
+            return 1;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            printf("%s %s\n", prog->name, SECURITOR_VERSION);
+            *exit_code = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int node_run(const struct node_program *prog, struct app *app)
+{
+    struct node n = {.prog = prog, .app = app, .next_msg_id = 1};
+    struct buf in = {0};
+    size_t start = 0, scan = 0; /* unprocessed data begins at start; no '\n' before scan */
+    bool dropping = false;      /* skipping the rest of an over-long line */
+    int status = 0;
+
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout becomes EPIPE, reported once */
+    for (;;) {
+        char *nl = memchr(in.data + scan, '\n', in.len - scan);
+        if (nl) {
+            size_t end = (size_t)(nl - in.data);
+            if (!dropping)
+                process_line(&n, in.data + start, end - start);
+            dropping = false;
+            start = scan = end + 1;
+            continue;
+        }
+        scan = in.len;
+        if (dropping || in.len - start > NODE_MAX_LINE) {
+            if (!dropping)
+                node_log("%s: line %llu is longer than %zu bytes; dropped", prog->name,
+                         n.line_no + 1, NODE_MAX_LINE);
+            dropping = true;
+            OPENSSL_cleanse(in.data + start, in.len - start);
+            start = scan = in.len;
+        }
+        if (start) { /* move the partial line to the front */
+            memmove(in.data, in.data + start, in.len - start);
+            in.len -= start;
+            scan -= start;
+            start = 0;
+        }
+        flush_out(&n); /* about to block on input */
+        if (!buf_reserve(&in, NODE_READ_CHUNK)) {
+            node_log("%s: out of memory reading line %llu; dropped", prog->name,
+                     n.line_no + 1);
+            in.failed = false;
+            dropping = true;
+            start = scan = in.len;
+            continue;
+        }
+        ssize_t got = read(STDIN_FILENO, in.data + in.len, in.cap - in.len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            node_log("%s: cannot read stdin: %s", prog->name, strerror(errno));
+            break;
+        }
+        if (got == 0) { /* end of input: a last line without '\n' still counts */
+            if (in.len > start && !dropping)
+                process_line(&n, in.data + start, in.len - start);
+            break;
+        }
+        in.len += (size_t)got;
+    }
+    flush_out(&n);
+    if (n.out_broken)
+        status = 1;
+    buf_free(&in);
+    buf_free(&n.out);
+    buf_free(&n.reply.fields);
+    free(n.id);
+    return status;
+}

@@ -1,0 +1,220 @@
+/* reply.c - building reply bodies as JSON text, without an intermediate tree.
+ *
+ * Replies are formatted straight into a reused buffer: building a cJSON tree
+ * and printing it costs more than the cryptography for small messages.
+ */
+#include "node_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "securitor/codec.h"
+
+/* SAFE[c] is 1 for bytes copied into a JSON string as they are. */
+static const uint8_t *safe_table(void)
+{
+    static uint8_t safe[256];
+    static bool ready;
+    if (!ready) {
+        for (int c = 0x20; c < 0x80; c++)
+            safe[c] = c != '"' && c != '\\';
+        ready = true;
+    }
+    return safe;
+}
+
+void json_write_string(struct buf *b, const char *str, size_t len)
+{
+    const uint8_t *s = (const uint8_t *)str;
+    const uint8_t *safe = safe_table();
+    if (!buf_reserve(b, len + 2))
+        return;
+    b->data[b->len++] = '"';
+    size_t i = 0;
+    while (i < len) {
+        size_t run = i;
+        while (run < len && safe[s[run]])
+            run++;
+        if (run > i) {
+            buf_append(b, s + i, run - i);
+            i = run;
+            continue;
+        }
+        uint8_t c = s[i];
+        if (c >= 0x80) {
+            size_t k = utf8_char_len(s + i, len - i);
+            if (k) {
+                buf_append(b, s + i, k);
+                i += k;
+            } else {
+                buf_append_str(b, "\\ufffd"); /* never emit invalid UTF-8 */
+                i++;
+            }
+            continue;
+        }
+        char esc[8];
+        switch (c) {
+        case '"': buf_append_str(b, "\\\""); break;
+        case '\\': buf_append_str(b, "\\\\"); break;
+        case '\n': buf_append_str(b, "\\n"); break;
+        case '\r': buf_append_str(b, "\\r"); break;
+        case '\t': buf_append_str(b, "\\t"); break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            buf_append_str(b, esc);
+        }
+        i++;
+    }
+    buf_append_char(b, '"');
+}
+
+static void write_key(struct reply *r, const char *key)
+{
+    if (r->need_comma[r->depth])
+        buf_append_char(&r->fields, ',');
+    r->need_comma[r->depth] = true;
+    buf_append_char(&r->fields, '"');
+    buf_append_str(&r->fields, key); /* keys are literals from our own code */
+    buf_append(&r->fields, "\":", 2);
+}
+
+void reply_type(struct reply *r, const char *type) { r->type = type; }
+
+void reply_string(struct reply *r, const char *key, const char *s, size_t len)
+{
+    write_key(r, key);
+    json_write_string(&r->fields, s, len);
+}
+
+void reply_cstring(struct reply *r, const char *key, const char *s)
+{
+    reply_string(r, key, s, strlen(s));
+}
+
+void reply_int(struct reply *r, const char *key, long long v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%lld", v);
+    write_key(r, key);
+    buf_append(&r->fields, num, (size_t)n);
+}
+
+void reply_hex(struct reply *r, const char *key, const uint8_t *bytes, size_t n)
+{
+    write_key(r, key);
+    char *dst = buf_reserve(&r->fields, 2 * n + 2);
+    if (!dst)
+        return;
+    dst[0] = '"';
+    hex_encode(dst + 1, bytes, n);
+    dst[2 * n + 1] = '"';
+    r->fields.len += 2 * n + 2;
+}
+
+void reply_base64(struct reply *r, const char *key, const uint8_t *bytes, size_t n)
+{
+    write_key(r, key);
+    size_t m = base64_encoded_len(n);
+    char *dst = buf_reserve(&r->fields, m + 2);
+    if (!dst)
+        return;
+    dst[0] = '"';
+    base64_encode(dst + 1, bytes, n);
+    dst[m + 1] = '"';
+    r->fields.len += m + 2;
+}
+
+void reply_raw(struct reply *r, const char *key, const char *json, size_t len)
+{
+    write_key(r, key);
+    buf_append(&r->fields, json, len);
+}
+
+void reply_begin_object(struct reply *r, const char *key)
+{
+    write_key(r, key);
+    buf_append_char(&r->fields, '{');
+    if (r->depth + 1 < (int)(sizeof(r->need_comma) / sizeof(r->need_comma[0])))
+        r->depth++;
+    r->need_comma[r->depth] = false;
+}
+
+void reply_end_object(struct reply *r)
+{
+    buf_append_char(&r->fields, '}');
+    if (r->depth > 0)
+        r->depth--;
+}
+
+void reply_clear(struct reply *r)
+{
+    r->type = NULL;
+    /* Reply fields may hold plaintext: wipe what was written, keep the memory. */
+    if (r->fields.len)
+        OPENSSL_cleanse(r->fields.data, r->fields.len);
+    buf_reset(&r->fields);
+    r->depth = 0;
+    r->need_comma[0] = true; /* the loop writes type and msg_id first */
+}
+
+int node_error(struct reply *r, int code, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    reply_clear(r);
+    reply_type(r, "error");
+    reply_int(r, "code", code);
+    reply_cstring(r, "text", text);
+    return code;
+}
+
+/* --- reading request fields -------------------------------------------- */
+
+int req_string(struct reply *r, const cJSON *body, const char *key, bool optional,
+               const char **s, size_t *len)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, key);
+    *s = NULL;
+    if (len)
+        *len = 0;
+    if (!item || cJSON_IsNull(item)) {
+        if (optional)
+            return 0;
+        return node_error(r, ERR_MALFORMED, "%s: missing; expected a string", key);
+    }
+    if (!cJSON_IsString(item) || !item->valuestring)
+        return node_error(r, ERR_MALFORMED, "%s: expected a string", key);
+    *s = item->valuestring;
+    if (len)
+        *len = strlen(item->valuestring);
+    return 0;
+}
+
+int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
+            long long min, long long max, long long *v, bool *present)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, key);
+    if (present)
+        *present = false;
+    if (!item || cJSON_IsNull(item)) {
+        if (optional)
+            return 0;
+        return node_error(r, ERR_MALFORMED, "%s: missing; expected an integer", key);
+    }
+    double d = cJSON_IsNumber(item) ? item->valuedouble : 0.5;
+    /* Range first: converting an out-of-range double to an integer is UB. */
+    if (!cJSON_IsNumber(item) || !(d >= (double)min && d <= (double)max) ||
+        d != (double)(long long)d)
+        return node_error(r, ERR_MALFORMED, "%s: expected an integer from %lld to %lld",
+                          key, min, max);
+    *v = (long long)d;
+    if (present)
+        *present = true;
+    return 0;
+}

@@ -1,0 +1,375 @@
+/* symmetric-node - AES-256-GCM encryption as a service (PROTOCOL.md §2).
+ *
+ * The node holds a keyring: key 1 comes from SECURITOR_KEY, --key-file or
+ * the RNG; rotate_key adds a new primary key and keeps the old ones, so
+ * ciphertexts under older key ids still decrypt. Keys never leave the
+ * process: not in argv, replies or logs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "securitor/aead.h"
+#include "securitor/codec.h"
+#include "securitor/node.h"
+#include "securitor/rand.h"
+#include "securitor/wipe.h"
+
+/* The exact text PROTOCOL.md §2 fixes for every failure to authenticate. */
+#define AUTH_FAILED_TEXT "Authentication failed - data has been tampered with"
+
+struct sym_key {
+    long long id;
+    struct aead_key *aead;
+};
+
+struct app {
+    struct sym_key *keys; /* keys[n_keys - 1] is the primary key */
+    size_t n_keys, cap_keys;
+    struct buf in;  /* decoded input bytes (ciphertext or base64 plaintext) */
+    struct buf out; /* output bytes (ciphertext or plaintext) */
+    struct buf aad; /* decoded base64 AAD */
+};
+
+/* Adds a key to the ring as the new primary. Returns 0 or -1. */
+static int keyring_add(struct app *app, const uint8_t key[static AEAD_KEY_LEN])
+{
+    if (app->n_keys == app->cap_keys) {
+        size_t cap = app->cap_keys ? app->cap_keys * 2 : 4;
+        struct sym_key *k = realloc(app->keys, cap * sizeof(*k));
+        if (!k)
+            return -1;
+        app->keys = k;
+        app->cap_keys = cap;
+    }
+    struct aead_key *aead = aead_key_new(key);
+    if (!aead)
+        return -1;
+    long long id = app->n_keys ? app->keys[app->n_keys - 1].id + 1 : 1;
+    app->keys[app->n_keys++] = (struct sym_key){.id = id, .aead = aead};
+    return 0;
+}
+
+static void keyring_free(struct app *app)
+{
+    for (size_t i = 0; i < app->n_keys; i++)
+        aead_key_free(app->keys[i].aead);
+    free(app->keys);
+    app->keys = NULL;
+    app->n_keys = app->cap_keys = 0;
+}
+
+/* Room for n bytes in a scratch buffer (contents are not kept). */
+static uint8_t *scratch(struct buf *b, size_t n)
+{
+    b->len = 0;
+    return (uint8_t *)buf_reserve(b, n ? n : 1);
+}
+
+/* --- handlers ------------------------------------------------------------- */
+
+/* Reads the optional aad: UTF-8 text, or base64 of raw bytes when
+ * aad_encoding is "base64" (JSON text cannot carry arbitrary bytes). */
+static int read_aad(struct app *app, const cJSON *body, struct reply *r,
+                    const uint8_t **aad, size_t *aad_len)
+{
+    const char *text, *encoding;
+    size_t len;
+    int rc;
+    if ((rc = req_string(r, body, "aad", true, &text, &len)) ||
+        (rc = req_string(r, body, "aad_encoding", true, &encoding, NULL)))
+        return rc;
+    *aad = (const uint8_t *)text;
+    *aad_len = len;
+    if (!encoding || !text || !strcmp(encoding, "utf-8") || !strcmp(encoding, "utf8"))
+        return 0;
+    if (strcmp(encoding, "base64"))
+        return node_error(r, ERR_MALFORMED,
+                          "aad_encoding: expected \"base64\" or \"utf-8\", got \"%s\"", encoding);
+    uint8_t *raw = scratch(&app->aad, base64_decoded_max(len));
+    if (!raw)
+        return node_error(r, ERR_CRASH, "out of memory");
+    if (base64_decode(raw, aad_len, text, len))
+        return node_error(r, ERR_MALFORMED, "aad: expected padded base64 (aad_encoding is \"base64\")");
+    *aad = raw;
+    return 0;
+}
+
+static int h_encrypt(struct app *app, const cJSON *body, struct reply *r)
+{
+    const char *text, *encoding;
+    const uint8_t *aad;
+    size_t text_len, aad_len;
+    int rc;
+    if ((rc = req_string(r, body, "plaintext", false, &text, &text_len)) ||
+        (rc = req_string(r, body, "encoding", true, &encoding, NULL)) ||
+        (rc = read_aad(app, body, r, &aad, &aad_len)))
+        return rc;
+
+    const uint8_t *pt = (const uint8_t *)text;
+    size_t pt_len = text_len;
+    if (encoding && !strcmp(encoding, "base64")) {
+        uint8_t *raw = scratch(&app->in, base64_decoded_max(text_len));
+        if (!raw)
+            return node_error(r, ERR_CRASH, "out of memory");
+        if (base64_decode(raw, &pt_len, text, text_len))
+            return node_error(r, ERR_MALFORMED,
+                              "plaintext: expected padded base64 (encoding is \"base64\")");
+        pt = raw;
+    } else if (encoding && strcmp(encoding, "utf-8") && strcmp(encoding, "utf8")) {
+        return node_error(r, ERR_MALFORMED,
+                          "encoding: expected \"base64\" or \"utf-8\", got \"%s\"", encoding);
+    }
+
+    uint8_t iv[AEAD_IV_LEN], tag[AEAD_TAG_LEN];
+    uint8_t *ct = scratch(&app->out, pt_len);
+    if (!ct)
+        return node_error(r, ERR_CRASH, "out of memory");
+    if (rand_public(iv, sizeof(iv)))
+        return node_error(r, ERR_CRASH, "the random number generator failed");
+    struct sym_key *key = &app->keys[app->n_keys - 1];
+    if (aead_seal(key->aead, iv, aad, aad_len, pt, pt_len, ct, tag) != AEAD_OK)
+        rc = node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
+    if (pt != (const uint8_t *)text)
+        OPENSSL_cleanse(app->in.data, pt_len);
+    if (rc)
+        return rc;
+    reply_type(r, "encrypted");
+    reply_hex(r, "iv", iv, sizeof(iv));
+    reply_hex(r, "encryptedData", ct, pt_len);
+    reply_hex(r, "authTag", tag, sizeof(tag));
+    reply_int(r, "key_id", key->id);
+    return 0;
+}
+
+/* Tries one key; returns the aead_open result. */
+static enum aead_result try_open(struct sym_key *key, const uint8_t *iv, size_t iv_len,
+                                 const uint8_t *aad, size_t aad_len, const uint8_t *ct,
+                                 size_t ct_len, const uint8_t *tag, size_t tag_len,
+                                 uint8_t *pt)
+{
+    return aead_open(key->aead, iv, iv_len, aad, aad_len, ct, ct_len, tag,
+                     tag_len, pt);
+}
+
+static int h_decrypt(struct app *app, const cJSON *body, struct reply *r)
+{
+    const char *iv_hex, *ct_hex, *tag_hex;
+    const uint8_t *aad;
+    size_t iv_hex_len, ct_hex_len, tag_hex_len, aad_len;
+    long long key_id;
+    bool has_key_id;
+    int rc;
+    if ((rc = req_string(r, body, "iv", false, &iv_hex, &iv_hex_len)) ||
+        (rc = req_string(r, body, "encryptedData", false, &ct_hex, &ct_hex_len)) ||
+        (rc = req_string(r, body, "authTag", false, &tag_hex, &tag_hex_len)) ||
+        (rc = read_aad(app, body, r, &aad, &aad_len)) ||
+        (rc = req_int(r, body, "key_id", true, 1, (1LL << 53), &key_id, &has_key_id)))
+        return rc;
+
+    struct sym_key *only = NULL;
+    if (has_key_id) {
+        for (size_t i = 0; i < app->n_keys && !only; i++)
+            if (app->keys[i].id == key_id)
+                only = &app->keys[i];
+        if (!only)
+            return node_error(r, ERR_KEY_DOES_NOT_EXIST,
+                              "key_id: no key %lld on this node (keys die with the process)",
+                              key_id);
+    }
+
+    /* Bad hex and wrong sizes cannot authenticate: same reply as a bad tag,
+     * so the reply tells an attacker nothing about which check failed. */
+    uint8_t iv[AEAD_IV_LEN], tag[AEAD_TAG_LEN];
+    size_t ct_len = ct_hex_len / 2;
+    uint8_t *ct = scratch(&app->in, ct_len);
+    uint8_t *pt = scratch(&app->out, ct_len);
+    if (!ct || !pt)
+        return node_error(r, ERR_CRASH, "out of memory");
+    enum aead_result res = AEAD_AUTH_FAILED;
+    if (iv_hex_len == 2 * AEAD_IV_LEN && tag_hex_len == 2 * AEAD_TAG_LEN &&
+        !hex_decode(iv, iv_hex, iv_hex_len) && !hex_decode(tag, tag_hex, tag_hex_len) &&
+        !hex_decode(ct, ct_hex, ct_hex_len)) {
+        if (only) {
+            res = try_open(only, iv, sizeof(iv), aad, aad_len, ct, ct_len, tag, sizeof(tag), pt);
+        } else { /* no key_id: the primary key first, then older ones */
+            for (size_t i = app->n_keys; i-- > 0 && res == AEAD_AUTH_FAILED;)
+                res = try_open(&app->keys[i], iv, sizeof(iv), aad, aad_len, ct, ct_len, tag,
+                               sizeof(tag), pt);
+        }
+    }
+    if (res == AEAD_INTERNAL)
+        return node_error(r, ERR_CRASH, "AES-256-GCM decryption failed internally");
+    if (res != AEAD_OK) {
+        reply_type(r, "decryption_failed");
+        reply_cstring(r, "error", AUTH_FAILED_TEXT);
+        return 0;
+    }
+    reply_type(r, "decrypted");
+    /* Text that JSON can carry as it is goes back as text; anything else
+     * (invalid UTF-8, NUL bytes) as base64, so nothing is lost. */
+    if (utf8_valid(pt, ct_len) && !memchr(pt, 0, ct_len)) {
+        reply_string(r, "plaintext", (const char *)pt, ct_len);
+    } else {
+        reply_base64(r, "plaintext", pt, ct_len);
+        reply_cstring(r, "encoding", "base64");
+    }
+    OPENSSL_cleanse(pt, ct_len);
+    return 0;
+}
+
+static int h_rotate_key(struct app *app, const cJSON *body, struct reply *r)
+{
+    (void)body;
+    uint8_t key[AEAD_KEY_LEN];
+    int rc = 0;
+    if (rand_secret(key, sizeof(key)))
+        rc = node_error(r, ERR_CRASH, "the random number generator failed");
+    else if (keyring_add(app, key))
+        rc = node_error(r, ERR_CRASH, "could not install the new key (out of memory?)");
+    WIPE_OBJ(key);
+    if (rc)
+        return rc;
+    reply_type(r, "key_rotated");
+    reply_int(r, "key_id", app->keys[app->n_keys - 1].id);
+    return 0;
+}
+
+static const struct node_handler HANDLERS[] = {
+    {"encrypt", h_encrypt},
+    {"decrypt", h_decrypt},
+    {"rotate_key", h_rotate_key},
+};
+
+static const struct node_program PROGRAM = {
+    .name = "symmetric-node",
+    .summary = "AES-256-GCM encryption as a service: encrypt, decrypt, rotate_key.",
+    .extra_usage = " [--key-file PATH]",
+    .extra_help =
+        "\nThe key (32 bytes) comes from, in order:\n"
+        "  --key-file PATH    a file holding 64 hex characters or 32 raw bytes\n"
+        "  SECURITOR_KEY      an environment variable holding 64 hex characters\n"
+        "  neither            a random key (ciphertexts then die with the process)\n"
+        "Keys are never accepted in argv and never written to stdout or stderr.\n",
+    .handlers = HANDLERS,
+    .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
+};
+
+/* --- start-up: the first key ------------------------------------------------ */
+
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+/* Parses 64 hex characters (surrounding white space allowed). */
+static int parse_hex_key(uint8_t key[static AEAD_KEY_LEN], const char *s, size_t len)
+{
+    while (len && is_space(*s))
+        s++, len--;
+    while (len && is_space(s[len - 1]))
+        len--;
+    if (len != 2 * AEAD_KEY_LEN)
+        return -1;
+    return hex_decode(key, s, len);
+}
+
+static int load_key_file(uint8_t key[static AEAD_KEY_LEN], const char *path)
+{
+    uint8_t data[2 * AEAD_KEY_LEN + 8];
+    struct stat st;
+    int rc = -1;
+    ssize_t got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        node_log("symmetric-node: --key-file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+        node_log("symmetric-node: warning: key file %s is readable by other users "
+                 "(chmod 600 it)", path);
+    for (;;) { /* read at most sizeof(data) bytes; a bigger file is not a key */
+        ssize_t n = read(fd, data + got, sizeof(data) - (size_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += n;
+        if ((size_t)got == sizeof(data))
+            break;
+    }
+    close(fd);
+    if (got == AEAD_KEY_LEN) {
+        memcpy(key, data, AEAD_KEY_LEN);
+        rc = 0;
+    } else if ((size_t)got < sizeof(data) && !parse_hex_key(key, (const char *)data, (size_t)got)) {
+        rc = 0;
+    } else {
+        node_log("symmetric-node: --key-file %s: expected 64 hex characters or 32 raw bytes",
+                 path);
+    }
+    WIPE_OBJ(data);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int status;
+    if (node_main_options(&PROGRAM, argc, argv, &status))
+        return status;
+
+    const char *key_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--key-file") && i + 1 < argc) {
+            key_file = argv[++i];
+        } else if (!strncmp(argv[i], "--key-file=", 11)) {
+            key_file = argv[i] + 11;
+        } else {
+            fprintf(stderr, "symmetric-node: unknown argument \"%s\" (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+
+    uint8_t key[AEAD_KEY_LEN];
+    char *env = getenv("SECURITOR_KEY");
+    if (key_file && env) {
+        node_log("symmetric-node: both --key-file and SECURITOR_KEY are set; give one");
+        return 2;
+    }
+    if (key_file) {
+        if (load_key_file(key, key_file))
+            return 2;
+    } else if (env) {
+        int bad = parse_hex_key(key, env, strlen(env));
+        /* Scrub the variable so the key does not linger in our environment. */
+        OPENSSL_cleanse(env, strlen(env));
+        unsetenv("SECURITOR_KEY");
+        if (bad) {
+            node_log("symmetric-node: SECURITOR_KEY must be 64 hex characters (32 bytes)");
+            return 2;
+        }
+    } else {
+        if (rand_secret(key, sizeof(key))) {
+            node_log("symmetric-node: the random number generator failed");
+            return 1;
+        }
+        node_log("symmetric-node: no SECURITOR_KEY or --key-file: using a random key; "
+                 "ciphertexts die with this process");
+    }
+
+    struct app app = {0};
+    int rc = keyring_add(&app, key);
+    WIPE_OBJ(key);
+    if (rc) {
+        node_log("symmetric-node: could not set up AES-256-GCM");
+        return 1;
+    }
+    status = node_run(&PROGRAM, &app);
+    keyring_free(&app);
+    buf_free(&app.in);
+    buf_free(&app.out);
+    buf_free(&app.aad);
+    rand_pool_wipe();
+    return status;
+}

@@ -1,0 +1,156 @@
+"""nodelib - drive a node binary over its JSON protocol, as a user would.
+
+Standard library only. A test is a function registered with @test; run_all()
+runs them, prints one line per failure and ends with "N passed, N failed".
+"""
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+import traceback
+
+_TESTS = []
+
+
+def test(fn):
+    _TESTS.append(fn)
+    return fn
+
+
+class Node:
+    """A running node process; send() a body, recv() a reply."""
+
+    def __init__(self, binary, args=(), env=None, src="client", dest="n1"):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([binary, *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=full_env)
+        self.src, self.dest = src, dest
+        self.next_id = 1
+        self._buf = b""
+
+    def send_line(self, line):
+        if isinstance(line, str):
+            line = line.encode()
+        self.proc.stdin.write(line + b"\n")
+        self.proc.stdin.flush()
+
+    def send(self, body, src=None, dest=None):
+        body = dict(body)
+        if "msg_id" not in body:
+            body["msg_id"] = self.next_id
+            self.next_id += 1
+        self.send_line(json.dumps({"src": src or self.src, "dest": dest or self.dest,
+                                   "body": body}))
+        return body["msg_id"]
+
+    def recv(self, timeout=10.0):
+        """One reply line, parsed; fails the test on a timeout."""
+        fd = self.proc.stdout.fileno()
+        parts = [self._buf]
+        while b"\n" not in parts[-1]:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise AssertionError("no reply within %.1fs" % timeout)
+            chunk = os.read(fd, 1 << 22)
+            if not chunk:
+                raise AssertionError("node closed stdout; stderr: %r" % self.stderr_text())
+            parts.append(chunk)
+        line, self._buf = b"".join(parts).split(b"\n", 1)
+        msg = json.loads(line)
+        assert set(msg) == {"src", "dest", "body"}, "reply keys: %r" % sorted(msg)
+        return msg
+
+    def call(self, body, src=None, dest=None):
+        """send + recv; checks in_reply_to and returns the reply body."""
+        mid = self.send(body, src, dest)
+        msg = self.recv()
+        assert msg["body"].get("in_reply_to") == mid, msg
+        return msg["body"]
+
+    def close(self, timeout=60):
+        """Closes stdin; returns (remaining stdout lines, stderr text, exit code)."""
+        out, err = self.proc.communicate(timeout=timeout)
+        data = self._buf + out
+        lines = [json.loads(l) for l in data.split(b"\n") if l]
+        return lines, err.decode(errors="replace"), self.proc.returncode
+
+    def stderr_text(self):
+        try:
+            return self.proc.stderr.read1(65536).decode(errors="replace")
+        except Exception:  # noqa: BLE001 - diagnostics only
+            return ""
+
+
+def run_lines(binary, lines, args=(), env=None, timeout=120):
+    """Feeds whole lines with stdin closed; returns (replies, stderr, exit code)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    data = b"".join((l if isinstance(l, bytes) else l.encode()) + b"\n" for l in lines)
+    p = subprocess.run([binary, *args], input=data, capture_output=True, env=full_env,
+                       timeout=timeout)
+    replies = [json.loads(l) for l in p.stdout.split(b"\n") if l]
+    for r in replies:
+        assert set(r) == {"src", "dest", "body"}, r
+    return replies, p.stderr.decode(errors="replace"), p.returncode
+
+
+def matches(expected, actual, path="body"):
+    """The seed-case rule: a string in `expected` is a regex that must match the
+    whole actual value; other values must be equal; nested objects recurse;
+    keys `expected` does not name are free. Returns a list of mismatches."""
+    problems = []
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return ["%s: expected an object, got %r" % (path, actual)]
+        for k, v in expected.items():
+            if k not in actual:
+                problems.append("%s.%s: missing" % (path, k))
+            else:
+                problems += matches(v, actual[k], "%s.%s" % (path, k))
+    elif isinstance(expected, str):
+        if not isinstance(actual, str) or not re.fullmatch(expected, actual, re.S):
+            problems.append("%s: %r does not match /%s/" % (path, actual, expected))
+    elif expected != actual:
+        problems.append("%s: expected %r, got %r" % (path, expected, actual))
+    return problems
+
+
+def check_golden(binary, stem, args=(), env=None):
+    """Pipes STEM.in.jsonl through the binary and compares with STEM.out.jsonl
+    line by line (matches() rules apply to the whole message)."""
+    with open(stem + ".in.jsonl", "rb") as f:
+        lines = [l.rstrip(b"\n") for l in f]
+    with open(stem + ".out.jsonl") as f:
+        want = [json.loads(l) for l in f if l.strip()]
+    got, err, code = run_lines(binary, lines, args, env)
+    assert code == 0, "exit %d: %s" % (code, err)
+    assert len(got) == len(want), "%d replies, expected %d:\n%s" % (
+        len(got), len(want), "\n".join(json.dumps(g) for g in got))
+    for i, (w, g) in enumerate(zip(want, got)):
+        problems = matches(w, g, "reply %d" % (i + 1))
+        assert not problems, "\n".join(problems) + "\n got: " + json.dumps(g)
+
+
+def run_all():
+    only = os.environ.get("SECURITOR_ONLY")
+    passed = failed = 0
+    for fn in _TESTS:
+        if only and only not in fn.__name__:
+            continue
+        try:
+            t0 = time.monotonic()
+            fn()
+            passed += 1
+            if os.environ.get("SECURITOR_TIMING"):
+                print("  %-40s %.2fs" % (fn.__name__, time.monotonic() - t0))
+        except Exception:  # noqa: BLE001 - every failure is reported, then counted
+            failed += 1
+            print("FAIL %s" % fn.__name__)
+            traceback.print_exc(limit=3, file=sys.stdout)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)

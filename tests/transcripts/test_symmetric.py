@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Transcript tests for symmetric-node: the real binary, driven over stdin/stdout.
+
+usage: test_symmetric.py PATH/TO/symmetric-node
+Environment: SECURITOR_SHARED (the shared/ folder: seed cases),
+SECURITOR_VECTORS (Wycheproof vectors; skipped when absent).
+"""
+import base64
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nodelib import Node, check_golden, matches, run_all, run_lines, test  # noqa: E402
+
+BIN = sys.argv[1]
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.environ.get("SECURITOR_SHARED", os.path.join(HERE, "../../../shared"))
+VECTORS = os.environ.get("SECURITOR_VECTORS", os.path.join(SHARED, "vectors"))
+AUTH_FAILED = "Authentication failed - data has been tampered with"
+KEY_HEX = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308"
+KEY_ENV = {"SECURITOR_KEY": KEY_HEX}
+
+
+def msg(body, src="client", dest="n1"):
+    return json.dumps({"src": src, "dest": dest, "body": body})
+
+
+def flip_hex(h, bit):
+    b = bytearray(bytes.fromhex(h))
+    b[bit // 8] ^= 1 << (bit % 8)
+    return b.hex()
+
+
+@test
+def golden_protocol():
+    check_golden(BIN, os.path.join(HERE, "golden/symmetric_protocol"))
+
+
+@test
+def seed_cases():
+    """Every published symmetric case: honest ones must match; the dishonest
+    one must be refused (decryption_failed), never faked; and its honest form
+    (encrypt, then decrypt what came back) must give the plaintext."""
+    path = os.path.join(SHARED, "seed-cases/cases.json")
+    if not os.path.exists(path):
+        print("note: %s absent; seed cases skipped" % path)
+        return
+    cases = [c for c in json.load(open(path))["cases"] if c["binary"] == "symmetric-node"]
+    assert cases
+    for case in cases:
+        replies, err, code = run_lines(BIN, [json.dumps(case["input"])])
+        assert code == 0 and len(replies) == 1, (case["name"], replies, err)
+        body = replies[0]["body"]
+        problems = matches(case["expected"], body)
+        if case["honest"]:
+            assert not problems, (case["name"], problems)
+        else:
+            assert problems, "dishonest case %r was faked: %r" % (case["name"], body)
+            assert body == {"type": "decryption_failed", "msg_id": 1, "in_reply_to": 1,
+                            "error": AUTH_FAILED}, body
+    node = Node(BIN, src="client", dest="encryption")
+    enc = node.call({"type": "encrypt", "plaintext": "Secret message"})
+    dec = node.call({"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                     "authTag": enc["authTag"]})
+    assert dec["type"] == "decrypted" and dec["plaintext"] == "Secret message", dec
+    node.close()
+
+
+@test
+def round_trips():
+    node = Node(BIN)
+    texts = ["Secret message", "", "ünïcødé 🔐 \u2028 \"quoted\" \\ back\tslash\n",
+             "x" * 100000]
+    for text in texts:
+        for aad in (None, "", "header v1", "ключ"):
+            req = {"type": "encrypt", "plaintext": text}
+            if aad is not None:
+                req["aad"] = aad
+            enc = node.call(req)
+            assert enc["type"] == "encrypted" and enc["key_id"] == 1, enc
+            assert len(enc["iv"]) == 24 and len(enc["authTag"]) == 32
+            assert len(enc["encryptedData"]) == 2 * len(text.encode())
+            dreq = {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                    "authTag": enc["authTag"]}
+            if aad is not None:
+                dreq["aad"] = aad
+            dec = node.call(dreq)
+            assert dec == {"type": "decrypted", "msg_id": dec["msg_id"],
+                           "in_reply_to": dec["in_reply_to"], "plaintext": text}, dec
+            if aad:  # the AAD is authenticated: leaving it out fails
+                dreq.pop("aad")
+                assert node.call(dreq)["type"] == "decryption_failed"
+    # Uppercase hex input is accepted.
+    enc = node.call({"type": "encrypt", "plaintext": "case"})
+    dec = node.call({"type": "decrypt", "iv": enc["iv"].upper(),
+                     "encryptedData": enc["encryptedData"].upper(),
+                     "authTag": enc["authTag"].upper()})
+    assert dec["plaintext"] == "case"
+    node.close()
+
+
+@test
+def fresh_iv_every_time():
+    node = Node(BIN)
+    seen_iv, seen_ct = set(), set()
+    for _ in range(200):
+        enc = node.call({"type": "encrypt", "plaintext": "same plaintext"})
+        seen_iv.add(enc["iv"])
+        seen_ct.add(enc["encryptedData"])
+    assert len(seen_iv) == 200 and len(seen_ct) == 200
+    node.close()
+
+
+@test
+def binary_plaintext_base64():
+    node = Node(BIN)
+    raw = bytes(range(256)) + b"\x00\x00\xff"
+    enc = node.call({"type": "encrypt", "plaintext": base64.b64encode(raw).decode(),
+                     "encoding": "base64"})
+    dec = node.call({"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                     "authTag": enc["authTag"]})
+    assert dec["encoding"] == "base64" and base64.b64decode(dec["plaintext"]) == raw, dec
+    # NUL bytes alone are valid UTF-8 but not carried as JSON text here: base64 back.
+    enc = node.call({"type": "encrypt", "plaintext": base64.b64encode(b"a\x00b").decode(),
+                     "encoding": "base64"})
+    dec = node.call({"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                     "authTag": enc["authTag"]})
+    assert dec["encoding"] == "base64" and base64.b64decode(dec["plaintext"]) == b"a\x00b"
+    # Valid UTF-8 sent as base64 comes back as text.
+    enc = node.call({"type": "encrypt", "plaintext": base64.b64encode("héllo".encode()).decode(),
+                     "encoding": "base64"})
+    dec = node.call({"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                     "authTag": enc["authTag"]})
+    assert dec["plaintext"] == "héllo" and "encoding" not in dec
+    # Binary AAD via aad_encoding.
+    aad = base64.b64encode(b"\xff\x00\xfe").decode()
+    enc = node.call({"type": "encrypt", "plaintext": "p", "aad": aad, "aad_encoding": "base64"})
+    dreq = {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+            "authTag": enc["authTag"], "aad": aad, "aad_encoding": "base64"}
+    assert node.call(dreq)["plaintext"] == "p"
+    dreq["aad_encoding"] = "utf-8"
+    assert node.call(dreq)["type"] == "decryption_failed"
+    node.close()
+
+
+@test
+def tamper_every_bit():
+    """A flipped bit anywhere in iv, ciphertext, tag or aad is refused with the
+    exact decryption_failed text; the untouched message still decrypts."""
+    lines, n = [], 0
+    node = Node(BIN, env=KEY_ENV)
+    enc = node.call({"type": "encrypt", "plaintext": "attack at dawn", "aad": "hdr"})
+    node.close()
+    base = {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+            "authTag": enc["authTag"], "aad": "hdr"}
+    for field in ("iv", "encryptedData", "authTag"):
+        for bit in range(len(base[field]) * 4):
+            lines.append(msg(dict(base, **{field: flip_hex(base[field], bit)})))
+    for i in range(3):
+        for bit in range(8):
+            aad = bytearray(b"hdr")
+            aad[i] ^= 1 << bit
+            try:
+                lines.append(msg(dict(base, aad=aad.decode())))
+            except UnicodeDecodeError:
+                lines.append(msg(dict(base, aad=base64.b64encode(aad).decode(),
+                                      aad_encoding="base64")))
+    # Truncated tags of every length, an empty tag, an extended tag, bad hex.
+    for k in range(0, 32, 2):
+        lines.append(msg(dict(base, authTag=base["authTag"][:k])))
+    lines.append(msg(dict(base, authTag=base["authTag"] + "00")))
+    lines.append(msg(dict(base, iv=base["iv"][:-2])))
+    lines.append(msg(dict(base, iv=base["iv"] + "00")))
+    lines.append(msg(dict(base, encryptedData=base["encryptedData"][:-2])))
+    lines.append(msg(dict(base, encryptedData=base["encryptedData"] + "00")))
+    lines.append(msg(dict(base, encryptedData="zz" + base["encryptedData"][2:])))
+    lines.append(msg(dict(base, encryptedData=base["encryptedData"][:-1])))
+    n = len(lines)
+    lines.append(msg(base))
+    replies, err, code = run_lines(BIN, lines, env=KEY_ENV)
+    assert code == 0 and len(replies) == n + 1
+    for r in replies[:n]:
+        assert r["body"]["type"] == "decryption_failed", r
+        assert r["body"]["error"] == AUTH_FAILED, r
+    assert replies[n]["body"]["plaintext"] == "attack at dawn"
+
+
+@test
+def key_rotation():
+    node = Node(BIN)
+    old = node.call({"type": "encrypt", "plaintext": "under key 1"})
+    assert old["key_id"] == 1
+    rot = node.call({"type": "rotate_key"})
+    assert rot["type"] == "key_rotated" and rot["key_id"] == 2
+    new = node.call({"type": "encrypt", "plaintext": "under key 2"})
+    assert new["key_id"] == 2
+    for enc, text in ((old, "under key 1"), (new, "under key 2")):
+        req = {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+               "authTag": enc["authTag"]}
+        assert node.call(dict(req, key_id=enc["key_id"]))["plaintext"] == text
+        assert node.call(req)["plaintext"] == text  # without key_id: every key is tried
+        wrong = 3 - enc["key_id"]
+        assert node.call(dict(req, key_id=wrong))["type"] == "decryption_failed"
+    err = node.call({"type": "decrypt", "iv": old["iv"], "encryptedData": old["encryptedData"],
+                     "authTag": old["authTag"], "key_id": 3})
+    assert err["type"] == "error" and err["code"] == 20, err
+    assert node.call({"type": "rotate_key"})["key_id"] == 3
+    node.close()
+
+
+@test
+def key_from_env_and_file():
+    """SECURITOR_KEY and --key-file give the same key, so ciphertexts cross
+    processes; the key shows up in no output."""
+    node = Node(BIN, env=KEY_ENV)
+    enc = node.call({"type": "encrypt", "plaintext": "portable"})
+    _, err1, _ = node.close()
+    dreq = {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+            "authTag": enc["authTag"], "key_id": 1}
+    with tempfile.TemporaryDirectory() as d:
+        hex_file, raw_file = os.path.join(d, "k.hex"), os.path.join(d, "k.raw")
+        with open(hex_file, "w") as f:
+            f.write(KEY_HEX.upper() + "\n")
+        with open(raw_file, "wb") as f:
+            f.write(bytes.fromhex(KEY_HEX))
+        os.chmod(hex_file, 0o600)
+        os.chmod(raw_file, 0o600)
+        for args in (["--key-file", hex_file], ["--key-file=" + raw_file]):
+            replies, err, code = run_lines(BIN, [msg(dreq)], args=args)
+            assert code == 0 and replies[0]["body"]["plaintext"] == "portable", replies
+            assert KEY_HEX not in err.lower()
+        # A different (random) key cannot decrypt it.
+        replies, err, code = run_lines(BIN, [msg(dreq)])
+        assert replies[0]["body"]["type"] == "decryption_failed"
+        assert "random key" in err
+        # Bad keys are refused at start-up, without echoing the value.
+        for env in ({"SECURITOR_KEY": "00" * 31}, {"SECURITOR_KEY": "zz" * 32}):
+            replies, err, code = run_lines(BIN, [msg(dreq)], env=env)
+            assert code == 2 and not replies and "64 hex" in err, (code, err)
+            assert env["SECURITOR_KEY"] not in err
+        with open(hex_file, "w") as f:
+            f.write("too short")
+        _, err, code = run_lines(BIN, [], args=["--key-file", hex_file])
+        assert code == 2 and "64 hex" in err
+        _, err, code = run_lines(BIN, [], args=["--key-file", os.path.join(d, "missing")])
+        assert code == 2 and "missing" in err
+        _, err, code = run_lines(BIN, [], args=["--key-file", raw_file], env=KEY_ENV)
+        assert code == 2 and "give one" in err
+    assert KEY_HEX not in err1.lower()
+
+
+@test
+def known_answer_through_binary():
+    """GCM spec test case 16 decrypted by the binary with SECURITOR_KEY (the
+    node picks IVs itself, so encryption cannot be a fixed answer)."""
+    pt = bytes.fromhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+                       "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39")
+    aad = bytes.fromhex("feedfacedeadbeeffeedfacedeadbeefabaddad2")
+    req = {"type": "decrypt", "iv": "cafebabefacedbaddecaf888",
+           "encryptedData": "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+                            "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+           "authTag": "76fc6ece0f4e1768cddf8853bb2d551b",
+           "aad": base64.b64encode(aad).decode(), "aad_encoding": "base64"}
+    replies, _, code = run_lines(BIN, [msg(req)], env=KEY_ENV)
+    body = replies[0]["body"]
+    assert body["encoding"] == "base64" and base64.b64decode(body["plaintext"]) == pt, body
+
+
+@test
+def wycheproof_through_binary():
+    path = os.path.join(VECTORS, "wycheproof/aes_gcm_test.json")
+    if not os.path.exists(path):
+        print("note: %s absent; skipped" % path)
+        return
+    checked = 0
+    for group in json.load(open(path))["testGroups"]:
+        if group["keySize"] != 256:
+            continue
+        for t in group["tests"]:
+            req = {"type": "decrypt", "msg_id": 1, "iv": t["iv"], "encryptedData": t["ct"],
+                   "authTag": t["tag"], "aad": base64.b64encode(bytes.fromhex(t["aad"])).decode(),
+                   "aad_encoding": "base64"}
+            replies, err, code = run_lines(BIN, [msg(req)], env={"SECURITOR_KEY": t["key"]})
+            assert code == 0 and len(replies) == 1, err
+            body = replies[0]["body"]
+            ok = (t["result"] == "valid" and group["ivSize"] == 96 and group["tagSize"] == 128)
+            if ok:
+                got = (base64.b64decode(body["plaintext"]) if body.get("encoding") == "base64"
+                       else body["plaintext"].encode())
+                assert body["type"] == "decrypted" and got == bytes.fromhex(t["msg"]), (t, body)
+            else:
+                assert body == {"type": "decryption_failed", "msg_id": 1, "in_reply_to": 1,
+                                "error": AUTH_FAILED}, (t["tcId"], body)
+            checked += 1
+    assert checked > 80, checked
+
+
+@test
+def bad_lines_never_kill_the_node():
+    lines = [b"{", b"[]", b"null", b'"str"', b'{"src":1,"body":{}}',
+             b'{"src":"c","body":{"type":"encrypt","plaintext":"\xff\xfe"}}',
+             b'{"src":"c","body":{"type":"encrypt","msg_id":1,"plaintext":"\xc3"}}',
+             b"\x00\x01\x02", b"{" * 10000, b'{"src":"c","body":{"type":"echo","msg_id":9,"echo":1}}']
+    replies, err, code = run_lines(BIN, lines)
+    assert code == 0, err
+    kinds = [(r["body"]["type"], r["body"].get("code")) for r in replies]
+    assert kinds == [("error", 12), ("error", 12), ("echo_ok", None)], kinds
+    assert "not valid UTF-8" in replies[0]["body"]["text"]
+    assert err.count("no reply possible") == 7, err
+
+
+@test
+def burst_with_stdin_closed():
+    """Thousands of lines piped at once: every reply is written, in order, exit 0."""
+    n = 5000
+    lines = []
+    for i in range(n):
+        if i % 3 == 2:
+            lines.append(msg({"type": "decrypt", "msg_id": i, "iv": "00" * 12,
+                              "encryptedData": "00", "authTag": "00" * 16}))
+        else:
+            lines.append(msg({"type": "encrypt", "msg_id": i, "plaintext": "message %d" % i}))
+    replies, err, code = run_lines(BIN, lines)
+    assert code == 0, err
+    assert [r["body"]["in_reply_to"] for r in replies] == list(range(n))
+    assert [r["body"]["msg_id"] for r in replies] == list(range(1, n + 1))
+    assert all(r["body"]["type"] == ("decryption_failed" if i % 3 == 2 else "encrypted")
+               for i, r in enumerate(replies))
+
+
+@test
+def interactive_reply_before_more_input():
+    """The reply to a line arrives while stdin is still open (flushed before
+    the node blocks on reading)."""
+    node = Node(BIN)
+    for i in range(3):
+        assert node.call({"type": "echo", "echo": i})["echo"] == i
+    replies, _, code = node.close()
+    assert replies == [] and code == 0
+
+
+@test
+def last_line_without_newline_and_crlf():
+    p = __import__("subprocess").run(
+        [BIN], input=b'{"src":"c","body":{"type":"echo","msg_id":1,"echo":"crlf"}}\r\n'
+                     b'{"src":"c","body":{"type":"echo","msg_id":2,"echo":"eof"}}',
+        capture_output=True, timeout=30)
+    replies = [json.loads(l) for l in p.stdout.splitlines()]
+    assert [r["body"]["echo"] for r in replies] == ["crlf", "eof"] and p.returncode == 0
+
+
+@test
+def sixty_four_mib_lines():
+    """A 48 MiB plaintext in base64 (a 64 MiB line) encrypts; the ~96 MiB
+    decrypt line round-trips it."""
+    raw = os.urandom(48 << 20)
+    b64 = base64.b64encode(raw).decode()
+    line = msg({"type": "encrypt", "msg_id": 1, "plaintext": b64, "encoding": "base64"})
+    assert len(line) >= 64 << 20
+    node = Node(BIN)
+    node.send_line(line)
+    enc = node.recv(timeout=120)["body"]
+    assert enc["type"] == "encrypted" and len(enc["encryptedData"]) == 2 * len(raw)
+    node.send({"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+               "authTag": enc["authTag"]})
+    dec = node.recv(timeout=120)["body"]
+    assert dec["encoding"] == "base64" and base64.b64decode(dec["plaintext"]) == raw
+    node.close()
+
+
+@test
+def help_and_version():
+    p = __import__("subprocess").run([BIN, "--help"], capture_output=True, timeout=10)
+    assert p.returncode == 0 and b"usage: symmetric-node" in p.stdout and b"--key-file" in p.stdout
+    p = __import__("subprocess").run([BIN, "--version"], capture_output=True, timeout=10)
+    assert p.returncode == 0 and p.stdout.startswith(b"symmetric-node ")
+    p = __import__("subprocess").run([BIN, "--frob"], capture_output=True, timeout=10)
+    assert p.returncode == 2 and b"unknown argument" in p.stderr
+
+
+run_all()

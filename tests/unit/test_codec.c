@@ -1,0 +1,95 @@
+/* test_codec.c - hex, base64 (RFC 4648 §10 vectors) and UTF-8 edge cases. */
+#include <string.h>
+
+#include "check.h"
+#include "securitor/codec.h"
+
+static void test_hex(void)
+{
+    const uint8_t bytes[] = {0x00, 0x01, 0x7f, 0x80, 0xab, 0xff};
+    char out[13] = {0};
+    hex_encode(out, bytes, sizeof(bytes));
+    CHECK(!strcmp(out, "00017f80abff"));
+
+    uint8_t back[6];
+    CHECK(hex_decode(back, "00017F80ABff", 12) == 0);
+    CHECK_BYTES(back, bytes, 6);
+    CHECK(hex_decode(back, "", 0) == 0);
+    CHECK(hex_decode(back, "abc", 3) == -1);     /* odd length */
+    CHECK(hex_decode(back, "0g", 2) == -1);      /* not a digit */
+    CHECK(hex_decode(back, "xyz789", 6) == -1);  /* the seed case's "encryptedData" */
+    CHECK(hex_decode(back, " 0", 2) == -1);
+    CHECK(hex_decode(back, "0\x80", 2) == -1);   /* high byte */
+}
+
+static void test_base64(void)
+{
+    /* RFC 4648 §10. */
+    static const struct { const char *raw, *enc; } v[] = {
+        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},     {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        char enc[16] = {0};
+        size_t n = strlen(v[i].raw);
+        base64_encode(enc, (const uint8_t *)v[i].raw, n);
+        CHECK(base64_encoded_len(n) == strlen(v[i].enc));
+        CHECK(!strcmp(enc, v[i].enc));
+        uint8_t dec[16];
+        size_t dec_len = 99;
+        CHECK(base64_decode(dec, &dec_len, v[i].enc, strlen(v[i].enc)) == 0);
+        CHECK(dec_len == n);
+        CHECK(!memcmp(dec, v[i].raw, n));
+    }
+    uint8_t dec[16];
+    size_t len;
+    CHECK(base64_decode(dec, &len, "Zg=", 3) == -1);    /* length not a multiple of 4 */
+    CHECK(base64_decode(dec, &len, "Zh==", 4) == -1);   /* non-zero pad bits */
+    CHECK(base64_decode(dec, &len, "Zm9=", 4) == -1);   /* non-zero pad bits */
+    CHECK(base64_decode(dec, &len, "Z===", 4) == -1);
+    CHECK(base64_decode(dec, &len, "====", 4) == -1);
+    CHECK(base64_decode(dec, &len, "Zg==Zg==", 8) == -1); /* padding in the middle */
+    CHECK(base64_decode(dec, &len, "Zm-v", 4) == -1);   /* URL alphabet is not accepted */
+    CHECK(base64_decode(dec, &len, "Zm9v\n", 5) == -1);
+    CHECK(base64_decode(dec, &len, "IK", 2) == -1);     /* the seed case's "identity_key" */
+
+    /* Every byte value survives a round trip. */
+    uint8_t all[256], back[256];
+    char enc[400];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    for (size_t n = 0; n <= 256; n++) {
+        base64_encode(enc, all, n);
+        CHECK(base64_decode(back, &len, enc, base64_encoded_len(n)) == 0 && len == n &&
+              !memcmp(back, all, n));
+    }
+}
+
+static void test_utf8(void)
+{
+#define U(s) utf8_valid((const uint8_t *)(s), sizeof(s) - 1)
+    CHECK(U(""));
+    CHECK(U("plain ASCII text, longer than eight bytes"));
+    CHECK(U("caf\xc3\xa9"));               /* é */
+    CHECK(U("\xe2\x82\xac"));              /* € */
+    CHECK(U("\xf0\x9f\x94\x90"));          /* 🔐 */
+    CHECK(U("\xf4\x8f\xbf\xbf"));          /* U+10FFFF */
+    CHECK(U("a\0b"));                      /* NUL is valid UTF-8 */
+    CHECK(!U("\xc3"));                     /* truncated */
+    CHECK(!U("\xc0\xaf"));                 /* overlong '/' */
+    CHECK(!U("\xe0\x80\xaf"));             /* overlong */
+    CHECK(!U("\xed\xa0\x80"));             /* surrogate U+D800 */
+    CHECK(!U("\xf4\x90\x80\x80"));         /* above U+10FFFF */
+    CHECK(!U("\x80"));                     /* lone continuation */
+    CHECK(!U("abcdefgh\xff"));             /* after the ASCII fast path */
+    CHECK(!U("\xe2\x82"));
+#undef U
+}
+
+int main(void)
+{
+    test_hex();
+    test_base64();
+    test_utf8();
+    return check_finish("test_codec");
+}
