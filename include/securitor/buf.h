@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct buf {
     char *data;
@@ -21,10 +22,26 @@ struct buf {
 
 /* Make room for `extra` more bytes; returns a pointer to data + len, or NULL
  * (and sets failed) when memory runs out. Does not change len. */
-char *buf_reserve(struct buf *b, size_t extra);
-void buf_append(struct buf *b, const void *p, size_t n);
-void buf_append_str(struct buf *b, const char *s);
-void buf_append_char(struct buf *b, char c);
+char *buf_reserve_slow(struct buf *b, size_t extra);
+static inline char *buf_reserve(struct buf *b, size_t extra)
+{
+    if (!b->failed && extra <= b->cap - b->len)
+        return b->data + b->len;
+    return buf_reserve_slow(b, extra);
+}
+static inline void buf_append(struct buf *b, const void *p, size_t n)
+{
+    char *dst = buf_reserve(b, n);
+    if (!dst)
+        return;
+    if (n)
+        memcpy(dst, p, n);
+    b->len += n;
+}
+static inline void buf_append_str(struct buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+static inline void buf_append_char(struct buf *b, char c) { buf_append(b, &c, 1); }
+/* Appends the decimal form of v. */
+void buf_append_ll(struct buf *b, long long v);
 /* Empties the buffer and clears `failed`; keeps the allocation. */
 void buf_reset(struct buf *b);
 /* Wipes the used bytes (for buffers that held secrets) and frees. */

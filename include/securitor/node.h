@@ -41,6 +41,7 @@ struct reply {
     struct buf fields; /* ,"key":value,... */
     int depth;         /* nesting of reply_begin_object */
     bool need_comma[8];
+    bool sensitive;    /* carries plaintext or secrets: wipe once written */
 };
 
 typedef int (*node_handler_fn)(struct app *app, const cJSON *body, struct reply *r);
@@ -71,6 +72,10 @@ int node_run(const struct node_program *prog, struct app *app);
 /* --- building replies (for handlers) ------------------------------------ */
 
 void reply_type(struct reply *r, const char *type);
+/* Marks the reply as carrying plaintext or secret values (a decrypted
+ * message, a root key), so its buffers are wiped once it is written. Input
+ * lines are always wiped; ciphertext replies need not be. */
+static inline void reply_sensitive(struct reply *r) { r->sensitive = true; }
 /* s is len bytes of UTF-8; it is JSON-escaped (invalid sequences become
  * U+FFFD, so the output line is always valid JSON). */
 void reply_string(struct reply *r, const char *key, const char *s, size_t len);

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
+#include "securitor/wipe.h"
 
-char *buf_reserve(struct buf *b, size_t extra)
+char *buf_reserve_slow(struct buf *b, size_t extra)
 {
     if (b->failed)
         return NULL;
@@ -30,25 +30,17 @@ char *buf_reserve(struct buf *b, size_t extra)
     return b->data + b->len;
 }
 
-void buf_append(struct buf *b, const void *p, size_t n)
+void buf_append_ll(struct buf *b, long long v)
 {
-    char *dst = buf_reserve(b, n);
-    if (!dst)
-        return;
-    if (n)
-        memcpy(dst, p, n);
-    b->len += n;
-}
-
-void buf_append_str(struct buf *b, const char *s) { buf_append(b, s, strlen(s)); }
-
-void buf_append_char(struct buf *b, char c)
-{
-    if (b->len < b->cap && !b->failed) {
-        b->data[b->len++] = c;
-        return;
-    }
-    buf_append(b, &c, 1);
+    char tmp[24], *p = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
 void buf_reset(struct buf *b)
@@ -60,7 +52,7 @@ void buf_reset(struct buf *b)
 void buf_free(struct buf *b)
 {
     if (b->data)
-        OPENSSL_cleanse(b->data, b->cap);
+        wipe_bytes(b->data, b->cap);
     free(b->data);
     *b = (struct buf){0};
 }

@@ -19,6 +19,7 @@
 
 #include "securitor/codec.h"
 #include "securitor/version.h"
+#include "securitor/wipe.h"
 
 /* Longest accepted line. Longer lines are dropped with a stderr note: the
  * limit keeps one runaway line from exhausting memory. */
@@ -35,7 +36,77 @@ struct node {
     struct reply reply;
     unsigned long long line_no;
     bool out_broken;
+    bool out_sensitive; /* out holds a sensitive reply: wipe after writing */
 };
+
+/* --- the request arena ------------------------------------------------------
+ *
+ * cJSON allocates every node and string separately; for a small request that
+ * is a dozen malloc/free pairs, more than the encryption costs. The loop
+ * gives cJSON a bump allocator instead, emptied after each line. Emptying it
+ * also wipes everything the request held (plaintexts, keys) in one pass, and
+ * the memory is reused, so big messages do not pay first-touch page faults
+ * again. cJSON's hooks take no context pointer, hence the file-scope state.
+ * Nothing parsed from a request may be kept after its handler returns.
+ */
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t cap, used;
+    max_align_t data[]; /* cap bytes */
+};
+
+static struct arena_chunk *arena_head, *arena_cur;
+
+static void *arena_alloc(size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    for (struct arena_chunk *c = arena_cur; c; c = c->next) {
+        if (c->cap - c->used >= n) {
+            void *p = (char *)c->data + c->used;
+            c->used += n;
+            arena_cur = c;
+            return p;
+        }
+    }
+    size_t cap = n > (32u << 10) ? n : (64u << 10);
+    struct arena_chunk *c = malloc(sizeof(*c) + cap);
+    if (!c)
+        return NULL;
+    *c = (struct arena_chunk){.cap = cap, .used = n};
+    if (!arena_head) {
+        arena_head = c;
+    } else { /* append, so chunks are tried in order after a reset */
+        struct arena_chunk *t = arena_cur ? arena_cur : arena_head;
+        while (t->next)
+            t = t->next;
+        t->next = c;
+    }
+    arena_cur = c;
+    return c->data;
+}
+
+static void arena_free_noop(void *p) { (void)p; }
+
+/* Wipes and empties the arena, keeping its memory. */
+static void arena_reset(void)
+{
+    for (struct arena_chunk *c = arena_head; c; c = c->next) {
+        wipe_bytes(c->data, c->used);
+        c->used = 0;
+    }
+    arena_cur = arena_head;
+}
+
+static void arena_release(void)
+{
+    arena_reset();
+    while (arena_head) {
+        struct arena_chunk *next = arena_head->next;
+        free(arena_head);
+        arena_head = next;
+    }
+    arena_cur = NULL;
+}
 
 void node_log(const char *fmt, ...)
 {
@@ -62,8 +133,9 @@ static void flush_out(struct node *n)
         }
         off += (size_t)w;
     }
-    if (n->out.len) /* replies can carry plaintext */
-        OPENSSL_cleanse(n->out.data, n->out.len);
+    if (n->out_sensitive)
+        wipe_bytes(n->out.data, n->out.len);
+    n->out_sensitive = false;
     buf_reset(&n->out);
 }
 
@@ -75,7 +147,6 @@ static void emit_reply(struct node *n, const char *self, const char *dest,
     struct buf *o = &n->out;
     struct reply *r = &n->reply;
     size_t mark = o->len;
-    char num[64];
 
     if (!r->type) /* a handler that filled nothing is a bug: say so */
         node_error(r, ERR_CRASH, "internal error: handler produced no reply");
@@ -86,14 +157,15 @@ static void emit_reply(struct node *n, const char *self, const char *dest,
         json_write_string(o, dest, strlen(dest));
         buf_append_str(o, ",\"body\":{\"type\":");
         json_write_string(o, r->type, strlen(r->type));
-        snprintf(num, sizeof(num), ",\"msg_id\":%lld", n->next_msg_id);
-        buf_append_str(o, num);
+        buf_append_str(o, ",\"msg_id\":");
+        buf_append_ll(o, n->next_msg_id);
         if (msg_id) {
-            snprintf(num, sizeof(num), ",\"in_reply_to\":%lld", (long long)msg_id->valuedouble);
-            buf_append_str(o, num);
+            buf_append_str(o, ",\"in_reply_to\":");
+            buf_append_ll(o, (long long)msg_id->valuedouble);
         }
         buf_append(o, r->fields.data, r->fields.len);
         buf_append_str(o, "}}\n");
+        n->out_sensitive |= r->sensitive;
         if (buf_ok(o) && buf_ok(&r->fields))
             break;
         /* Out of memory while formatting: drop the partial line and send a
@@ -156,26 +228,16 @@ static int h_echo(struct node *n, const cJSON *body, struct reply *r)
 static bool has_escaped_nul(const char *line, size_t len)
 {
     const char *p = line, *end = line + len;
-    while ((p = memmem(p, (size_t)(end - p), "\\u0000", 6)) != NULL) {
-        size_t backslashes = 0;
-        for (const char *q = p; q >= line && *q == '\\'; q--)
-            backslashes++;
-        if (backslashes % 2 == 1)
+    /* memchr is much faster than memmem; backslashes are rare. */
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        const char *run = p;
+        while (p < end && *p == '\\')
+            p++;
+        /* An odd run of backslashes escapes what follows it. */
+        if ((p - run) % 2 == 1 && end - p >= 5 && !memcmp(p, "u0000", 5))
             return true;
-        p += 6;
     }
     return false;
-}
-
-/* Wipes every string in a request tree: requests carry plaintexts and keys. */
-static void wipe_strings(cJSON *item)
-{
-    for (; item; item = item->next) {
-        if (cJSON_IsString(item) && item->valuestring)
-            OPENSSL_cleanse(item->valuestring, strlen(item->valuestring));
-        if (item->child)
-            wipe_strings(item->child);
-    }
 }
 
 static const cJSON *string_field(const cJSON *obj, const char *key)
@@ -247,10 +309,10 @@ static void handle_line(struct node *n, const char *line, size_t len)
     emit_reply(n, self, src->valuestring, msg_id);
     reply_clear(r);
 out:
-    if (root) {
-        wipe_strings(root);
-        cJSON_Delete(root);
-    }
+    /* No cJSON_Delete: its frees are no-ops here, and emptying the arena
+     * releases (and wipes) the whole tree at once. */
+    (void)root;
+    arena_reset();
 }
 
 /* --- the loop ------------------------------------------------------------------ */
@@ -270,7 +332,7 @@ static void process_line(struct node *n, char *line, size_t len)
         len--;
     if (!blank(line, len))
         handle_line(n, line, len);
-    OPENSSL_cleanse(line, len); /* the line may have held plaintext */
+    wipe_bytes(line, len); /* the line may have held plaintext */
 }
 
 static void usage(const struct node_program *p, FILE *f)
@@ -311,8 +373,10 @@ int node_run(const struct node_program *prog, struct app *app)
     int status = 0;
 
     signal(SIGPIPE, SIG_IGN); /* a closed stdout becomes EPIPE, reported once */
+    cJSON_Hooks hooks = {.malloc_fn = arena_alloc, .free_fn = arena_free_noop};
+    cJSON_InitHooks(&hooks);
     for (;;) {
-        char *nl = memchr(in.data + scan, '\n', in.len - scan);
+        char *nl = in.len > scan ? memchr(in.data + scan, '\n', in.len - scan) : NULL;
         if (nl) {
             size_t end = (size_t)(nl - in.data);
             if (!dropping)
@@ -327,7 +391,7 @@ int node_run(const struct node_program *prog, struct app *app)
                 node_log("%s: line %llu is longer than %zu bytes; dropped", prog->name,
                          n.line_no + 1, NODE_MAX_LINE);
             dropping = true;
-            OPENSSL_cleanse(in.data + start, in.len - start);
+            wipe_bytes(in.data + start, in.len - start);
             start = scan = in.len;
         }
         if (start) { /* move the partial line to the front */
@@ -366,5 +430,7 @@ int node_run(const struct node_program *prog, struct app *app)
     buf_free(&n.out);
     buf_free(&n.reply.fields);
     free(n.id);
+    cJSON_InitHooks(NULL);
+    arena_release();
     return status;
 }

@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "securitor/codec.h"
+#include "securitor/wipe.h"
 
 /* SAFE[c] is 1 for bytes copied into a JSON string as they are. */
 static const uint8_t *safe_table(void)
@@ -96,10 +97,8 @@ void reply_cstring(struct reply *r, const char *key, const char *s)
 
 void reply_int(struct reply *r, const char *key, long long v)
 {
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%lld", v);
     write_key(r, key);
-    buf_append(&r->fields, num, (size_t)n);
+    buf_append_ll(&r->fields, v);
 }
 
 void reply_hex(struct reply *r, const char *key, const uint8_t *bytes, size_t n)
@@ -153,8 +152,9 @@ void reply_clear(struct reply *r)
 {
     r->type = NULL;
     /* Reply fields may hold plaintext: wipe what was written, keep the memory. */
-    if (r->fields.len)
-        OPENSSL_cleanse(r->fields.data, r->fields.len);
+    if (r->sensitive)
+        wipe_bytes(r->fields.data, r->fields.len);
+    r->sensitive = false;
     buf_reset(&r->fields);
     r->depth = 0;
     r->need_comma[0] = true; /* the loop writes type and msg_id first */
@@ -167,7 +167,9 @@ int node_error(struct reply *r, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    bool sensitive = r->sensitive; /* fields written so far still need wiping */
     reply_clear(r);
+    r->sensitive = sensitive;
     reply_type(r, "error");
     reply_int(r, "code", code);
     reply_cstring(r, "text", text);

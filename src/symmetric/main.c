@@ -135,7 +135,7 @@ static int h_encrypt(struct app *app, const cJSON *body, struct reply *r)
     if (aead_seal(key->aead, iv, aad, aad_len, pt, pt_len, ct, tag) != AEAD_OK)
         rc = node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
     if (pt != (const uint8_t *)text)
-        OPENSSL_cleanse(app->in.data, pt_len);
+        wipe_bytes(app->in.data, pt_len);
     if (rc)
         return rc;
     reply_type(r, "encrypted");
@@ -210,6 +210,7 @@ static int h_decrypt(struct app *app, const cJSON *body, struct reply *r)
         return 0;
     }
     reply_type(r, "decrypted");
+    reply_sensitive(r);
     /* Text that JSON can carry as it is goes back as text; anything else
      * (invalid UTF-8, NUL bytes) as base64, so nothing is lost. */
     if (utf8_valid(pt, ct_len) && !memchr(pt, 0, ct_len)) {
@@ -218,7 +219,7 @@ static int h_decrypt(struct app *app, const cJSON *body, struct reply *r)
         reply_base64(r, "plaintext", pt, ct_len);
         reply_cstring(r, "encoding", "base64");
     }
-    OPENSSL_cleanse(pt, ct_len);
+    wipe_bytes(pt, ct_len);
     return 0;
 }
 
