@@ -6,7 +6,7 @@
  * and echo itself; everything else goes through the binary's own dispatch
  * table. It never exits on bad input and returns 0 at end of input.
  *
- * A handler is a function of (the binary's state, the request body) that
+ * A handler is a function of (the binary's state, the request) that
  * fills a reply. It never touches stdout: it names the reply type, adds
  * fields, and returns 0, or returns node_error(...) which discards whatever
  * fields it had added and turns the reply into {"type":"error",...}.
@@ -44,7 +44,14 @@ struct reply {
     bool sensitive;    /* carries plaintext or secrets: wipe once written */
 };
 
-typedef int (*node_handler_fn)(struct app *app, const cJSON *body, struct reply *r);
+/* One request: the envelope's src and its body (owned by the loop; valid
+ * only while the handler runs). */
+struct request {
+    const char *src;
+    const cJSON *body;
+};
+
+typedef int (*node_handler_fn)(struct app *app, const struct request *req, struct reply *r);
 
 struct node_handler {
     const char *type;

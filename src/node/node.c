@@ -298,8 +298,9 @@ static void handle_line(struct node *n, const char *line, size_t len)
             for (i = 0; i < p->n_handlers; i++)
                 if (!strcmp(t, p->handlers[i].type))
                     break;
+            struct request req = {.src = src->valuestring, .body = body};
             if (i < p->n_handlers)
-                p->handlers[i].fn(n->app, body, r);
+                p->handlers[i].fn(n->app, &req, r);
             else
                 node_error(r, ERR_NOT_SUPPORTED, "unknown type \"%s\"", t);
         }

@@ -99,8 +99,9 @@ static int read_aad(struct app *app, const cJSON *body, struct reply *r,
     return 0;
 }
 
-static int h_encrypt(struct app *app, const cJSON *body, struct reply *r)
+static int h_encrypt(struct app *app, const struct request *req, struct reply *r)
 {
+    const cJSON *body = req->body;
     const char *text, *encoding;
     const uint8_t *aad;
     size_t text_len, aad_len;
@@ -156,8 +157,9 @@ static enum aead_result try_open(struct sym_key *key, const uint8_t *iv, size_t 
                      tag_len, pt);
 }
 
-static int h_decrypt(struct app *app, const cJSON *body, struct reply *r)
+static int h_decrypt(struct app *app, const struct request *req, struct reply *r)
 {
+    const cJSON *body = req->body;
     const char *iv_hex, *ct_hex, *tag_hex;
     const uint8_t *aad;
     size_t iv_hex_len, ct_hex_len, tag_hex_len, aad_len;
@@ -223,9 +225,9 @@ static int h_decrypt(struct app *app, const cJSON *body, struct reply *r)
     return 0;
 }
 
-static int h_rotate_key(struct app *app, const cJSON *body, struct reply *r)
+static int h_rotate_key(struct app *app, const struct request *req, struct reply *r)
 {
-    (void)body;
+    (void)req;
     uint8_t key[AEAD_KEY_LEN];
     int rc = 0;
     if (rand_secret(key, sizeof(key)))

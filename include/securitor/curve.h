@@ -1,0 +1,69 @@
+/* curve.h - X25519 and Ed25519 over OpenSSL, with libsignal's signature
+ * convention (SIGNAL.md §2.3-2.5).
+ *
+ * Keys are raw 32-byte little-endian values; the 33-byte wire form
+ * (0x05 || u) is handled by curve_encode/curve_decode. Private keys are
+ * secrets: callers keep them in fixed arrays and wipe them.
+ */
+#ifndef SECURITOR_CURVE_H
+#define SECURITOR_CURVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CURVE_KEY_LEN 32
+#define CURVE_ENCODED_LEN 33 /* 0x05 || u */
+#define CURVE_SIG_LEN 64
+#define CURVE_DJB_TYPE 0x05
+
+struct curve_keypair {
+    uint8_t priv[CURVE_KEY_LEN]; /* clamped */
+    uint8_t pub[CURVE_KEY_LEN];
+};
+
+/* An identity key: an Ed25519 seed whose Edwards public key has sign bit 0,
+ * and the X25519 pair derived from it (SIGNAL.md Part 0 item 1). */
+struct curve_identity {
+    uint8_t seed[CURVE_KEY_LEN];
+    struct curve_keypair x;
+};
+
+void curve_encode(uint8_t out[static CURVE_ENCODED_LEN], const uint8_t pub[static CURVE_KEY_LEN]);
+/* Accepts 33 bytes 0x05 || u, or 32 raw bytes. Returns 0 or -1. */
+__attribute__((warn_unused_result))
+int curve_decode(uint8_t pub[static CURVE_KEY_LEN], const uint8_t *in, size_t len);
+
+/* X25519 public key of a (clamped) private key. 0 or -1. */
+__attribute__((warn_unused_result))
+int curve_public(uint8_t pub[static CURVE_KEY_LEN], const uint8_t priv[static CURVE_KEY_LEN]);
+/* A fresh key pair from RAND_priv_bytes. 0 or -1. */
+__attribute__((warn_unused_result))
+int curve_generate(struct curve_keypair *kp);
+/* X25519(priv, pub). Returns -1 when OpenSSL fails or the result is all
+ * zero (a low-order public key): such output must never be used. */
+__attribute__((warn_unused_result))
+int curve_dh(uint8_t out[static CURVE_KEY_LEN], const uint8_t priv[static CURVE_KEY_LEN],
+             const uint8_t pub[static CURVE_KEY_LEN]);
+
+/* A fresh identity (seeds redrawn until the sign bit is 0). 0 or -1. */
+__attribute__((warn_unused_result))
+int curve_identity_generate(struct curve_identity *id);
+/* Signs msg with the identity: Ed25519, then the Edwards sign bit (0) in
+ * bit 7 of byte 63, as libsignal's verifier expects. 0 or -1. */
+__attribute__((warn_unused_result))
+int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *id,
+               const uint8_t *msg, size_t len);
+/* Verifies a libsignal/XEdDSA-style signature under an X25519 public key:
+ * u is mapped to the Edwards y = (u-1)/(u+1), the sign bit taken from
+ * sig[63] bit 7, and the rest checked by OpenSSL's Ed25519 (SIGNAL.md 2.4).
+ * Returns 1 valid, 0 invalid, -1 internal error. */
+__attribute__((warn_unused_result))
+int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                 const uint8_t sig[static CURVE_SIG_LEN]);
+/* Plain Ed25519 verification under a raw Edwards key (for Wycheproof).
+ * 1 valid, 0 invalid, -1 internal error. */
+__attribute__((warn_unused_result))
+int ed25519_verify(const uint8_t pub[static 32], const uint8_t *msg, size_t len,
+                   const uint8_t *sig, size_t sig_len);
+
+#endif

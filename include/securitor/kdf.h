@@ -1,0 +1,39 @@
+/* kdf.h - HKDF-SHA256 (RFC 5869), HMAC-SHA256 and SHA-512 over OpenSSL.
+ *
+ * Algorithms are fetched once and contexts reused: these run several times
+ * per ratchet message. All return 0 or -1 (OpenSSL failed); outputs are
+ * unspecified on failure and callers must not use them.
+ */
+#ifndef SECURITOR_KDF_H
+#define SECURITOR_KDF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HMAC_SHA256_LEN 32
+#define SHA512_LEN 64
+
+/* A byte string for the multi-part calls. */
+struct bytes {
+    const uint8_t *p;
+    size_t n;
+};
+
+__attribute__((warn_unused_result))
+int hkdf_sha256(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
+                const uint8_t *ikm, size_t ikm_len, const char *info, size_t info_len);
+
+/* HMAC-SHA256 over the concatenation of n_parts parts. */
+__attribute__((warn_unused_result))
+int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
+                const struct bytes *parts, size_t n_parts);
+
+/* SHA-512 over the concatenation of n_parts parts. */
+__attribute__((warn_unused_result))
+int sha512(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts);
+
+/* SHA-256 of one buffer (ids, not secrets). */
+__attribute__((warn_unused_result))
+int sha256(uint8_t out[static 32], const uint8_t *p, size_t n);
+
+#endif

@@ -1,0 +1,54 @@
+/* cbc.c - AES-256-CBC with PKCS#7 (see cbc.h). */
+#include "securitor/cbc.h"
+
+#include <limits.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "securitor/wipe.h"
+
+static EVP_CIPHER_CTX *cbc_ctx(EVP_CIPHER **cipher)
+{
+    static EVP_CIPHER_CTX *ctx; /* reused: one message at a time */
+    static EVP_CIPHER *c;
+    if (!c)
+        c = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (!ctx)
+        ctx = EVP_CIPHER_CTX_new();
+    *cipher = c;
+    return c ? ctx : NULL;
+}
+
+int cbc_encrypt(uint8_t *out, const uint8_t key[static CBC_KEY_LEN],
+                const uint8_t iv[static CBC_IV_LEN], const uint8_t *in, size_t len)
+{
+    EVP_CIPHER *c;
+    EVP_CIPHER_CTX *ctx = cbc_ctx(&c);
+    int n1, n2;
+    if (!ctx || len > INT_MAX - CBC_BLOCK || !EVP_EncryptInit_ex2(ctx, c, key, iv, NULL) ||
+        !EVP_EncryptUpdate(ctx, out, &n1, in, (int)len) ||
+        !EVP_EncryptFinal_ex(ctx, out + n1, &n2) || (size_t)(n1 + n2) != cbc_padded_len(len)) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+int cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[static CBC_KEY_LEN],
+                const uint8_t iv[static CBC_IV_LEN], const uint8_t *in, size_t len)
+{
+    EVP_CIPHER *c;
+    EVP_CIPHER_CTX *ctx = cbc_ctx(&c);
+    int n1, n2;
+    if (!ctx || !len || len % CBC_BLOCK || len > INT_MAX ||
+        !EVP_DecryptInit_ex2(ctx, c, key, iv, NULL) ||
+        !EVP_DecryptUpdate(ctx, out, &n1, in, (int)len) ||
+        !EVP_DecryptFinal_ex(ctx, out + n1, &n2)) {
+        wipe_bytes(out, len);
+        ERR_clear_error();
+        return -1;
+    }
+    *out_len = (size_t)(n1 + n2);
+    return 0;
+}

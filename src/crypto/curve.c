@@ -1,0 +1,205 @@
+/* curve.c - X25519, Ed25519 and the libsignal signature map (see curve.h). */
+#include "securitor/curve.h"
+
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "securitor/kdf.h"
+#include "securitor/rand.h"
+#include "securitor/wipe.h"
+
+void curve_encode(uint8_t out[static CURVE_ENCODED_LEN], const uint8_t pub[static CURVE_KEY_LEN])
+{
+    out[0] = CURVE_DJB_TYPE;
+    memcpy(out + 1, pub, CURVE_KEY_LEN);
+}
+
+int curve_decode(uint8_t pub[static CURVE_KEY_LEN], const uint8_t *in, size_t len)
+{
+    if (len == CURVE_ENCODED_LEN && in[0] == CURVE_DJB_TYPE) {
+        memcpy(pub, in + 1, CURVE_KEY_LEN);
+        return 0;
+    }
+    if (len == CURVE_KEY_LEN) {
+        memcpy(pub, in, CURVE_KEY_LEN);
+        return 0;
+    }
+    return -1;
+}
+
+static void clamp(uint8_t k[static CURVE_KEY_LEN])
+{
+    k[0] &= 248;
+    k[31] &= 127;
+    k[31] |= 64;
+}
+
+int curve_public(uint8_t pub[static CURVE_KEY_LEN], const uint8_t priv[static CURVE_KEY_LEN])
+{
+    size_t len = CURVE_KEY_LEN;
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, CURVE_KEY_LEN);
+    int rc = k && EVP_PKEY_get_raw_public_key(k, pub, &len) == 1 && len == CURVE_KEY_LEN ? 0 : -1;
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return rc;
+}
+
+int curve_generate(struct curve_keypair *kp)
+{
+    if (rand_secret(kp->priv, CURVE_KEY_LEN))
+        return -1;
+    clamp(kp->priv); /* OpenSSL clamps anyway; stored clamped so libsignal agrees */
+    return curve_public(kp->pub, kp->priv);
+}
+
+int curve_dh(uint8_t out[static CURVE_KEY_LEN], const uint8_t priv[static CURVE_KEY_LEN],
+             const uint8_t pub[static CURVE_KEY_LEN])
+{
+    static const uint8_t zero[CURVE_KEY_LEN];
+    int rc = -1;
+    size_t len = CURVE_KEY_LEN;
+    EVP_PKEY *mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, CURVE_KEY_LEN);
+    EVP_PKEY *theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, CURVE_KEY_LEN);
+    EVP_PKEY_CTX *ctx = mine ? EVP_PKEY_CTX_new(mine, NULL) : NULL;
+    if (!ctx || !theirs || EVP_PKEY_derive_init(ctx) != 1 ||
+        EVP_PKEY_derive_set_peer(ctx, theirs) != 1 || EVP_PKEY_derive(ctx, out, &len) != 1 ||
+        len != CURVE_KEY_LEN)
+        goto out;
+    /* OpenSSL already refuses an all-zero result; check anyway, in constant
+     * time, since using it would make the "shared" secret public. */
+    if (CRYPTO_memcmp(out, zero, CURVE_KEY_LEN) == 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc)
+        OPENSSL_cleanse(out, CURVE_KEY_LEN);
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(mine);
+    EVP_PKEY_free(theirs);
+    ERR_clear_error();
+    return rc;
+}
+
+/* The Ed25519 public key of a seed. */
+static int ed25519_public(uint8_t pub[static 32], const uint8_t seed[static 32])
+{
+    size_t len = 32;
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+    int rc = k && EVP_PKEY_get_raw_public_key(k, pub, &len) == 1 && len == 32 ? 0 : -1;
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return rc;
+}
+
+int curve_identity_generate(struct curve_identity *id)
+{
+    uint8_t ed_pub[32], h[SHA512_LEN];
+    int rc = -1;
+    /* Redraw until the Edwards sign bit is 0 (about two tries): then the
+     * signature is valid for libsignal's verifier and for XEdDSA verifiers,
+     * which assume sign 0 (SIGNAL.md 2.5). */
+    for (int tries = 0; tries < 256; tries++) {
+        if (rand_secret(id->seed, sizeof(id->seed)) || ed25519_public(ed_pub, id->seed))
+            goto out;
+        if (!(ed_pub[31] & 0x80))
+            break;
+    }
+    if (ed_pub[31] & 0x80)
+        goto out;
+    /* RFC 8032 §5.1.5: the Ed25519 scalar is the clamped first half of
+     * SHA-512(seed); the same scalar is the X25519 private key. */
+    struct bytes part = {id->seed, sizeof(id->seed)};
+    if (sha512(h, &part, 1))
+        goto out;
+    memcpy(id->x.priv, h, CURVE_KEY_LEN);
+    clamp(id->x.priv);
+    rc = curve_public(id->x.pub, id->x.priv);
+out:
+    WIPE_OBJ(h);
+    return rc;
+}
+
+int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *id,
+               const uint8_t *msg, size_t len)
+{
+    int rc = -1;
+    size_t sig_len = CURVE_SIG_LEN;
+    uint8_t ed_pub[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, id->seed, 32);
+    if (!ctx || !k || ed25519_public(ed_pub, id->seed) ||
+        EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
+        EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != CURVE_SIG_LEN)
+        goto out;
+    sig[63] |= ed_pub[31] & 0x80; /* libsignal carries the sign bit here */
+    rc = 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(k); /* frees (and cleanses) its copy of the seed */
+    ERR_clear_error();
+    return rc;
+}
+
+int ed25519_verify(const uint8_t pub[static 32], const uint8_t *msg, size_t len,
+                   const uint8_t *sig, size_t sig_len)
+{
+    int rc = -1;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+    if (!k) { /* not a point: that is a failed verification, not an error */
+        rc = 0;
+        goto out;
+    }
+    if (!ctx || EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) != 1)
+        goto out;
+    rc = EVP_DigestVerify(ctx, sig, sig_len, msg, len) == 1 ? 1 : 0;
+out:
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return rc;
+}
+
+int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                 const uint8_t sig[static CURVE_SIG_LEN])
+{
+    int rc = -1;
+    uint8_t u_bytes[32], ed_pub[32], ed_sig[CURVE_SIG_LEN];
+    BN_CTX *bn = BN_CTX_new();
+    BIGNUM *p = BN_new(), *u = NULL, *num = NULL, *den = NULL, *y = NULL;
+    if (!bn || !p)
+        goto out;
+    BN_CTX_start(bn);
+    u = BN_CTX_get(bn), num = BN_CTX_get(bn), den = BN_CTX_get(bn), y = BN_CTX_get(bn);
+    if (!y || !BN_set_bit(p, 255) || !BN_sub_word(p, 19)) /* p = 2^255 - 19 */
+        goto out;
+    memcpy(u_bytes, pub, 32);
+    u_bytes[31] &= 0x7F; /* as libsignal's fe_frombytes: bit 255 is ignored */
+    if (!BN_lebin2bn(u_bytes, 32, u) || !BN_nnmod(u, u, p, bn))
+        goto out;
+    /* y = (u - 1) / (u + 1) mod p; u = -1 has no image (SIGNAL.md 2.4). */
+    if (!BN_mod_sub(num, u, BN_value_one(), p, bn) || !BN_mod_add(den, u, BN_value_one(), p, bn))
+        goto out;
+    if (BN_is_zero(den)) {
+        rc = 0;
+        goto out;
+    }
+    if (!BN_mod_inverse(den, den, p, bn) || !BN_mod_mul(y, num, den, p, bn) ||
+        BN_bn2lebinpad(y, ed_pub, 32) != 32)
+        goto out;
+    ed_pub[31] |= sig[63] & 0x80; /* y < 2^255, so bit 255 carries the sign */
+    memcpy(ed_sig, sig, CURVE_SIG_LEN);
+    ed_sig[63] &= 0x7F;
+    rc = ed25519_verify(ed_pub, msg, len, ed_sig, CURVE_SIG_LEN);
+out:
+    if (bn)
+        BN_CTX_end(bn);
+    BN_CTX_free(bn);
+    BN_free(p);
+    ERR_clear_error();
+    return rc;
+}

@@ -1,0 +1,114 @@
+/* kdf.c - HKDF, HMAC and SHA-2 wrappers (see kdf.h). */
+#include "securitor/kdf.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+/* Fetched once, kept for the process: per-call look-ups are slow in OpenSSL 3. */
+static EVP_KDF_CTX *hkdf_ctx;
+static EVP_MAC_CTX *hmac_ctx;
+static EVP_MD_CTX *md_ctx;
+static EVP_MD *md_sha512, *md_sha256;
+
+static int setup(void)
+{
+    if (hkdf_ctx && hmac_ctx && md_ctx && md_sha512 && md_sha256)
+        return 0;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!hkdf_ctx && kdf)
+        hkdf_ctx = EVP_KDF_CTX_new(kdf);
+    if (!hmac_ctx && mac)
+        hmac_ctx = EVP_MAC_CTX_new(mac);
+    EVP_KDF_free(kdf); /* the contexts hold their own references */
+    EVP_MAC_free(mac);
+    if (!md_ctx)
+        md_ctx = EVP_MD_CTX_new();
+    if (!md_sha512)
+        md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
+    if (!md_sha256)
+        md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    return hkdf_ctx && hmac_ctx && md_ctx && md_sha512 && md_sha256 ? 0 : -1;
+}
+
+int hkdf_sha256(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
+                const uint8_t *ikm, size_t ikm_len, const char *info, size_t info_len)
+{
+    static const uint8_t no_salt[1];
+    if (setup())
+        goto fail;
+    /* OSSL_PARAM wants non-const pointers; HKDF does not write through them. */
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_octet_string(OSSL_KDF_PARAM_KEY, (void *)(uintptr_t)ikm, ikm_len),
+        OSSL_PARAM_octet_string(OSSL_KDF_PARAM_SALT,
+                                (void *)(uintptr_t)(salt_len ? salt : no_salt), salt_len),
+        OSSL_PARAM_octet_string(OSSL_KDF_PARAM_INFO, (void *)(uintptr_t)info, info_len),
+        OSSL_PARAM_END,
+    };
+    if (EVP_KDF_derive(hkdf_ctx, out, out_len, params) != 1)
+        goto fail;
+    EVP_KDF_CTX_reset(hkdf_ctx); /* drops the key material it copied */
+    return 0;
+fail:
+    if (hkdf_ctx)
+        EVP_KDF_CTX_reset(hkdf_ctx);
+    ERR_clear_error();
+    return -1;
+}
+
+int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
+                const struct bytes *parts, size_t n_parts)
+{
+    size_t out_len;
+    if (setup())
+        goto fail;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_END,
+    };
+    if (!EVP_MAC_init(hmac_ctx, key, key_len, params))
+        goto fail;
+    for (size_t i = 0; i < n_parts; i++)
+        if (parts[i].n && !EVP_MAC_update(hmac_ctx, parts[i].p, parts[i].n))
+            goto fail;
+    if (!EVP_MAC_final(hmac_ctx, out, &out_len, HMAC_SHA256_LEN) || out_len != HMAC_SHA256_LEN)
+        goto fail;
+    return 0;
+fail:
+    ERR_clear_error();
+    return -1;
+}
+
+static int digest(const EVP_MD *md, uint8_t *out, const struct bytes *parts, size_t n_parts)
+{
+    if (!EVP_DigestInit_ex(md_ctx, md, NULL))
+        goto fail;
+    for (size_t i = 0; i < n_parts; i++)
+        if (parts[i].n && !EVP_DigestUpdate(md_ctx, parts[i].p, parts[i].n))
+            goto fail;
+    if (!EVP_DigestFinal_ex(md_ctx, out, NULL))
+        goto fail;
+    return 0;
+fail:
+    ERR_clear_error();
+    return -1;
+}
+
+int sha512(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts)
+{
+    if (setup())
+        return -1;
+    return digest(md_sha512, out, parts, n_parts);
+}
+
+int sha256(uint8_t out[static 32], const uint8_t *p, size_t n)
+{
+    struct bytes part = {p, n};
+    if (setup())
+        return -1;
+    return digest(md_sha256, out, &part, 1);
+}

@@ -1,0 +1,472 @@
+/* ratchet.c - X3DH, the Double Ratchet and safety numbers (see ratchet.h). */
+#include "securitor/ratchet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <uuid/uuid.h>
+
+#include "securitor/cbc.h"
+#include "securitor/kdf.h"
+#include "securitor/wipe.h"
+
+static const uint8_t ZERO32[32];
+
+/* ============================================================================
+ * Key derivation
+ * ========================================================================== */
+
+int chain_step(uint8_t seed[static 32], uint8_t next[static 32], const uint8_t ck[static 32])
+{
+    static const uint8_t one = 0x01, two = 0x02; /* Double Ratchet §5.2 */
+    struct bytes m1 = {&one, 1}, m2 = {&two, 1};
+    return hmac_sha256(seed, ck, 32, &m1, 1) || hmac_sha256(next, ck, 32, &m2, 1) ? -1 : 0;
+}
+
+int message_keys_derive(struct message_keys *mk, const uint8_t seed[static 32])
+{
+    uint8_t okm[80];
+    int rc = hkdf_sha256(okm, sizeof(okm), ZERO32, 32, seed, 32, "WhisperMessageKeys", 18);
+    if (!rc) {
+        memcpy(mk->cipher, okm, 32);
+        memcpy(mk->mac, okm + 32, 32);
+        memcpy(mk->iv, okm + 64, 16);
+    }
+    WIPE_OBJ(okm);
+    return rc;
+}
+
+int root_step(uint8_t rk_out[static 32], uint8_t ck_out[static 32], const uint8_t rk[static 32],
+              const uint8_t dh[static 32])
+{
+    uint8_t okm[64];
+    int rc = hkdf_sha256(okm, sizeof(okm), rk, 32, dh, 32, "WhisperRatchet", 14);
+    if (!rc) {
+        memcpy(rk_out, okm, 32);
+        memcpy(ck_out, okm + 32, 32);
+    }
+    WIPE_OBJ(okm);
+    return rc;
+}
+
+/* ============================================================================
+ * X3DH
+ * ========================================================================== */
+
+/* secret = 0xFF*32 || DH1 || DH2 || DH3 [|| DH4]; HKDF(0*32, secret,
+ * "WhisperText", 64) -> root key, chain key (X3DH §2.2, SIGNAL.md 2.2). The
+ * 0xFF prefix separates these inputs from XEdDSA's. */
+static int x3dh_finish(struct x3dh_result *out, uint8_t secret[static 160], size_t n_dh)
+{
+    uint8_t okm[64];
+    memset(secret, 0xFF, 32);
+    int rc = hkdf_sha256(okm, sizeof(okm), ZERO32, 32, secret, 32 + 32 * n_dh, "WhisperText", 11);
+    if (!rc) {
+        memcpy(out->root_key, okm, 32);
+        memcpy(out->chain_key, okm + 32, 32);
+    }
+    WIPE_OBJ(okm);
+    return rc;
+}
+
+int x3dh_initiate(struct x3dh_result *out, const uint8_t ik_priv[static 32],
+                  const uint8_t ek_priv[static 32], const uint8_t their_ik[static 32],
+                  const uint8_t their_spk[static 32], const uint8_t *their_opk)
+{
+    uint8_t secret[160];
+    int rc = -1;
+    if (curve_dh(secret + 32, ik_priv, their_spk) || curve_dh(secret + 64, ek_priv, their_ik) ||
+        curve_dh(secret + 96, ek_priv, their_spk) ||
+        (their_opk && curve_dh(secret + 128, ek_priv, their_opk)))
+        goto out;
+    rc = x3dh_finish(out, secret, their_opk ? 4 : 3);
+out:
+    WIPE_OBJ(secret); /* X3DH §3.3: delete the DH outputs */
+    return rc;
+}
+
+int x3dh_respond(struct x3dh_result *out, const uint8_t ik_priv[static 32],
+                 const uint8_t spk_priv[static 32], const uint8_t *opk_priv,
+                 const uint8_t their_ik[static 32], const uint8_t their_ek[static 32])
+{
+    uint8_t secret[160];
+    int rc = -1;
+    if (curve_dh(secret + 32, spk_priv, their_ik) || curve_dh(secret + 64, ik_priv, their_ek) ||
+        curve_dh(secret + 96, spk_priv, their_ek) ||
+        (opk_priv && curve_dh(secret + 128, opk_priv, their_ek)))
+        goto out;
+    rc = x3dh_finish(out, secret, opk_priv ? 4 : 3);
+out:
+    WIPE_OBJ(secret);
+    return rc;
+}
+
+/* ============================================================================
+ * Sessions
+ * ========================================================================== */
+
+int session_id_derive(char out[static 37], const uint8_t ik_a[static 32],
+                      const uint8_t ik_b[static 32], const uint8_t ek_a[static 32])
+{
+    static const char label[] = "securitor session id v1";
+    uint8_t transcript[sizeof(label) - 1 + 3 * CURVE_ENCODED_LEN], digest[32];
+    memcpy(transcript, label, sizeof(label) - 1);
+    curve_encode(transcript + sizeof(label) - 1, ik_a);
+    curve_encode(transcript + sizeof(label) - 1 + 33, ik_b);
+    curve_encode(transcript + sizeof(label) - 1 + 66, ek_a);
+    if (sha256(digest, transcript, sizeof(transcript)))
+        return -1;
+    uuid_t u;
+    memcpy(u, digest, 16);
+    u[6] = (uint8_t)((u[6] & 0x0F) | 0x80); /* version 8: custom (RFC 9562 §5.8) */
+    u[8] = (uint8_t)((u[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    uuid_unparse_lower(u, out);
+    return 0;
+}
+
+static void session_common(struct session *s, const uint8_t local_identity[static 32],
+                           const uint8_t remote_identity[static 32],
+                           const uint8_t base_key[static 32])
+{
+    memcpy(s->local_identity, local_identity, 32);
+    memcpy(s->remote_identity, remote_identity, 32);
+    memcpy(s->base_key, base_key, 32);
+    s->pending_pre_key_id = WIRE_NO_PREKEY;
+}
+
+int session_init_alice(struct session *s, const struct x3dh_result *x,
+                       const uint8_t their_spk[static 32], const uint8_t local_identity[static 32],
+                       const uint8_t remote_identity[static 32], const uint8_t base_key[static 32])
+{
+    uint8_t dh[32];
+    struct ratchet_core *c = &s->core;
+    int rc = -1;
+    *s = (struct session){0};
+    session_common(s, local_identity, remote_identity, base_key);
+    memcpy(c->remote, their_spk, 32); /* Bob's first ratchet key is his SPK */
+    if (curve_generate(&c->self) || curve_dh(dh, c->self.priv, their_spk) ||
+        root_step(c->root_key, c->send_ck, x->root_key, dh) ||
+        session_id_derive(s->id, local_identity, remote_identity, base_key))
+        goto out;
+    rc = 0;
+out:
+    WIPE_OBJ(dh);
+    if (rc)
+        session_wipe(s);
+    return rc;
+}
+
+int session_init_bob(struct session *s, const struct x3dh_result *x, const struct curve_keypair *spk,
+                     const uint8_t local_identity[static 32], const uint8_t remote_identity[static 32],
+                     const uint8_t base_key[static 32])
+{
+    *s = (struct session){0};
+    session_common(s, local_identity, remote_identity, base_key);
+    memcpy(s->core.root_key, x->root_key, 32);
+    s->core.self = *spk;
+    /* Bob has no chains yet: his first step is the DH ratchet on Alice's
+     * first message (X3DH §4.3: Bob's key is randomised before he sends). */
+    if (session_id_derive(s->id, remote_identity, local_identity, base_key)) {
+        session_wipe(s);
+        return -1;
+    }
+    return 0;
+}
+
+void session_wipe(struct session *s)
+{
+    if (s->skipped) {
+        OPENSSL_cleanse(s->skipped, s->cap_skipped * sizeof(*s->skipped));
+        free(s->skipped);
+    }
+    WIPE_PTR(s);
+}
+
+/* The MAC8 of a SignalMessage: HMAC-SHA256(mac key, Encode(IK_sender) ||
+ * Encode(IK_receiver) || 0x33 || protobuf), first 8 bytes (SIGNAL.md 2.1). */
+static int message_mac(uint8_t mac[static WIRE_MAC_LEN], const uint8_t key[static 32],
+                       const uint8_t sender[static 32], const uint8_t receiver[static 32],
+                       const uint8_t *body, size_t body_len)
+{
+    uint8_t ik_s[CURVE_ENCODED_LEN], ik_r[CURVE_ENCODED_LEN], full[HMAC_SHA256_LEN];
+    curve_encode(ik_s, sender);
+    curve_encode(ik_r, receiver);
+    struct bytes parts[] = {{ik_s, sizeof(ik_s)}, {ik_r, sizeof(ik_r)}, {body, body_len}};
+    int rc = hmac_sha256(full, key, 32, parts, 3);
+    memcpy(mac, full, WIRE_MAC_LEN);
+    WIPE_OBJ(full);
+    return rc;
+}
+
+int ratchet_encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t *out_len)
+{
+    uint8_t seed[32], next[32];
+    struct message_keys mk;
+    int rc = -1;
+    size_t ct_len = cbc_padded_len(len);
+    uint8_t *ct = malloc(ct_len);
+    if (!ct || chain_step(seed, next, s->core.send_ck) || message_keys_derive(&mk, seed) ||
+        cbc_encrypt(ct, mk.cipher, mk.iv, pt, len))
+        goto out;
+    size_t body = signal_message_encode_body(out, s->core.self.pub, s->core.send_n,
+                                             s->core.previous_counter, ct, ct_len);
+    if (message_mac(out + body, mk.mac, s->local_identity, s->remote_identity, out, body))
+        goto out;
+    *out_len = body + WIRE_MAC_LEN;
+    /* Commit: the chain moves on and this message key is gone. */
+    memcpy(s->core.send_ck, next, 32);
+    s->core.send_n++;
+    rc = 0;
+out:
+    WIPE_OBJ(seed);
+    WIPE_OBJ(next);
+    WIPE_OBJ(mk);
+    free(ct); /* ciphertext: not secret */
+    return rc;
+}
+
+/* Verifies the MAC with the keys from seed, then decrypts. */
+static enum ratchet_result open_with_seed(const struct session *s, const uint8_t seed[static 32],
+                                          const struct signal_message *m, uint8_t *pt,
+                                          size_t *pt_len)
+{
+    struct message_keys mk;
+    uint8_t mac[WIRE_MAC_LEN];
+    enum ratchet_result r = RATCHET_INTERNAL;
+    if (message_keys_derive(&mk, seed) ||
+        message_mac(mac, mk.mac, s->remote_identity, s->local_identity, m->mac_input,
+                    m->mac_input_len))
+        goto out;
+    if (CRYPTO_memcmp(mac, m->mac, WIRE_MAC_LEN) != 0) {
+        r = RATCHET_BAD_MAC;
+        goto out;
+    }
+    r = cbc_decrypt(pt, pt_len, mk.cipher, mk.iv, m->ciphertext, m->ciphertext_len)
+            ? RATCHET_BAD_PADDING
+            : RATCHET_OK;
+out:
+    WIPE_OBJ(mk);
+    return r;
+}
+
+/* Keys skipped while decrypting, kept aside until the message verifies. */
+struct skip_list {
+    struct skipped_key *keys;
+    size_t n, cap;
+};
+
+static void skip_list_wipe(struct skip_list *l)
+{
+    if (l->keys) {
+        OPENSSL_cleanse(l->keys, l->cap * sizeof(*l->keys));
+        free(l->keys);
+    }
+    *l = (struct skip_list){0};
+}
+
+/* Advances chain (ck, *n) to index `until`, recording each skipped seed. */
+static int skip_to(struct skip_list *l, uint8_t ck[static 32], uint32_t *n, uint32_t until,
+                   const uint8_t ratchet_key[static 32])
+{
+    if (until <= *n)
+        return 0;
+    size_t need = l->n + (until - *n);
+    if (need > l->cap) {
+        struct skipped_key *k = calloc(need, sizeof(*k));
+        if (!k)
+            return -1;
+        if (l->keys) {
+            memcpy(k, l->keys, l->n * sizeof(*k));
+            OPENSSL_cleanse(l->keys, l->cap * sizeof(*k));
+            free(l->keys);
+        }
+        l->keys = k;
+        l->cap = need;
+    }
+    for (; *n < until; (*n)++) {
+        struct skipped_key *k = &l->keys[l->n++];
+        uint8_t next[32];
+        memcpy(k->ratchet_key, ratchet_key, 32);
+        k->counter = *n;
+        if (chain_step(k->seed, next, ck)) {
+            WIPE_OBJ(next);
+            return -1;
+        }
+        memcpy(ck, next, 32);
+        WIPE_OBJ(next);
+    }
+    return 0;
+}
+
+/* Appends the new skipped keys, dropping (and wiping) the oldest beyond
+ * RATCHET_MAX_STORED. Allocates first, so failure changes nothing. */
+static int store_skipped(struct session *s, const struct skip_list *l)
+{
+    size_t total = s->n_skipped + l->n;
+    size_t keep = total > RATCHET_MAX_STORED ? RATCHET_MAX_STORED : total;
+    if (!l->n)
+        return 0;
+    struct skipped_key *k = calloc(keep, sizeof(*k));
+    if (!k)
+        return -1;
+    size_t drop = total - keep, j = 0;
+    for (size_t i = drop; i < s->n_skipped; i++)
+        k[j++] = s->skipped[i];
+    for (size_t i = drop > s->n_skipped ? drop - s->n_skipped : 0; i < l->n; i++)
+        k[j++] = l->keys[i];
+    if (s->skipped) {
+        OPENSSL_cleanse(s->skipped, s->cap_skipped * sizeof(*k));
+        free(s->skipped);
+    }
+    s->skipped = k;
+    s->n_skipped = s->cap_skipped = keep;
+    return 0;
+}
+
+enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_message *m,
+                                    uint8_t *pt, size_t *pt_len)
+{
+    enum ratchet_result r = RATCHET_INTERNAL;
+    struct ratchet_core c;
+    struct skip_list skipped = {0};
+    uint8_t dh[32], seed[32], next[32];
+
+    /* 1. A key skipped earlier (Double Ratchet §3.5, TrySkippedMessageKeys). */
+    for (size_t i = 0; i < s->n_skipped; i++) {
+        struct skipped_key *k = &s->skipped[i];
+        if (k->counter != m->counter || CRYPTO_memcmp(k->ratchet_key, m->ratchet_key, 32))
+            continue;
+        r = open_with_seed(s, k->seed, m, pt, pt_len);
+        if (r == RATCHET_OK) { /* used once, then deleted */
+            OPENSSL_cleanse(k, sizeof(*k));
+            memmove(k, k + 1, (s->n_skipped - i - 1) * sizeof(*k));
+            s->n_skipped--;
+        }
+        return r;
+    }
+
+    /* 2. Everything else runs on a copy, committed only on success. */
+    c = s->core;
+    if (!c.has_recv || CRYPTO_memcmp(m->ratchet_key, c.remote, 32)) {
+        if (c.has_recv) {
+            /* Keys left in the old chain: libsignal sends count - 1, so the
+             * chain holds previousCounter + 1 messages (SIGNAL.md 2.2). */
+            uint64_t until = (uint64_t)m->previous_counter + 1;
+            if (until > c.recv_n && until - c.recv_n > RATCHET_MAX_SKIP) {
+                r = RATCHET_TOO_FAR;
+                goto out;
+            }
+            if (skip_to(&skipped, c.recv_ck, &c.recv_n, (uint32_t)until, c.remote))
+                goto out;
+        } else if (m->counter > RATCHET_MAX_SKIP) {
+            r = RATCHET_TOO_FAR;
+            goto out;
+        }
+        /* DH ratchet (Double Ratchet §3.5, DHRatchet). */
+        c.previous_counter = c.send_n ? c.send_n - 1 : 0;
+        memcpy(c.remote, m->ratchet_key, 32);
+        if (curve_dh(dh, c.self.priv, c.remote) || root_step(c.root_key, c.recv_ck, c.root_key, dh))
+            goto bad_key;
+        c.recv_n = 0;
+        c.has_recv = true;
+        if (curve_generate(&c.self) || curve_dh(dh, c.self.priv, c.remote) ||
+            root_step(c.root_key, c.send_ck, c.root_key, dh))
+            goto out;
+        c.send_n = 0;
+    }
+    if (m->counter < c.recv_n) {
+        r = RATCHET_DUPLICATE;
+        goto out;
+    }
+    if (m->counter - c.recv_n > RATCHET_MAX_SKIP) {
+        r = RATCHET_TOO_FAR;
+        goto out;
+    }
+    if (skip_to(&skipped, c.recv_ck, &c.recv_n, m->counter, c.remote) ||
+        chain_step(seed, next, c.recv_ck))
+        goto out;
+    memcpy(c.recv_ck, next, 32);
+    c.recv_n++;
+    r = open_with_seed(s, seed, m, pt, pt_len);
+    if (r != RATCHET_OK)
+        goto out;
+    if (store_skipped(s, &skipped)) {
+        wipe_bytes(pt, *pt_len);
+        r = RATCHET_INTERNAL;
+        goto out;
+    }
+    s->core = c; /* commit */
+    goto out;
+bad_key:
+    /* Their ratchet key gave an unusable DH (a low-order point): forged. */
+    r = RATCHET_BAD_MAC;
+out:
+    WIPE_OBJ(c);
+    WIPE_OBJ(dh);
+    WIPE_OBJ(seed);
+    WIPE_OBJ(next);
+    skip_list_wipe(&skipped);
+    return r;
+}
+
+const char *ratchet_result_text(enum ratchet_result r)
+{
+    switch (r) {
+    case RATCHET_OK: return "ok";
+    case RATCHET_BAD_MAC: return "MAC verification failed: the message was forged, corrupted, "
+                                 "or is not for this session";
+    case RATCHET_DUPLICATE: return "duplicate message: its key was already used or deleted "
+                                   "(replay refused)";
+    case RATCHET_TOO_FAR: return "message too far ahead: more than 2000 message keys would be "
+                                 "skipped";
+    case RATCHET_BAD_PADDING: return "bad padding after a valid MAC";
+    case RATCHET_INTERNAL: break;
+    }
+    return "internal error while decrypting";
+}
+
+/* ============================================================================
+ * Safety numbers
+ * ========================================================================== */
+
+/* One side's 30 digits: hash_0 = version(0, 2 bytes) || IK || id; then 5200
+ * times hash = SHA-512(hash || IK); six 5-byte big-endian chunks mod 100000. */
+static int fingerprint_digits(char out[static 31], const uint8_t identity[static 32],
+                              const char *id, size_t id_len)
+{
+    static const uint8_t version[2] = {0, 0};
+    uint8_t ik[CURVE_ENCODED_LEN], hash[SHA512_LEN];
+    curve_encode(ik, identity);
+    struct bytes first[] = {{version, 2}, {ik, sizeof(ik)}, {(const uint8_t *)id, id_len},
+                            {ik, sizeof(ik)}};
+    if (sha512(hash, first, 4))
+        return -1;
+    for (int i = 1; i < 5200; i++) {
+        struct bytes next[] = {{hash, sizeof(hash)}, {ik, sizeof(ik)}};
+        if (sha512(hash, next, 2))
+            return -1;
+    }
+    for (int chunk = 0; chunk < 6; chunk++) {
+        uint64_t v = 0;
+        for (int b = 0; b < 5; b++)
+            v = v << 8 | hash[chunk * 5 + b];
+        snprintf(out + chunk * 5, 6, "%05u", (unsigned)(v % 100000));
+    }
+    return 0;
+}
+
+int safety_number(char out[static 61], const uint8_t local_identity[static 32],
+                  const char *local_id, size_t local_id_len,
+                  const uint8_t remote_identity[static 32], const char *remote_id,
+                  size_t remote_id_len)
+{
+    char local[31], remote[31];
+    if (fingerprint_digits(local, local_identity, local_id, local_id_len) ||
+        fingerprint_digits(remote, remote_identity, remote_id, remote_id_len))
+        return -1;
+    bool local_first = strcmp(local, remote) <= 0; /* the same order on both sides */
+    snprintf(out, 61, "%s%s", local_first ? local : remote, local_first ? remote : local);
+    return 0;
+}
