@@ -141,12 +141,10 @@ def main():
     try:
         if WHAT in ("symmetric", "all"):
             bench_symmetric()
-        if WHAT in ("e2ee", "all") and os.path.exists(os.path.join(BUILD, "e2ee-node")):
-            import bench_e2ee  # noqa: F401 - defined alongside, runs on import
-            bench_e2ee.run_all(BUILD, TMP, run, write_lines, count_type)
+        if WHAT in ("e2ee", "all"):
+            print("\ne2ee-node: no benchmark yet (see the README's open items)")
     finally:
         subprocess.run(["rm", "-rf", TMP])
 
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 main()

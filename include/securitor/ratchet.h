@@ -19,6 +19,7 @@
 #define RATCHET_MAX_SKIP 2000   /* message keys skipped in one step */
 #define RATCHET_MAX_STORED 2000 /* skipped keys kept per session; oldest go first */
 #define RATCHET_KEY_LEN 32
+#define RATCHET_RETIRED 5        /* old receiving chains remembered (as libsignal) */
 
 /* --- key derivation (exposed for the known-answer tests) ------------------- */
 
@@ -74,6 +75,10 @@ struct ratchet_core {
     uint8_t send_ck[32], recv_ck[32];
     uint32_t send_n, recv_n;     /* next index in each chain */
     uint32_t previous_counter;   /* sent as previousCounter: count - 1 (libsignal) */
+    /* Their last few retired ratchet keys: a message on one of those chains
+     * whose key is not among the skipped ones is a replay, not a new step. */
+    uint8_t retired[RATCHET_RETIRED][32];
+    uint32_t n_retired;
 };
 
 struct session {

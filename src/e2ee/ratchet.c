@@ -349,6 +349,12 @@ enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_messa
 
     /* 2. Everything else runs on a copy, committed only on success. */
     c = s->core;
+    for (uint32_t i = 0; i < c.n_retired; i++) {
+        if (!CRYPTO_memcmp(m->ratchet_key, c.retired[i], 32)) {
+            r = RATCHET_DUPLICATE; /* an old chain: every live key was in the skipped set */
+            goto out;
+        }
+    }
     if (!c.has_recv || CRYPTO_memcmp(m->ratchet_key, c.remote, 32)) {
         if (c.has_recv) {
             /* Keys left in the old chain: libsignal sends count - 1, so the
@@ -365,6 +371,12 @@ enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_messa
             goto out;
         }
         /* DH ratchet (Double Ratchet §3.5, DHRatchet). */
+        if (c.has_recv) {
+            memmove(c.retired[1], c.retired[0], (RATCHET_RETIRED - 1) * 32);
+            memcpy(c.retired[0], c.remote, 32);
+            if (c.n_retired < RATCHET_RETIRED)
+                c.n_retired++;
+        }
         c.previous_counter = c.send_n ? c.send_n - 1 : 0;
         memcpy(c.remote, m->ratchet_key, 32);
         if (curve_dh(dh, c.self.priv, c.remote) || root_step(c.root_key, c.recv_ck, c.root_key, dh))
