@@ -90,6 +90,9 @@ void reply_cstring(struct reply *r, const char *key, const char *s);
 void reply_int(struct reply *r, const char *key, long long v);
 void reply_hex(struct reply *r, const char *key, const uint8_t *b, size_t n);
 void reply_base64(struct reply *r, const char *key, const uint8_t *b, size_t n);
+/* Bytes as the text value of `key` when JSON can carry them losslessly
+ * (valid UTF-8, no NUL), else as base64 with "encoding": "base64" beside. */
+void reply_text_or_base64(struct reply *r, const char *key, const uint8_t *b, size_t n);
 /* json must be a complete serialised JSON value. */
 void reply_raw(struct reply *r, const char *key, const char *json, size_t len);
 void reply_begin_object(struct reply *r, const char *key);

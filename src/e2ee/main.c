@@ -153,12 +153,7 @@ static void reply_decryption_failed(struct reply *r, const char *why)
 static void reply_plaintext(struct reply *r, const uint8_t *pt, size_t len)
 {
     reply_sensitive(r);
-    if (utf8_valid(pt, len) && !memchr(pt, 0, len)) {
-        reply_string(r, "plaintext", (const char *)pt, len);
-    } else {
-        reply_base64(r, "plaintext", pt, len);
-        reply_cstring(r, "encoding", "base64");
-    }
+    reply_text_or_base64(r, "plaintext", pt, len);
 }
 
 /* ============================================================================

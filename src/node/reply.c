@@ -126,6 +126,16 @@ void reply_base64(struct reply *r, const char *key, const uint8_t *bytes, size_t
     r->fields.len += m + 2;
 }
 
+void reply_text_or_base64(struct reply *r, const char *key, const uint8_t *b, size_t n)
+{
+    if (utf8_valid(b, n) && !memchr(b, 0, n)) {
+        reply_string(r, key, (const char *)b, n);
+    } else {
+        reply_base64(r, key, b, n);
+        reply_cstring(r, "encoding", "base64");
+    }
+}
+
 void reply_raw(struct reply *r, const char *key, const char *json, size_t len)
 {
     write_key(r, key);

@@ -215,12 +215,7 @@ static int h_decrypt(struct app *app, const struct request *req, struct reply *r
     reply_sensitive(r);
     /* Text that JSON can carry as it is goes back as text; anything else
      * (invalid UTF-8, NUL bytes) as base64, so nothing is lost. */
-    if (utf8_valid(pt, ct_len) && !memchr(pt, 0, ct_len)) {
-        reply_string(r, "plaintext", (const char *)pt, ct_len);
-    } else {
-        reply_base64(r, "plaintext", pt, ct_len);
-        reply_cstring(r, "encoding", "base64");
-    }
+    reply_text_or_base64(r, "plaintext", pt, ct_len);
     wipe_bytes(pt, ct_len);
     return 0;
 }
