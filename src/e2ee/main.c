@@ -348,10 +348,11 @@ static int h_send_message(struct app *app, const struct request *req, struct rep
     if (!out)
         return node_error(r, ERR_CRASH, "out of memory");
     size_t msg_len, total;
-    if (ratchet_encrypt(s, pt, pt_len, out, &msg_len))
-        return node_error(r, ERR_CRASH, "encryption failed internally");
-    if (pt != (const uint8_t *)text)
+    rc = ratchet_encrypt(s, pt, pt_len, out, &msg_len);
+    if (pt != (const uint8_t *)text) /* decoded plaintext: wiped on every path */
         wipe_bytes(app->bytes.data, pt_len);
+    if (rc)
+        return node_error(r, ERR_CRASH, "encryption failed internally");
     const uint8_t *mac = out + msg_len - WIRE_MAC_LEN;
     const uint8_t *wire = out;
     total = msg_len;
@@ -461,8 +462,7 @@ static int receive_prekey(struct app *app, struct user *u, const char *sender,
         goto out;
     }
     struct user *local = store_find_user(&app->store, sender);
-    if ((!local || memcmp(local->id.x.pub, pm->identity_key, CURVE_KEY_LEN)) && !local &&
-        store_mark_remote(&app->store, sender)) {
+    if (!local && store_mark_remote(&app->store, sender)) {
         wipe_bytes(pt, *pt_len);
         rc = node_error(r, ERR_CRASH, "out of memory");
         goto out;
