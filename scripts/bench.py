@@ -142,7 +142,9 @@ def main():
         if WHAT in ("symmetric", "all"):
             bench_symmetric()
         if WHAT in ("e2ee", "all"):
-            print("\ne2ee-node: no benchmark yet (see the README's open items)")
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import bench_e2ee
+            bench_e2ee.run_all(BUILD)
     finally:
         subprocess.run(["rm", "-rf", TMP])
 

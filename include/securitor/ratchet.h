@@ -49,13 +49,13 @@ struct x3dh_result {
  * DH4 = DH(EK_A, OPK_B) when their_opk is not NULL. The caller has verified
  * SPK_B's signature already. 0 or -1 (a DH failed or was all zero). */
 __attribute__((warn_unused_result))
-int x3dh_initiate(struct x3dh_result *out, const uint8_t ik_priv[static 32],
-                  const uint8_t ek_priv[static 32], const uint8_t their_ik[static 32],
+int x3dh_initiate(struct x3dh_result *out, const struct curve_keypair *ik,
+                  const struct curve_keypair *ek, const uint8_t their_ik[static 32],
                   const uint8_t their_spk[static 32], const uint8_t *their_opk);
-/* Bob: the mirror image. opk_priv may be NULL. 0 or -1. */
+/* Bob: the mirror image. opk may be NULL. 0 or -1. */
 __attribute__((warn_unused_result))
-int x3dh_respond(struct x3dh_result *out, const uint8_t ik_priv[static 32],
-                 const uint8_t spk_priv[static 32], const uint8_t *opk_priv,
+int x3dh_respond(struct x3dh_result *out, const struct curve_keypair *ik,
+                 const struct curve_keypair *spk, const struct curve_keypair *opk,
                  const uint8_t their_ik[static 32], const uint8_t their_ek[static 32]);
 
 /* --- sessions ------------------------------------------------------------------ */

@@ -1,12 +1,15 @@
 /* curve.c - X25519, Ed25519 and the libsignal signature map (see curve.h). */
 #include "securitor/curve.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include "securitor/kdf.h"
 #include "securitor/rand.h"
@@ -56,17 +59,38 @@ int curve_generate(struct curve_keypair *kp)
     return curve_public(kp->pub, kp->priv);
 }
 
-int curve_dh(uint8_t out[static CURVE_KEY_LEN], const uint8_t priv[static CURVE_KEY_LEN],
-             const uint8_t pub[static CURVE_KEY_LEN])
+/* An X25519 key pair as an EVP_PKEY, built from both halves (the import of a
+ * bare private key would recompute the public key: a second scalar
+ * multiplication on every DH). */
+static EVP_PKEY *keypair_pkey(const struct curve_keypair *kp)
+{
+    static EVP_PKEY_CTX *ctx; /* fetched once */
+    EVP_PKEY *k = NULL;
+    if (!ctx)
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
+    /* OSSL_PARAM takes non-const pointers; fromdata only reads them. */
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PRIV_KEY, (void *)(uintptr_t)kp->priv, CURVE_KEY_LEN),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)kp->pub, CURVE_KEY_LEN),
+        OSSL_PARAM_END,
+    };
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_KEYPAIR, params) != 1)
+        return NULL;
+    return k;
+}
+
+int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
+             const uint8_t theirs[static CURVE_KEY_LEN])
 {
     static const uint8_t zero[CURVE_KEY_LEN];
     int rc = -1;
     size_t len = CURVE_KEY_LEN;
-    EVP_PKEY *mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, CURVE_KEY_LEN);
-    EVP_PKEY *theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, CURVE_KEY_LEN);
-    EVP_PKEY_CTX *ctx = mine ? EVP_PKEY_CTX_new(mine, NULL) : NULL;
-    if (!ctx || !theirs || EVP_PKEY_derive_init(ctx) != 1 ||
-        EVP_PKEY_derive_set_peer(ctx, theirs) != 1 || EVP_PKEY_derive(ctx, out, &len) != 1 ||
+    EVP_PKEY *me = keypair_pkey(mine);
+    EVP_PKEY *them = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, theirs, CURVE_KEY_LEN);
+    EVP_PKEY_CTX *ctx = me ? EVP_PKEY_CTX_new(me, NULL) : NULL;
+    if (!ctx || !them || EVP_PKEY_derive_init(ctx) != 1 ||
+        EVP_PKEY_derive_set_peer(ctx, them) != 1 || EVP_PKEY_derive(ctx, out, &len) != 1 ||
         len != CURVE_KEY_LEN)
         goto out;
     /* OpenSSL already refuses an all-zero result; check anyway, in constant
@@ -78,8 +102,8 @@ out:
     if (rc)
         OPENSSL_cleanse(out, CURVE_KEY_LEN);
     EVP_PKEY_CTX_free(ctx);
-    EVP_PKEY_free(mine);
-    EVP_PKEY_free(theirs);
+    EVP_PKEY_free(me); /* cleanses its copy of the private key */
+    EVP_PKEY_free(them);
     ERR_clear_error();
     return rc;
 }

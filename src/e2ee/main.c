@@ -191,7 +191,7 @@ static int initiate(struct app *app, struct user *u, const char *peer_name,
     if (!s)
         return node_error(r, ERR_CRASH, "out of memory");
     if (curve_generate(&ek) ||
-        x3dh_initiate(&x, u->id.x.priv, ek.priv, b->identity, b->spk, b->has_opk ? b->opk : NULL)) {
+        x3dh_initiate(&x, &u->id.x, &ek, b->identity, b->spk, b->has_opk ? b->opk : NULL)) {
         rc = node_error(r, ERR_PRECONDITION, "X3DH failed: a key in the bundle gives an unusable "
                                              "(all-zero) shared secret");
         goto out;
@@ -441,7 +441,7 @@ static int receive_prekey(struct app *app, struct user *u, const char *sender,
     int rc = -1;
     if (!s)
         return node_error(r, ERR_CRASH, "out of memory");
-    if (x3dh_respond(&x, u->id.x.priv, u->spk.priv, opk ? opk->kp.priv : NULL, pm->identity_key,
+    if (x3dh_respond(&x, &u->id.x, &u->spk, opk ? &opk->kp : NULL, pm->identity_key,
                      pm->base_key) ||
         session_init_bob(s, &x, &u->spk, u->id.x.pub, pm->identity_key, pm->base_key)) {
         reply_decryption_failed(r, "X3DH failed: the message's keys give an unusable shared secret");

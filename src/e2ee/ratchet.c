@@ -71,15 +71,15 @@ static int x3dh_finish(struct x3dh_result *out, uint8_t secret[static 160], size
     return rc;
 }
 
-int x3dh_initiate(struct x3dh_result *out, const uint8_t ik_priv[static 32],
-                  const uint8_t ek_priv[static 32], const uint8_t their_ik[static 32],
+int x3dh_initiate(struct x3dh_result *out, const struct curve_keypair *ik,
+                  const struct curve_keypair *ek, const uint8_t their_ik[static 32],
                   const uint8_t their_spk[static 32], const uint8_t *their_opk)
 {
     uint8_t secret[160];
     int rc = -1;
-    if (curve_dh(secret + 32, ik_priv, their_spk) || curve_dh(secret + 64, ek_priv, their_ik) ||
-        curve_dh(secret + 96, ek_priv, their_spk) ||
-        (their_opk && curve_dh(secret + 128, ek_priv, their_opk)))
+    if (curve_dh(secret + 32, ik, their_spk) || curve_dh(secret + 64, ek, their_ik) ||
+        curve_dh(secret + 96, ek, their_spk) ||
+        (their_opk && curve_dh(secret + 128, ek, their_opk)))
         goto out;
     rc = x3dh_finish(out, secret, their_opk ? 4 : 3);
 out:
@@ -87,17 +87,16 @@ out:
     return rc;
 }
 
-int x3dh_respond(struct x3dh_result *out, const uint8_t ik_priv[static 32],
-                 const uint8_t spk_priv[static 32], const uint8_t *opk_priv,
+int x3dh_respond(struct x3dh_result *out, const struct curve_keypair *ik,
+                 const struct curve_keypair *spk, const struct curve_keypair *opk,
                  const uint8_t their_ik[static 32], const uint8_t their_ek[static 32])
 {
     uint8_t secret[160];
     int rc = -1;
-    if (curve_dh(secret + 32, spk_priv, their_ik) || curve_dh(secret + 64, ik_priv, their_ek) ||
-        curve_dh(secret + 96, spk_priv, their_ek) ||
-        (opk_priv && curve_dh(secret + 128, opk_priv, their_ek)))
+    if (curve_dh(secret + 32, spk, their_ik) || curve_dh(secret + 64, ik, their_ek) ||
+        curve_dh(secret + 96, spk, their_ek) || (opk && curve_dh(secret + 128, opk, their_ek)))
         goto out;
-    rc = x3dh_finish(out, secret, opk_priv ? 4 : 3);
+    rc = x3dh_finish(out, secret, opk ? 4 : 3);
 out:
     WIPE_OBJ(secret);
     return rc;
@@ -146,7 +145,7 @@ int session_init_alice(struct session *s, const struct x3dh_result *x,
     *s = (struct session){0};
     session_common(s, local_identity, remote_identity, base_key);
     memcpy(c->remote, their_spk, 32); /* Bob's first ratchet key is his SPK */
-    if (curve_generate(&c->self) || curve_dh(dh, c->self.priv, their_spk) ||
+    if (curve_generate(&c->self) || curve_dh(dh, &c->self, their_spk) ||
         root_step(c->root_key, c->send_ck, x->root_key, dh) ||
         session_id_derive(s->id, local_identity, remote_identity, base_key))
         goto out;
@@ -379,11 +378,11 @@ enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_messa
         }
         c.previous_counter = c.send_n ? c.send_n - 1 : 0;
         memcpy(c.remote, m->ratchet_key, 32);
-        if (curve_dh(dh, c.self.priv, c.remote) || root_step(c.root_key, c.recv_ck, c.root_key, dh))
+        if (curve_dh(dh, &c.self, c.remote) || root_step(c.root_key, c.recv_ck, c.root_key, dh))
             goto bad_key;
         c.recv_n = 0;
         c.has_recv = true;
-        if (curve_generate(&c.self) || curve_dh(dh, c.self.priv, c.remote) ||
+        if (curve_generate(&c.self) || curve_dh(dh, &c.self, c.remote) ||
             root_step(c.root_key, c.send_ck, c.root_key, dh))
             goto out;
         c.send_n = 0;

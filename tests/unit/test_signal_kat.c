@@ -28,6 +28,16 @@ static void key(uint8_t out[32], const char *hex)
     free(b);
 }
 
+/* A key pair from its private key (the public half computed by OpenSSL). */
+static void keypair(struct curve_keypair *kp, const char *priv_hex)
+{
+    key(kp->priv, priv_hex);
+    if (curve_public(kp->pub, kp->priv)) {
+        fprintf(stderr, "test bug: curve_public failed\n");
+        abort();
+    }
+}
+
 static void check_hex(const uint8_t *got, const char *want_hex)
 {
     size_t n;
@@ -93,18 +103,18 @@ static void test_hkdf(void)
 /* libsignal-protocol-c tests/test_curve25519.c test_curve25519_agreement. */
 static void test_agreement(void)
 {
-    uint8_t a[32], b[32], a_pub[32], b_pub[32], s1[32], s2[32];
-    key(a, "c806439dc9d2c476ffed8f2580c0888d58ab406bf7ae3698879021b96bb4bf59");
-    key(b, "b03b34c33a1c44f225b662d2bf4859b8135411fa7b0386d45fb75dc5b91b4466");
-    CHECK(curve_public(a_pub, a) == 0 && curve_public(b_pub, b) == 0);
-    check_hex(a_pub, "1bb75966f2e93a3691dfff942bb2a466a1c08b8d78ca3f4d6df8b8bfa2e4ee28");
-    check_hex(b_pub, "653614993d2b15ee9e5fd3d86ce719ef4ec1daae1886a87b3f5fa9565a27a22f");
-    CHECK(curve_dh(s1, a, b_pub) == 0 && curve_dh(s2, b, a_pub) == 0);
+    struct curve_keypair a, b;
+    uint8_t s1[32], s2[32];
+    keypair(&a, "c806439dc9d2c476ffed8f2580c0888d58ab406bf7ae3698879021b96bb4bf59");
+    keypair(&b, "b03b34c33a1c44f225b662d2bf4859b8135411fa7b0386d45fb75dc5b91b4466");
+    check_hex(a.pub, "1bb75966f2e93a3691dfff942bb2a466a1c08b8d78ca3f4d6df8b8bfa2e4ee28");
+    check_hex(b.pub, "653614993d2b15ee9e5fd3d86ce719ef4ec1daae1886a87b3f5fa9565a27a22f");
+    CHECK(curve_dh(s1, &a, b.pub) == 0 && curve_dh(s2, &b, a.pub) == 0);
     check_hex(s1, "325f239328941ced6e673b86ba41017448e99b649a9c3806c1dd7ca4c477e629");
     check_hex(s2, "325f239328941ced6e673b86ba41017448e99b649a9c3806c1dd7ca4c477e629");
     /* A low-order point gives all-zero output: refused (X3DH, Part 0 item 2). */
     uint8_t zero_pub[32] = {0};
-    CHECK(curve_dh(s1, a, zero_pub) == -1);
+    CHECK(curve_dh(s1, &a, zero_pub) == -1);
 }
 
 /* X3DH: x3dh_v3_clamped (libsignal a280bc6 rust/protocol/tests/ratchet.rs)
@@ -112,19 +122,19 @@ static void test_agreement(void)
  * test_ratcheting_session_as_bob). Root keys: derived_here. */
 static void test_x3dh(void)
 {
-    uint8_t alice_ik[32], alice_ik_pub[32], alice_base[32], alice_base_pub[32], bob_ik[32];
-    uint8_t bob_ik_pub[32], bob_spk[32], bob_spk_pub[32], raw_base_pub[32];
+    struct curve_keypair alice_ik, alice_base, bob_ik, bob_spk;
+    uint8_t raw_base_pub[32];
     struct x3dh_result xa, xb;
-    key(alice_ik, "9040f0d4e09cf38f6dc7c13779c908c015a1da4fa78737a080eb0a6f4f5f8f58");
-    key(alice_ik_pub, "05b4a8455660ada65b401007f615e654041746432e3339c6875149bceefcb42b4a");
-    key(alice_base, "10ae7c64d1e61cd596b76a0db5012673391cae66edbfcf073b4da80516a47449");
-    key(alice_base_pub, "05e2c05860f2ac6b2b57ba564b421ffe71e4b128c591e46e0491cc9b33dbf22a27");
-    key(bob_ik, "4875cc69ddf8ea0719ec947d61081135868d5fd801f02c0225e516df2156605e");
-    key(bob_ik_pub, "05f1f43874f6966956c2dd473f8fa15adeb71d1cb991b2341692324cefb1c5e626");
-    key(bob_spk, "583900131fb727998b7803fe6ac22cc591f342e4e42a8c8d5d78194209b8d253");
-    key(bob_spk_pub, "05ac248a8f263be6863576eb0362e28c828f0107a3379d34bab1586bf8c770cd67");
-    CHECK(x3dh_initiate(&xa, alice_ik, alice_base, bob_ik_pub, bob_spk_pub, NULL) == 0);
-    CHECK(x3dh_respond(&xb, bob_ik, bob_spk, NULL, alice_ik_pub, alice_base_pub) == 0);
+    keypair(&alice_ik, "9040f0d4e09cf38f6dc7c13779c908c015a1da4fa78737a080eb0a6f4f5f8f58");
+    check_hex(alice_ik.pub, "b4a8455660ada65b401007f615e654041746432e3339c6875149bceefcb42b4a");
+    keypair(&alice_base, "10ae7c64d1e61cd596b76a0db5012673391cae66edbfcf073b4da80516a47449");
+    check_hex(alice_base.pub, "e2c05860f2ac6b2b57ba564b421ffe71e4b128c591e46e0491cc9b33dbf22a27");
+    keypair(&bob_ik, "4875cc69ddf8ea0719ec947d61081135868d5fd801f02c0225e516df2156605e");
+    check_hex(bob_ik.pub, "f1f43874f6966956c2dd473f8fa15adeb71d1cb991b2341692324cefb1c5e626");
+    keypair(&bob_spk, "583900131fb727998b7803fe6ac22cc591f342e4e42a8c8d5d78194209b8d253");
+    check_hex(bob_spk.pub, "ac248a8f263be6863576eb0362e28c828f0107a3379d34bab1586bf8c770cd67");
+    CHECK(x3dh_initiate(&xa, &alice_ik, &alice_base, bob_ik.pub, bob_spk.pub, NULL) == 0);
+    CHECK(x3dh_respond(&xb, &bob_ik, &bob_spk, NULL, alice_ik.pub, alice_base.pub) == 0);
     check_hex(xa.chain_key, "ab9be50e5cb22a925446ab90ee5670545f4fd32902459ec274b6ad0ae5d6031a");
     check_hex(xb.chain_key, "ab9be50e5cb22a925446ab90ee5670545f4fd32902459ec274b6ad0ae5d6031a");
     check_hex(xa.root_key, "cdbd35392e300db7b28f9e8501eb21b224cd8ca0a009c8339fbe89614035bcb2");
@@ -132,7 +142,7 @@ static void test_x3dh(void)
 
     /* libsignal-protocol-c's unclamped base key: Bob's side still works. */
     key(raw_base_pub, "05472d1fb1a9862c3af6beaca8920277e2b26f4a79213ec7c906aeb35e03cf8950");
-    CHECK(x3dh_respond(&xb, bob_ik, bob_spk, NULL, alice_ik_pub, raw_base_pub) == 0);
+    CHECK(x3dh_respond(&xb, &bob_ik, &bob_spk, NULL, alice_ik.pub, raw_base_pub) == 0);
     check_hex(xb.chain_key, "9797caca53c989bbe229a40ca7727010eb2604fc14945d77958a0aeda088b44d");
     check_hex(xb.root_key, "3e6130d0a8c8e5b8ad65eb8b7d95fa3ab84710d48d92f34dcda43f9909261bca");
 }
@@ -192,34 +202,33 @@ static void test_fingerprint(void)
  * serialisation and MAC are confirmed only by re-derivation: derived_here). */
 static void test_first_message(void)
 {
-    uint8_t alice_ik[32], alice_ik_pub[32], alice_base[32], alice_base_pub[32];
-    uint8_t bob_ik[32], bob_ik_pub[32], dh[32];
-    struct curve_keypair ratchet, bob_spk;
+    struct curve_keypair alice_ik, alice_base, bob_ik, ratchet, bob_spk;
+    uint8_t dh[32];
     struct x3dh_result x;
     struct session alice = {0}, bob;
-    key(alice_ik, "5820d92bbf3e748068019490c3aa945021faa6d243e48649f66bd6a445991763");
-    key(alice_ik_pub, "056fecdee27f6736a7c6a2779c5adc2635222abb2601cb937ba90fd86e562c761c");
-    key(alice_base, "28d304a2eb00fb63f85e6d4cefc6bf131b5ee562b46bd52ccb528a8461ddc365");
-    key(alice_base_pub, "057bb26aaf253c7c2ffb9942ed5fda9377f5d23e2595675d6214bb3b40c7beac56");
-    key(ratchet.priv, "98040bae6b3d029cf125dc8ed807ce33fce007d82f676d7bc71a5b913b603b67");
-    key(ratchet.pub, "05b62ae025b8ffee3aeb011bf778e626225617307a95879131d99d274906ee576a");
-    key(bob_ik, "c8f3a63934cedeee3707ff7971050d583b637dd22115e3fd2b1d41222c292465");
-    key(bob_ik_pub, "05016a60fccf33b6f09a1e9b54777842dde6c4f630ae359567b37420cf2d93f145");
-    key(bob_spk.priv, "70cc770a82747099b7cc05cc69735878413ecfeefe85b5f714ff85368c987052");
-    key(bob_spk.pub, "05183a6ec2c74a21f3deb3704c3d3245e0a5d55fdcc99a269d6468a67caeef5912");
+    keypair(&alice_ik, "5820d92bbf3e748068019490c3aa945021faa6d243e48649f66bd6a445991763");
+    check_hex(alice_ik.pub, "6fecdee27f6736a7c6a2779c5adc2635222abb2601cb937ba90fd86e562c761c");
+    keypair(&alice_base, "28d304a2eb00fb63f85e6d4cefc6bf131b5ee562b46bd52ccb528a8461ddc365");
+    check_hex(alice_base.pub, "7bb26aaf253c7c2ffb9942ed5fda9377f5d23e2595675d6214bb3b40c7beac56");
+    keypair(&ratchet, "98040bae6b3d029cf125dc8ed807ce33fce007d82f676d7bc71a5b913b603b67");
+    check_hex(ratchet.pub, "b62ae025b8ffee3aeb011bf778e626225617307a95879131d99d274906ee576a");
+    keypair(&bob_ik, "c8f3a63934cedeee3707ff7971050d583b637dd22115e3fd2b1d41222c292465");
+    check_hex(bob_ik.pub, "016a60fccf33b6f09a1e9b54777842dde6c4f630ae359567b37420cf2d93f145");
+    keypair(&bob_spk, "70cc770a82747099b7cc05cc69735878413ecfeefe85b5f714ff85368c987052");
+    check_hex(bob_spk.pub, "183a6ec2c74a21f3deb3704c3d3245e0a5d55fdcc99a269d6468a67caeef5912");
 
-    CHECK(x3dh_initiate(&x, alice_ik, alice_base, bob_ik_pub, bob_spk.pub, NULL) == 0);
+    CHECK(x3dh_initiate(&x, &alice_ik, &alice_base, bob_ik.pub, bob_spk.pub, NULL) == 0);
     check_hex(x.root_key, "89f9576037c1076c192211fb2261e4c444585144c28c1c6e7c48b691269bf2e6");
     /* Alice's first ratchet step with the test's fixed ratchet key (what
      * session_init_alice does with a random one). */
     alice.core.self = ratchet;
-    CHECK(curve_dh(dh, ratchet.priv, bob_spk.pub) == 0);
+    CHECK(curve_dh(dh, &ratchet, bob_spk.pub) == 0);
     CHECK(root_step(alice.core.root_key, alice.core.send_ck, x.root_key, dh) == 0);
     check_hex(alice.core.root_key, "c35af181b0bfeab5d9711220c160d643f6e81c0011bfa1aa16aef36a91cd1a9b");
     check_hex(alice.core.send_ck, "8aa205ea1700c085b643e9684f6a537488bd9f3ea01d00f95855e18fab9fbe51");
     memcpy(alice.core.remote, bob_spk.pub, 32);
-    memcpy(alice.local_identity, alice_ik_pub, 32);
-    memcpy(alice.remote_identity, bob_ik_pub, 32);
+    memcpy(alice.local_identity, alice_ik.pub, 32);
+    memcpy(alice.remote_identity, bob_ik.pub, 32);
 
     const char *pt = "This is a plaintext message.";
     uint8_t wire[128], out[128];
@@ -234,8 +243,8 @@ static void test_first_message(void)
     /* Bob decrypts it, and refuses a replay and every flipped byte. */
     struct x3dh_result xb;
     struct signal_message m;
-    CHECK(x3dh_respond(&xb, bob_ik, bob_spk.priv, NULL, alice_ik_pub, alice_base_pub) == 0);
-    CHECK(session_init_bob(&bob, &xb, &bob_spk, bob_ik_pub, alice_ik_pub, alice_base_pub) == 0);
+    CHECK(x3dh_respond(&xb, &bob_ik, &bob_spk, NULL, alice_ik.pub, alice_base.pub) == 0);
+    CHECK(session_init_bob(&bob, &xb, &bob_spk, bob_ik.pub, alice_ik.pub, alice_base.pub) == 0);
     struct ratchet_core before = bob.core;
     for (size_t i = 0; i < wire_len; i++) {
         uint8_t bad[128];
