@@ -37,6 +37,20 @@ void json_write_string(struct buf *b, const char *str, size_t len)
     size_t i = 0;
     while (i < len) {
         size_t run = i;
+        /* Eight bytes at a time while none needs attention: no control
+         * character (< 0x20), no '"' or '\\', nothing >= 0x80. Each test sets
+         * a byte's high bit when that byte matches (classic SWAR). */
+        while (len - run >= 8) {
+            uint64_t w;
+            memcpy(&w, s + run, 8);
+            const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+            uint64_t ctl = (w - ones * 0x20) & ~w;
+            uint64_t quote = ((w ^ (ones * '"')) - ones) & ~(w ^ (ones * '"'));
+            uint64_t bslash = ((w ^ (ones * '\\')) - ones) & ~(w ^ (ones * '\\'));
+            if ((ctl | quote | bslash | w) & high)
+                break;
+            run += 8;
+        }
         while (run < len && safe[s[run]])
             run++;
         if (run > i) {

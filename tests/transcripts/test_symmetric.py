@@ -102,6 +102,22 @@ def round_trips():
 
 
 @test
+def escaping_at_every_offset():
+    """Every character that needs escaping (or is multi-byte), at every offset
+    around the writer's 8-byte fast path, comes back unchanged."""
+    specials = ['"', "\\", "\n", "\t", "\x01", "\x1f", "\x7f", "é", "€", "🔐", "\u2028"]
+    values = []
+    for sp in specials:
+        for pos in range(0, 18):
+            for total in (pos + 1, 17, 24):
+                if total > pos:
+                    values.append("a" * pos + sp + "b" * (total - pos))
+    lines = [msg({"type": "echo", "msg_id": i, "echo": v}) for i, v in enumerate(values)]
+    replies, err, code = run_lines(BIN, lines)
+    assert code == 0 and [r["body"]["echo"] for r in replies] == values
+
+
+@test
 def fresh_iv_every_time():
     node = Node(BIN)
     seen_iv, seen_ct = set(), set()
