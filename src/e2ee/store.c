@@ -7,19 +7,17 @@
 #include "securitor/rand.h"
 #include "securitor/wipe.h"
 
-/* Grows an array of pointers; 0 or -1. */
-static int grow(void *arr, size_t *cap, size_t n)
+/* Room for one more element after n: returns arr, or arr reallocated (with
+ * *cap updated), or NULL when memory runs out (arr is then untouched). */
+static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
 {
-    void ***a = arr;
     if (n < *cap)
-        return 0;
+        return arr;
     size_t c = *cap ? *cap * 2 : 8;
-    void **p = realloc(*a, c * sizeof(*p));
-    if (!p)
-        return -1;
-    *a = p;
-    *cap = c;
-    return 0;
+    void *p = realloc(arr, c * elem);
+    if (p)
+        *cap = c;
+    return p;
 }
 
 struct user *store_find_user(struct store *st, const char *name)
@@ -43,10 +41,12 @@ int store_mark_remote(struct store *st, const char *name)
     if (store_is_remote(st, name))
         return 0;
     char *copy = strdup(name);
-    if (!copy || grow(&st->remote, &st->cap_remote, st->n_remote)) {
+    char **remote = copy ? grow(st->remote, &st->cap_remote, st->n_remote, sizeof(*remote)) : NULL;
+    if (!remote) {
         free(copy);
         return -1;
     }
+    st->remote = remote;
     st->remote[st->n_remote++] = copy;
     return 0;
 }
@@ -110,8 +110,10 @@ enum store_result store_user(struct store *st, const char *name, struct user **o
     }
     if (store_is_remote(st, name))
         return STORE_REMOTE;
-    if (grow(&st->users, &st->cap_users, st->n_users))
+    struct user **users = grow(st->users, &st->cap_users, st->n_users, sizeof(*users));
+    if (!users)
         return STORE_NO_MEMORY;
+    st->users = users;
     enum store_result rc = user_create(name, &u);
     if (rc)
         return rc;
@@ -133,10 +135,12 @@ struct peer *user_peer(struct user *u, const char *name)
     struct peer *p = user_find_peer(u, name);
     if (p)
         return p;
+    struct peer **peers = grow(u->peers, &u->cap_peers, u->n_peers, sizeof(*peers));
+    if (!peers)
+        return NULL;
+    u->peers = peers;
     p = calloc(1, sizeof(*p));
-    if (!p || !(p->name = strdup(name)) || grow(&u->peers, &u->cap_peers, u->n_peers)) {
-        if (p)
-            free(p->name);
+    if (!p || !(p->name = strdup(name))) {
         free(p);
         return NULL;
     }
