@@ -10,7 +10,9 @@
 
 static EVP_CIPHER_CTX *cbc_ctx(EVP_CIPHER **cipher)
 {
-    static EVP_CIPHER_CTX *ctx; /* reused: one message at a time */
+    /* Reused (one message at a time) and reset after each use: a message
+     * key's schedule must not outlive the message. */
+    static EVP_CIPHER_CTX *ctx;
     static EVP_CIPHER *c;
     if (!c)
         c = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
@@ -29,9 +31,11 @@ int cbc_encrypt(uint8_t *out, const uint8_t key[static CBC_KEY_LEN],
     if (!ctx || len > INT_MAX - CBC_BLOCK || !EVP_EncryptInit_ex2(ctx, c, key, iv, NULL) ||
         !EVP_EncryptUpdate(ctx, out, &n1, in, (int)len) ||
         !EVP_EncryptFinal_ex(ctx, out + n1, &n2) || (size_t)(n1 + n2) != cbc_padded_len(len)) {
+        EVP_CIPHER_CTX_reset(ctx);
         ERR_clear_error();
         return -1;
     }
+    EVP_CIPHER_CTX_reset(ctx); /* cleanses the message key's schedule */
     return 0;
 }
 
@@ -45,10 +49,13 @@ int cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[static CBC_KEY_
         !EVP_DecryptInit_ex2(ctx, c, key, iv, NULL) ||
         !EVP_DecryptUpdate(ctx, out, &n1, in, (int)len) ||
         !EVP_DecryptFinal_ex(ctx, out + n1, &n2)) {
+        if (ctx)
+            EVP_CIPHER_CTX_reset(ctx);
         wipe_bytes(out, len);
         ERR_clear_error();
         return -1;
     }
+    EVP_CIPHER_CTX_reset(ctx); /* cleanses the message key's schedule */
     *out_len = (size_t)(n1 + n2);
     return 0;
 }

@@ -70,6 +70,19 @@ out:
     return rc;
 }
 
+/* The reused HMAC context keeps the pad state of its last key, from which
+ * that key's outputs (a message key seed) could be recomputed: re-key it
+ * with zeros after every use, so a used key is really gone. */
+static int scrub_hmac(void)
+{
+    static const uint8_t zero[HMAC_SHA256_LEN];
+    if (!EVP_MAC_init(hmac_ctx, zero, sizeof(zero), NULL)) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
 int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                 const struct bytes *parts, size_t n_parts)
 {
@@ -83,8 +96,9 @@ int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t 
             goto fail;
     if (!EVP_MAC_final(hmac_ctx, out, &out_len, HMAC_SHA256_LEN) || out_len != HMAC_SHA256_LEN)
         goto fail;
-    return 0;
+    return scrub_hmac();
 fail:
+    scrub_hmac();
     ERR_clear_error();
     return -1;
 }
