@@ -72,6 +72,10 @@ struct ratchet_core {
     struct curve_keypair self;   /* DHs: our current ratchet key pair */
     uint8_t remote[32];          /* DHr: their current ratchet key */
     bool has_recv;               /* false until the first message from them */
+    /* false after a DH ratchet on receive: our new key pair and sending chain
+     * are made at the next send (Double Ratchet §6.5 allows the deferral;
+     * the result on the wire is the same). */
+    bool has_send;
     uint8_t send_ck[32], recv_ck[32];
     uint32_t send_n, recv_n;     /* next index in each chain */
     uint32_t previous_counter;   /* sent as previousCounter: count - 1 (libsignal) */
@@ -116,8 +120,9 @@ int session_id_derive(char out[static 37], const uint8_t ik_a[static 32],
                       const uint8_t ik_b[static 32], const uint8_t ek_a[static 32]);
 
 /* Encrypts into out, which must hold signal_message_max_len(cbc_padded_len(len))
- * bytes: the whole SignalMessage (0x33, protobuf, MAC8). Advances the
- * sending chain only on success. 0 or -1. */
+ * bytes: the whole SignalMessage (0x33, protobuf, MAC8). Makes the deferred
+ * sending chain first when needed. Changes the session only on success.
+ * 0 or -1. */
 __attribute__((warn_unused_result))
 int ratchet_encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t *out_len);
 

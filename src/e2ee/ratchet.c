@@ -149,6 +149,7 @@ int session_init_alice(struct session *s, const struct x3dh_result *x,
         root_step(c->root_key, c->send_ck, x->root_key, dh) ||
         session_id_derive(s->id, local_identity, remote_identity, base_key))
         goto out;
+    c->has_send = true;
     rc = 0;
 out:
     WIPE_OBJ(dh);
@@ -201,26 +202,38 @@ static int message_mac(uint8_t mac[static WIRE_MAC_LEN], const uint8_t key[stati
 
 int ratchet_encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t *out_len)
 {
-    uint8_t seed[32], next[32];
+    uint8_t seed[32], next[32], dh[32];
     struct message_keys mk;
+    struct ratchet_core c = s->core; /* committed only on success */
     int rc = -1;
     size_t ct_len = cbc_padded_len(len);
     uint8_t *ct = malloc(ct_len);
-    if (!ct || chain_step(seed, next, s->core.send_ck) || message_keys_derive(&mk, seed) ||
+    if (!ct)
+        goto out;
+    if (!c.has_send) { /* the deferred half of the last DH ratchet step */
+        if (curve_generate(&c.self) || curve_dh(dh, &c.self, c.remote) ||
+            root_step(c.root_key, c.send_ck, c.root_key, dh))
+            goto out;
+        c.send_n = 0;
+        c.has_send = true;
+    }
+    if (chain_step(seed, next, c.send_ck) || message_keys_derive(&mk, seed) ||
         cbc_encrypt(ct, mk.cipher, mk.iv, pt, len))
         goto out;
-    size_t body = signal_message_encode_body(out, s->core.self.pub, s->core.send_n,
-                                             s->core.previous_counter, ct, ct_len);
+    memcpy(c.send_ck, next, 32);
+    size_t body = signal_message_encode_body(out, c.self.pub, c.send_n, c.previous_counter, ct,
+                                             ct_len);
     if (message_mac(out + body, mk.mac, s->local_identity, s->remote_identity, out, body))
         goto out;
     *out_len = body + WIRE_MAC_LEN;
-    /* Commit: the chain moves on and this message key is gone. */
-    memcpy(s->core.send_ck, next, 32);
-    s->core.send_n++;
+    c.send_n++;
+    s->core = c; /* commit: the chain moves on and this message key is gone */
     rc = 0;
 out:
+    WIPE_OBJ(c);
     WIPE_OBJ(seed);
     WIPE_OBJ(next);
+    WIPE_OBJ(dh);
     WIPE_OBJ(mk);
     free(ct); /* ciphertext: not secret */
     return rc;
@@ -382,9 +395,9 @@ enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_messa
             goto bad_key;
         c.recv_n = 0;
         c.has_recv = true;
-        if (curve_generate(&c.self) || curve_dh(dh, &c.self, c.remote) ||
-            root_step(c.root_key, c.send_ck, c.root_key, dh))
-            goto out;
+        /* Our new ratchet key and sending chain wait for the next send
+         * (Double Ratchet §6.5): a receiver pays for them only if it answers. */
+        c.has_send = false;
         c.send_n = 0;
     }
     if (m->counter < c.recv_n) {

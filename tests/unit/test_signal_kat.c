@@ -227,6 +227,7 @@ static void test_first_message(void)
     check_hex(alice.core.root_key, "c35af181b0bfeab5d9711220c160d643f6e81c0011bfa1aa16aef36a91cd1a9b");
     check_hex(alice.core.send_ck, "8aa205ea1700c085b643e9684f6a537488bd9f3ea01d00f95855e18fab9fbe51");
     memcpy(alice.core.remote, bob_spk.pub, 32);
+    alice.core.has_send = true;
     memcpy(alice.local_identity, alice_ik.pub, 32);
     memcpy(alice.remote_identity, bob_ik.pub, 32);
 
