@@ -295,6 +295,63 @@ static void test_wire_bounds(void)
     CHECK(signal_message_parse(&m, body, n) != NULL);
 }
 
+/* Mutation fuzzing of the parsers (run under ASan in CI): valid messages
+ * with random bytes changed, inserted, deleted or cut, and random bytes. No
+ * input may crash or read out of bounds; accepted messages must be sane. */
+static void test_wire_fuzz(void)
+{
+    uint8_t rk[32] = {7}, ct[48] = {3}, body[256], msg[512], buf[600];
+    size_t n = signal_message_encode_body(body, rk, 5, 2, ct, sizeof(ct));
+    memset(body + n, 0x5A, WIRE_MAC_LEN);
+    n += WIRE_MAC_LEN;
+    size_t pn = prekey_message_encode(msg, 4321, 9, 1, rk, rk, body, n);
+    unsigned long accepted = 0, total = 0;
+    test_seed();
+    for (int iter = 0; iter < 200000; iter++) {
+        bool prekey = iter & 1;
+        const uint8_t *src = prekey ? msg : body;
+        size_t len = prekey ? pn : n;
+        memcpy(buf, src, len);
+        int edits = 1 + (int)(test_rand() % 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = len ? (size_t)(test_rand() % len) : 0;
+            switch (test_rand() % 4) {
+            case 0: buf[at] ^= (uint8_t)(1u << (test_rand() % 8)); break;
+            case 1: buf[at] = (uint8_t)test_rand(); break;
+            case 2: len = at; break; /* truncate */
+            default:                 /* insert a byte */
+                if (len < sizeof(buf) - 1) {
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = (uint8_t)test_rand();
+                    len++;
+                }
+            }
+        }
+        if (iter % 10 == 0) { /* and some pure noise */
+            len = (size_t)(test_rand() % 80);
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)test_rand();
+        }
+        /* A copy of exactly len bytes on the heap, so ASan sees any overread. */
+        uint8_t *exact = malloc(len ? len : 1);
+        memcpy(exact, buf, len);
+        struct signal_message m;
+        struct prekey_message pm;
+        if (signal_message_parse(&m, exact, len) == NULL) {
+            accepted++;
+            CHECK(m.ciphertext + m.ciphertext_len <= exact + len && m.mac == exact + len - 8);
+        }
+        if (prekey_message_parse(&pm, exact, len) == NULL) {
+            accepted++;
+            CHECK(pm.message_bytes + pm.message_len <= exact + len);
+        }
+        total++;
+        free(exact);
+    }
+    printf("wire fuzz: %lu inputs, %lu parses accepted\n", total, accepted);
+    CHECK(total == 200000);
+}
+
 int main(void)
 {
     test_chain_key();
@@ -305,5 +362,6 @@ int main(void)
     test_fingerprint();
     test_first_message();
     test_wire_bounds();
+    test_wire_fuzz();
     return check_finish("test_signal_kat");
 }
