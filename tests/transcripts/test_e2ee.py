@@ -239,6 +239,28 @@ def pinning_and_trust():
 
 
 @test
+def changed_identity_in_a_prekey_message():
+    """A prekey message whose identity key differs from the pinned one gets
+    error 22 until the user trusts it; then it decrypts, and the fingerprint
+    follows the newly trusted key (PROTOCOL.md §3)."""
+    n = Node(BIN)
+    recv(n, "bob", "alice", send(n, "alice", "bob", "from the real alice"))
+    before = n.call({"type": "fingerprint", "peer": "alice"}, src="bob")["safety_number"]
+    # mallory's own message, delivered to bob as if from "alice".
+    forged = send(n, "mallory", "bob", "I am alice, honest")
+    r = recv(n, "bob", "alice", forged)
+    assert r["type"] == "error" and r["code"] == 22 and "changed" in r["text"], r
+    mallory_key = n.call({"type": "get_bundle"}, src="mallory")["identity_key"]
+    r = n.call({"type": "trust_identity", "peer": "alice", "identity_key": mallory_key}, src="bob")
+    assert r["type"] == "identity_trusted", r
+    after = n.call({"type": "fingerprint", "peer": "alice"}, src="bob")["safety_number"]
+    assert after != before and len(after) == 60
+    r = recv(n, "bob", "alice", forged)
+    assert r["type"] == "message_decrypted" and r["plaintext"] == "I am alice, honest", r
+    n.close()
+
+
+@test
 def bad_signatures_and_substituted_prekeys():
     n = Node(BIN)
     b = n.call({"type": "get_bundle"}, src="bob")
