@@ -116,6 +116,16 @@ int req_string(struct reply *r, const cJSON *body, const char *key, bool optiona
 int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
             long long min, long long max, long long *v, bool *present);
 
+/* A field that is UTF-8 text, or base64 of raw bytes when the field named
+ * `encoding_key` is "base64" (JSON text cannot carry arbitrary bytes).
+ * "utf-8"/"utf8" or no encoding mean text. Decoded bytes go into scratch
+ * (whose contents the caller wipes when done). Sets *bytes and *len, or
+ * fills an error 12 naming the field; with `optional`, a missing field gives
+ * *bytes = NULL. Returns 0 or the error code. */
+int req_text_or_base64(struct reply *r, const cJSON *body, const char *key,
+                       const char *encoding_key, bool optional, struct buf *scratch,
+                       const uint8_t **bytes, size_t *len);
+
 /* Writes a diagnostic line "<name>: ..." to stderr. */
 __attribute__((format(printf, 1, 2)))
 void node_log(const char *fmt, ...);

@@ -306,37 +306,16 @@ static int h_initiate_conversation(struct app *app, const struct request *req, s
     return 0;
 }
 
-static int h_send_message(struct app *app, const struct request *req, struct reply *r)
+/* Encrypts pt for recipient on the current session, initiating one from the
+ * local bundle when there is none, and fills the reply. */
+static int send_plaintext(struct app *app, struct user *u, const char *recipient,
+                          const uint8_t *pt, size_t pt_len, struct reply *r)
 {
-    struct user *u;
-    const char *recipient, *text, *encoding;
-    size_t text_len;
     uint8_t root_key[32];
-    int rc;
-    if ((rc = req_string(r, req->body, "recipient", false, &recipient, NULL)) ||
-        (rc = req_string(r, req->body, "plaintext", false, &text, &text_len)) ||
-        (rc = req_string(r, req->body, "encoding", true, &encoding, NULL)) ||
-        (rc = acting_user(app, req, r, &u)))
-        return rc;
-    const uint8_t *pt = (const uint8_t *)text;
-    size_t pt_len = text_len;
-    if (encoding && !strcmp(encoding, "base64")) {
-        app->bytes.len = 0;
-        uint8_t *raw = (uint8_t *)buf_reserve(&app->bytes, base64_decoded_max(text_len) + 1);
-        if (!raw)
-            return node_error(r, ERR_CRASH, "out of memory");
-        if (base64_decode(raw, &pt_len, text, text_len))
-            return node_error(r, ERR_MALFORMED,
-                              "plaintext: expected padded base64 (encoding is \"base64\")");
-        pt = raw;
-    } else if (encoding && strcmp(encoding, "utf-8") && strcmp(encoding, "utf8")) {
-        return node_error(r, ERR_MALFORMED, "encoding: expected \"base64\" or \"utf-8\"");
-    }
-
     struct peer *p = user_find_peer(u, recipient);
     struct session *s = p && p->n_sessions ? p->sessions[0] : NULL;
     if (!s) { /* no session yet: initiate one first (PROTOCOL.md §3) */
-        rc = initiate_local(app, u, recipient, r, &s, root_key);
+        int rc = initiate_local(app, u, recipient, r, &s, root_key);
         WIPE_OBJ(root_key);
         if (rc)
             return rc;
@@ -345,13 +324,10 @@ static int h_send_message(struct app *app, const struct request *req, struct rep
     size_t max = signal_message_max_len(cbc_padded_len(pt_len));
     app->wire.len = 0;
     uint8_t *out = (uint8_t *)buf_reserve(&app->wire, max + prekey_message_max_len(max));
+    size_t msg_len, total;
     if (!out)
         return node_error(r, ERR_CRASH, "out of memory");
-    size_t msg_len, total;
-    rc = ratchet_encrypt(s, pt, pt_len, out, &msg_len);
-    if (pt != (const uint8_t *)text) /* decoded plaintext: wiped on every path */
-        wipe_bytes(app->bytes.data, pt_len);
-    if (rc)
+    if (ratchet_encrypt(s, pt, pt_len, out, &msg_len))
         return node_error(r, ERR_CRASH, "encryption failed internally");
     const uint8_t *mac = out + msg_len - WIRE_MAC_LEN;
     const uint8_t *wire = out;
@@ -371,6 +347,24 @@ static int h_send_message(struct app *app, const struct request *req, struct rep
     reply_end_object(r);
     reply_cstring(r, "session_id", s->id);
     return 0;
+}
+
+static int h_send_message(struct app *app, const struct request *req, struct reply *r)
+{
+    struct user *u;
+    const char *recipient;
+    const uint8_t *pt;
+    size_t pt_len;
+    int rc;
+    if ((rc = req_string(r, req->body, "recipient", false, &recipient, NULL)) ||
+        (rc = acting_user(app, req, r, &u)) ||
+        (rc = req_text_or_base64(r, req->body, "plaintext", "encoding", false, &app->bytes, &pt,
+                                 &pt_len)))
+        return rc;
+    rc = send_plaintext(app, u, recipient, pt, pt_len, r);
+    if (pt == (const uint8_t *)app->bytes.data) /* decoded from base64: wiped on every path */
+        wipe_bytes(app->bytes.data, pt_len);
+    return rc;
 }
 
 /* Tries each session of p on m, current first; promotes the one that works.

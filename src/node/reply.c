@@ -244,3 +244,36 @@ int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
         *present = true;
     return 0;
 }
+
+int req_text_or_base64(struct reply *r, const cJSON *body, const char *key,
+                       const char *encoding_key, bool optional, struct buf *scratch,
+                       const uint8_t **bytes, size_t *len)
+{
+    const char *text, *encoding;
+    size_t text_len;
+    int rc;
+    *bytes = NULL;
+    *len = 0;
+    if ((rc = req_string(r, body, key, optional, &text, &text_len)) ||
+        (rc = req_string(r, body, encoding_key, true, &encoding, NULL)))
+        return rc;
+    if (!text)
+        return 0;
+    if (!encoding || !strcmp(encoding, "utf-8") || !strcmp(encoding, "utf8")) {
+        *bytes = (const uint8_t *)text;
+        *len = text_len;
+        return 0;
+    }
+    if (strcmp(encoding, "base64"))
+        return node_error(r, ERR_MALFORMED, "%s: expected \"base64\" or \"utf-8\", got \"%s\"",
+                          encoding_key, encoding);
+    scratch->len = 0;
+    uint8_t *raw = (uint8_t *)buf_reserve(scratch, base64_decoded_max(text_len) + 1);
+    if (!raw)
+        return node_error(r, ERR_CRASH, "out of memory");
+    if (base64_decode(raw, len, text, text_len))
+        return node_error(r, ERR_MALFORMED, "%s: expected padded base64 (%s is \"base64\")", key,
+                          encoding_key);
+    *bytes = raw;
+    return 0;
+}

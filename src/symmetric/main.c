@@ -72,70 +72,29 @@ static uint8_t *scratch(struct buf *b, size_t n)
 
 /* --- handlers ------------------------------------------------------------- */
 
-/* Reads the optional aad: UTF-8 text, or base64 of raw bytes when
- * aad_encoding is "base64" (JSON text cannot carry arbitrary bytes). */
-static int read_aad(struct app *app, const cJSON *body, struct reply *r,
-                    const uint8_t **aad, size_t *aad_len)
-{
-    const char *text, *encoding;
-    size_t len;
-    int rc;
-    if ((rc = req_string(r, body, "aad", true, &text, &len)) ||
-        (rc = req_string(r, body, "aad_encoding", true, &encoding, NULL)))
-        return rc;
-    *aad = (const uint8_t *)text;
-    *aad_len = len;
-    if (!encoding || !text || !strcmp(encoding, "utf-8") || !strcmp(encoding, "utf8"))
-        return 0;
-    if (strcmp(encoding, "base64"))
-        return node_error(r, ERR_MALFORMED,
-                          "aad_encoding: expected \"base64\" or \"utf-8\", got \"%s\"", encoding);
-    uint8_t *raw = scratch(&app->aad, base64_decoded_max(len));
-    if (!raw)
-        return node_error(r, ERR_CRASH, "out of memory");
-    if (base64_decode(raw, aad_len, text, len))
-        return node_error(r, ERR_MALFORMED, "aad: expected padded base64 (aad_encoding is \"base64\")");
-    *aad = raw;
-    return 0;
-}
-
 static int h_encrypt(struct app *app, const struct request *req, struct reply *r)
 {
     const cJSON *body = req->body;
-    const char *text, *encoding;
-    const uint8_t *aad;
-    size_t text_len, aad_len;
+    const uint8_t *pt, *aad;
+    size_t pt_len, aad_len;
+    uint8_t iv[AEAD_IV_LEN], tag[AEAD_TAG_LEN];
     int rc;
-    if ((rc = req_string(r, body, "plaintext", false, &text, &text_len)) ||
-        (rc = req_string(r, body, "encoding", true, &encoding, NULL)) ||
-        (rc = read_aad(app, body, r, &aad, &aad_len)))
+    /* The AAD first: once a base64 plaintext is decoded, every exit wipes it. */
+    if ((rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, &aad,
+                                 &aad_len)) ||
+        (rc = req_text_or_base64(r, body, "plaintext", "encoding", false, &app->in, &pt,
+                                 &pt_len)))
         return rc;
 
-    const uint8_t *pt = (const uint8_t *)text;
-    size_t pt_len = text_len;
-    if (encoding && !strcmp(encoding, "base64")) {
-        uint8_t *raw = scratch(&app->in, base64_decoded_max(text_len));
-        if (!raw)
-            return node_error(r, ERR_CRASH, "out of memory");
-        if (base64_decode(raw, &pt_len, text, text_len))
-            return node_error(r, ERR_MALFORMED,
-                              "plaintext: expected padded base64 (encoding is \"base64\")");
-        pt = raw;
-    } else if (encoding && strcmp(encoding, "utf-8") && strcmp(encoding, "utf8")) {
-        return node_error(r, ERR_MALFORMED,
-                          "encoding: expected \"base64\" or \"utf-8\", got \"%s\"", encoding);
-    }
-
-    uint8_t iv[AEAD_IV_LEN], tag[AEAD_TAG_LEN];
+    struct sym_key *key = &app->keys[app->n_keys - 1];
     uint8_t *ct = scratch(&app->out, pt_len);
     if (!ct)
-        return node_error(r, ERR_CRASH, "out of memory");
-    if (rand_public(iv, sizeof(iv)))
-        return node_error(r, ERR_CRASH, "the random number generator failed");
-    struct sym_key *key = &app->keys[app->n_keys - 1];
-    if (aead_seal(key->aead, iv, aad, aad_len, pt, pt_len, ct, tag) != AEAD_OK)
+        rc = node_error(r, ERR_CRASH, "out of memory");
+    else if (rand_public(iv, sizeof(iv)))
+        rc = node_error(r, ERR_CRASH, "the random number generator failed");
+    else if (aead_seal(key->aead, iv, aad, aad_len, pt, pt_len, ct, tag) != AEAD_OK)
         rc = node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
-    if (pt != (const uint8_t *)text)
+    if (pt == (const uint8_t *)app->in.data) /* decoded from base64 */
         wipe_bytes(app->in.data, pt_len);
     if (rc)
         return rc;
@@ -169,7 +128,8 @@ static int h_decrypt(struct app *app, const struct request *req, struct reply *r
     if ((rc = req_string(r, body, "iv", false, &iv_hex, &iv_hex_len)) ||
         (rc = req_string(r, body, "encryptedData", false, &ct_hex, &ct_hex_len)) ||
         (rc = req_string(r, body, "authTag", false, &tag_hex, &tag_hex_len)) ||
-        (rc = read_aad(app, body, r, &aad, &aad_len)) ||
+        (rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, &aad,
+                                 &aad_len)) ||
         (rc = req_int(r, body, "key_id", true, 1, (1LL << 53), &key_id, &has_key_id)))
         return rc;
 
