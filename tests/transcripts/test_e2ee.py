@@ -57,6 +57,7 @@ def seed_cases():
     # The honest forms: bob's real bundle, or none at all.
     n = Node(BIN, src="alice", dest="e2ee")
     bundle = n.call({"type": "get_bundle", "user": "bob"})
+    ids = set()
     for bob_key in (bundle, None):
         req = {"type": "initiate_conversation", "recipient": "bob"}
         if bob_key:
@@ -65,6 +66,8 @@ def seed_cases():
         assert r["type"] == "conversation_initiated" and r["recipient"] == "bob", r
         assert len(base64.b64decode(r["root_key"])) == 32
         assert len(r["session_id"]) == 36
+        ids.add(r["session_id"])
+    assert len(ids) == 2, "each conversation gets its own session_id"
     n.close()
 
 
