@@ -31,6 +31,9 @@ int base64_decode(uint8_t *out, size_t *out_len, const char *in, size_t len);
  * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that cannot
  * carry them check separately. */
 bool utf8_valid(const uint8_t *s, size_t n);
+/* True when the bytes are well-formed UTF-8 without NUL bytes: text that a
+ * JSON string carries losslessly through cJSON's C strings. */
+bool utf8_text_valid(const uint8_t *s, size_t n);
 /* Length (1-4) of the well-formed UTF-8 character at s (n > 0 bytes
  * available), or 0 when the bytes there are not one. */
 size_t utf8_char_len(const uint8_t *s, size_t n);

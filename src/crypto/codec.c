@@ -146,23 +146,47 @@ size_t utf8_char_len(const uint8_t *s, size_t n)
     return need + 1;
 }
 
-bool utf8_valid(const uint8_t *s, size_t n)
+#define BYTES_01 0x0101010101010101ULL
+#define BYTES_80 0x8080808080808080ULL
+
+/* Nonzero exactly when some byte of w is zero (Hacker's Delight §6.1). */
+static inline uint64_t zero_byte_in(uint64_t w) { return (w - BYTES_01) & ~w & BYTES_80; }
+
+static bool utf8_scan(const uint8_t *s, size_t n, bool nul_ok)
 {
     size_t i = 0;
     while (i < n) {
-        /* ASCII fast path, eight bytes at a time. */
-        if (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ULL)) {
-                i += 8;
+        /* ASCII fast path, 32 bytes at a time. */
+        size_t stop = n;
+        if (n - i >= 32) {
+            uint64_t w[4];
+            memcpy(w, s + i, sizeof(w));
+            uint64_t high = (w[0] | w[1] | w[2] | w[3]) & BYTES_80;
+            if (!nul_ok && (zero_byte_in(w[0]) | zero_byte_in(w[1]) | zero_byte_in(w[2]) |
+                            zero_byte_in(w[3])))
+                return false;
+            if (!high) {
+                i += 32;
                 continue;
             }
+            stop = i + 32; /* this block one character at a time */
         }
-        size_t k = utf8_char_len(s + i, n - i);
-        if (!k)
-            return false;
-        i += k;
+        while (i < stop) {
+            if (s[i] < 0x80) {
+                if (!s[i] && !nul_ok)
+                    return false;
+                i++;
+                continue;
+            }
+            size_t k = utf8_char_len(s + i, n - i);
+            if (!k)
+                return false;
+            i += k;
+        }
     }
     return true;
 }
+
+bool utf8_valid(const uint8_t *s, size_t n) { return utf8_scan(s, n, true); }
+
+bool utf8_text_valid(const uint8_t *s, size_t n) { return utf8_scan(s, n, false); }

@@ -25,7 +25,8 @@
 /* Longest accepted line. Longer lines are dropped with a stderr note: the
  * limit keeps one runaway line from exhausting memory. */
 #define NODE_MAX_LINE ((size_t)1 << 30)
-#define NODE_READ_CHUNK ((size_t)1 << 16)
+#define NODE_READ_CHUNK ((size_t)1 << 16)  /* free space ensured before a read */
+#define NODE_READ_MAX ((size_t)1 << 18)    /* most bytes taken by one read */
 #define NODE_OUT_FLUSH ((size_t)1 << 20) /* write out once this much is queued */
 #define NODE_OUT_DIRECT ((size_t)1 << 16) /* larger reply bodies skip the copy */
 
@@ -36,6 +37,7 @@ struct node {
     long long next_msg_id;
     struct buf out;       /* queued reply lines */
     struct reply reply;
+    struct bulk bulk;     /* large strings of the current line */
     unsigned long long line_no;
     bool out_broken;
     bool out_sensitive; /* out holds a sensitive reply: wipe after writing */
@@ -276,10 +278,28 @@ static const cJSON *string_field(const cJSON *obj, const char *key)
     return cJSON_IsString(v) && v->valuestring ? v : NULL;
 }
 
-static void handle_line(struct node *n, const char *line, size_t len)
+/* Parses one line. Valid UTF-8 lines with long strings are parsed from a
+ * skeleton (see bulk.c); the line itself may then change. */
+static cJSON *parse_line(struct node *n, char *line, size_t len, bool clean)
+{
+    if (clean && bulk_extract(&n->bulk, line, len)) {
+        cJSON *root = cJSON_ParseWithLength(n->bulk.skeleton.data, n->bulk.skeleton.len);
+        bulk_resolve(&n->bulk, root);
+        return root;
+    }
+    return cJSON_ParseWithLength(line, len);
+}
+
+static void handle_line(struct node *n, char *line, size_t len)
 {
     struct reply *r = &n->reply;
-    cJSON *root = cJSON_ParseWithLength(line, len);
+    /* Checked before parsing, which may change the line. A raw NUL byte is
+     * refused like \u0000: cJSON would silently cut the string there. */
+    bool clean = utf8_text_valid((const uint8_t *)line, len);
+    bool utf8_ok = clean || utf8_valid((const uint8_t *)line, len);
+    bool raw_nul = utf8_ok && !clean;
+    bool escaped_nul = has_escaped_nul(line, len);
+    cJSON *root = parse_line(n, line, len, clean);
     const cJSON *src = NULL, *dest = NULL, *body = NULL, *type = NULL, *msg_id = NULL;
 
     if (!root || !cJSON_IsObject(root)) {
@@ -309,10 +329,14 @@ static void handle_line(struct node *n, const char *line, size_t len)
         node_error(r, ERR_MALFORMED, "body: missing; expected an object");
     } else if (!type) {
         node_error(r, ERR_MALFORMED, "body.type: missing; expected a string");
-    } else if (!utf8_valid((const uint8_t *)line, len)) {
+    } else if (!utf8_ok) {
         node_error(r, ERR_MALFORMED, "the line is not valid UTF-8 (send binary data as "
                                      "base64 with \"encoding\": \"base64\")");
-    } else if (has_escaped_nul(line, len)) {
+    } else if (raw_nul) {
+        node_error(r, ERR_MALFORMED, "the line holds a raw NUL byte, which JSON does not "
+                                     "allow; send binary data as base64 with "
+                                     "\"encoding\": \"base64\"");
+    } else if (escaped_nul) {
         node_error(r, ERR_MALFORMED, "a string holds \\u0000, which cannot be carried "
                                      "losslessly; send binary data as base64 with "
                                      "\"encoding\": \"base64\"");
@@ -344,6 +368,7 @@ out:
      * releases (and wipes) the whole tree at once. */
     (void)root;
     arena_reset();
+    bulk_reset(&n->bulk);
 }
 
 /* --- the loop ------------------------------------------------------------------ */
@@ -440,7 +465,11 @@ int node_run(const struct node_program *prog, struct app *app)
             start = scan = in.len;
             continue;
         }
-        ssize_t got = read(STDIN_FILENO, in.data + in.len, in.cap - in.len);
+        /* Reads are bounded so that the partial line left after the last
+         * complete one, which moves to the front, stays short. */
+        size_t room = in.cap - in.len;
+        ssize_t got = read(STDIN_FILENO, in.data + in.len,
+                           room < NODE_READ_MAX ? room : NODE_READ_MAX);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
@@ -460,6 +489,7 @@ int node_run(const struct node_program *prog, struct app *app)
     buf_free(&in);
     buf_free(&n.out);
     buf_free(&n.reply.fields);
+    bulk_free(&n.bulk);
     free(n.id);
     cJSON_InitHooks(NULL);
     arena_release();

@@ -9,4 +9,30 @@ void json_write_string(struct buf *b, const char *str, size_t len);
 /* Empties a reply (wiping its fields) for the next request. */
 void reply_clear(struct reply *r);
 
+/* Large strings bypass cJSON's byte-by-byte copy (see bulk.c). */
+#define BULK_MIN ((size_t)1024) /* shorter strings are left to cJSON */
+
+struct bulk_slice {
+    char *s; /* the string's bytes inside the line, NUL-terminated */
+    size_t len;
+};
+
+struct bulk {
+    struct buf skeleton; /* the line with each bulk string replaced by a marker */
+    struct bulk_slice *slices;
+    size_t n, cap;
+};
+
+/* Looks for unescaped strings of BULK_MIN bytes or more in line, which must
+ * be valid UTF-8 without NUL bytes. When it finds some, it builds the
+ * skeleton for cJSON to parse, writes a NUL over each one's closing quote,
+ * and returns true; otherwise the line is untouched and cJSON parses it. */
+bool bulk_extract(struct bulk *b, char *line, size_t len);
+/* Points every marked key and string in the parsed skeleton (item and its
+ * siblings and children) at its slice of the line. */
+void bulk_resolve(const struct bulk *b, cJSON *item);
+/* Wipes the skeleton and forgets the slices, keeping the memory. */
+void bulk_reset(struct bulk *b);
+void bulk_free(struct bulk *b);
+
 #endif

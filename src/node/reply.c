@@ -142,7 +142,7 @@ void reply_base64(struct reply *r, const char *key, const uint8_t *bytes, size_t
 
 void reply_text_or_base64(struct reply *r, const char *key, const uint8_t *b, size_t n)
 {
-    if (utf8_valid(b, n) && !memchr(b, 0, n)) {
+    if (utf8_text_valid(b, n)) {
         reply_string(r, key, (const char *)b, n);
     } else {
         reply_base64(r, key, b, n);

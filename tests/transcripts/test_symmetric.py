@@ -118,6 +118,52 @@ def escaping_at_every_offset():
 
 
 @test
+def long_strings_mean_the_same():
+    """Strings of 1 KiB and more skip cJSON's copy (src/node/bulk.c): as
+    keys, values, envelope fields and plaintexts they mean what they say."""
+    sizes = (1023, 1024, 1025, 70000)
+    values = []
+    for n in sizes:
+        values += ["k" * n, ("é" * n)[:n], "q" * (n - 2) + '"' + "\\",
+                   "\n" + "t" * n, "€🔐" * (n // 2)]
+    big_key = "K" * 3000
+    echo = {big_key: values, "nested": [{"x" * 1500: {"y": "z" * 2000}}], "": ""}
+    long_src = "client-" + "s" * 3000
+    node = Node(BIN, src=long_src)
+    node.send({"type": "echo", "echo": echo})
+    reply = node.recv()
+    assert reply["dest"] == long_src and reply["body"]["echo"] == echo
+    for text in values:
+        enc = node.call({"type": "encrypt", "plaintext": text, "aad": text[:1500]})
+        assert len(enc["encryptedData"]) == 2 * len(text.encode()), enc
+        dec = node.call({"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                         "authTag": enc["authTag"], "aad": text[:1500]})
+        assert dec["plaintext"] == text
+    unknown = node.call({"type": "t" * 2000})
+    # Error texts are capped at 511 bytes.
+    assert unknown["code"] == 10 and unknown["text"].startswith('unknown type "' + "t" * 400)
+    node.close()
+
+
+@test
+def raw_nul_and_bad_utf8_refused_in_long_and_short_strings():
+    """A raw NUL byte would cut a string short inside cJSON: refused, like
+    \\u0000, whatever the string's length; so is invalid UTF-8."""
+    lines = []
+    for n in (5, 1500):
+        for bad in (b"\x00", b"\xff"):
+            lines.append(b'{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":%d,'
+                         b'"plaintext":"%s%s%s"}}' % (n, b"a" * n, bad, b"b" * n))
+    replies, err, code = run_lines(BIN, lines)
+    assert code == 0, err
+    got = [(r["body"]["type"], r["body"]["code"]) for r in replies]
+    assert got == [("error", 12)] * 4, got
+    texts = [r["body"]["text"] for r in replies]
+    assert "raw NUL" in texts[0] and "raw NUL" in texts[2], texts
+    assert "not valid UTF-8" in texts[1] and "not valid UTF-8" in texts[3], texts
+
+
+@test
 def fresh_iv_every_time():
     node = Node(BIN)
     seen_iv, seen_ct = set(), set()

@@ -12,6 +12,14 @@ import sys
 
 valgrind, binary, *inputs = sys.argv[1:]
 data = b"".join(open(p, "rb").read() for p in inputs)
+# Lines that take the loop's long-string path (src/node/bulk.c): long keys and
+# values, escaped and plain, a truncated one, and raw NUL bytes.
+long = b"L" * 5000
+data += (b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":900,"echo":{"%s":["%s",'
+         b'"%s\\n",1,{"k":"%s"}]}}}\n' % (long, long, long, long))
+data += b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":901,"echo":"%s' % long + b"\n"
+data += (b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":902,"echo":"%s\x00"}}\n'
+         % long)
 env = dict(os.environ,
            SECURITOR_KEY="feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
 p = subprocess.run([valgrind, "-q", "--error-exitcode=99", "--leak-check=full",

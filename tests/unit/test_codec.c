@@ -86,10 +86,49 @@ static void test_utf8(void)
 #undef U
 }
 
+/* The scanners read 32 bytes at a time: put each interesting sequence at
+ * every offset of a buffer longer than two blocks, so it lands inside a
+ * block, across a block edge and in the tail. */
+static void test_utf8_positions(void)
+{
+    static const struct {
+        const char *seq;
+        size_t len;
+        bool valid, text;
+    } cases[] = {
+        {"\xc3\xa9", 2, true, true},
+        {"\xf0\x9f\x94\x90", 4, true, true},
+        {"\0", 1, true, false},   /* valid UTF-8, not carried by JSON text */
+        {"\xc3", 1, false, false}, /* truncated */
+        {"\xed\xa0\x80", 3, false, false},
+        {"\xff", 1, false, false},
+    };
+    uint8_t b[80];
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (size_t at = 0; at + cases[c].len <= sizeof(b); at++) {
+            memset(b, 'a', sizeof(b));
+            memcpy(b + at, cases[c].seq, cases[c].len);
+            CHECK(utf8_valid(b, sizeof(b)) == cases[c].valid);
+            CHECK(utf8_text_valid(b, sizeof(b)) == cases[c].text);
+            /* The same sequence as the last bytes of a shorter input. */
+            CHECK(utf8_valid(b, at + cases[c].len) == cases[c].valid);
+            CHECK(utf8_text_valid(b, at + cases[c].len) == cases[c].text);
+        }
+    }
+    /* Multi-byte text throughout, and a NUL after it. */
+    uint8_t euro[3 * 30];
+    for (size_t i = 0; i < sizeof(euro); i += 3)
+        memcpy(euro + i, "\xe2\x82\xac", 3);
+    CHECK(utf8_text_valid(euro, sizeof(euro)));
+    euro[sizeof(euro) - 3] = 0;
+    CHECK(!utf8_valid(euro, sizeof(euro)) && !utf8_text_valid(euro, sizeof(euro)));
+}
+
 int main(void)
 {
     test_hex();
     test_base64();
     test_utf8();
+    test_utf8_positions();
     return check_finish("test_codec");
 }

@@ -1,0 +1,155 @@
+/* bulk.c - large JSON strings without cJSON's byte-at-a-time copy.
+ *
+ * cJSON copies every string one byte at a time, twice over (a scan for the
+ * end, then the copy). For a 1 MiB plaintext or a 2 MiB hex ciphertext that
+ * is more than half of all the work the node does. The payloads that big are
+ * nearly always plain runs without escapes, which need no decoding at all:
+ * their bytes in the line are already the string's value.
+ *
+ * So before cJSON sees a long line, the loop looks for such strings (at least
+ * BULK_MIN bytes, no backslash) and hands cJSON a skeleton of the line in which
+ * each of them is replaced by a short marker: 0xFF followed by its index. A
+ * valid UTF-8 line cannot hold the byte 0xFF, so no marker can be confused
+ * with real text; the loop only takes this path for valid UTF-8 lines without
+ * raw NUL bytes. After parsing, bulk_resolve points each marked string at its
+ * bytes in the line itself, NUL-terminated where its closing quote was.
+ *
+ * The skeleton differs from the line only inside string tokens that are
+ * replaced by other string tokens, so cJSON accepts the skeleton exactly when
+ * it accepts the line, and builds the same tree.
+ */
+#include "node_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "securitor/wipe.h"
+
+#define BULK_MARK '\xFF'
+
+/* Finds the end of the string token whose contents start at s: sets *close to
+ * its closing quote and *escaped when it holds a backslash. Returns false for
+ * a string that is not terminated before end. Linear in the token's length,
+ * however many escapes it holds. */
+static bool string_end(const char *s, const char *end, const char **close, bool *escaped)
+{
+    const char *q = NULL;
+    *escaped = false;
+    for (;;) {
+        if (!q || q < s) {
+            q = memchr(s, '"', (size_t)(end - s));
+            if (!q)
+                return false;
+        }
+        const char *bs = memchr(s, '\\', (size_t)(q - s));
+        if (!bs)
+            break;
+        *escaped = true;
+        s = bs + 2; /* skip the escaped character (it may be a quote) */
+        if (s > end)
+            return false;
+    }
+    *close = q;
+    return true;
+}
+
+static bool slices_push(struct bulk *b, char *s, size_t len)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 8;
+        struct bulk_slice *p = realloc(b->slices, cap * sizeof(*p));
+        if (!p)
+            return false;
+        b->slices = p;
+        b->cap = cap;
+    }
+    b->slices[b->n++] = (struct bulk_slice){s, len};
+    return true;
+}
+
+bool bulk_extract(struct bulk *b, char *line, size_t len)
+{
+    const char *end = line + len, *copied = line;
+    char *p = line;
+
+    b->n = 0;
+    if (len < BULK_MIN)
+        return false;
+    buf_reset(&b->skeleton);
+    for (;;) {
+        char *open = memchr(p, '"', (size_t)(end - p)); /* outside strings here */
+        const char *close;
+        bool escaped;
+        if (!open || !string_end(open + 1, end, &close, &escaped))
+            break; /* the rest goes into the skeleton as it is */
+        size_t n = (size_t)(close - (open + 1));
+        if (!escaped && n >= BULK_MIN) {
+            char mark[24];
+            int m = snprintf(mark, sizeof(mark), "%c%zu", BULK_MARK, b->n);
+            if (!slices_push(b, open + 1, n))
+                break;
+            buf_append(&b->skeleton, copied, (size_t)(open + 1 - copied));
+            buf_append(&b->skeleton, mark, (size_t)m);
+            copied = close; /* the closing quote is copied with what follows */
+        }
+        p = (char *)close + 1;
+    }
+    if (!b->n)
+        return false;
+    buf_append(&b->skeleton, copied, (size_t)(end - copied));
+    if (!buf_ok(&b->skeleton)) { /* out of memory: cJSON parses the line itself */
+        bulk_reset(b);
+        return false;
+    }
+    /* Only now that the skeleton is complete may the line change. */
+    for (size_t i = 0; i < b->n; i++)
+        b->slices[i].s[b->slices[i].len] = '\0';
+    return true;
+}
+
+/* The slice a marked string stands for, or NULL when s is not a marker. */
+static char *marked(const struct bulk *b, const char *s)
+{
+    if (!s || s[0] != BULK_MARK)
+        return NULL;
+    char *endp;
+    unsigned long i = strtoul(s + 1, &endp, 10);
+    return *endp == '\0' && i < b->n ? b->slices[i].s : NULL;
+}
+
+void bulk_resolve(const struct bulk *b, cJSON *item)
+{
+    for (; item; item = item->next) {
+        char *s;
+        /* The flags tell cJSON_Delete that these strings are not its own to
+         * free, so the tree stays sound whatever allocator cJSON uses. */
+        if ((s = marked(b, item->string)) != NULL) {
+            cJSON_free(item->string);
+            item->string = s;
+            item->type |= cJSON_StringIsConst;
+        }
+        if (cJSON_IsString(item) && (s = marked(b, item->valuestring)) != NULL) {
+            cJSON_free(item->valuestring);
+            item->valuestring = s;
+            item->type |= cJSON_IsReference;
+        }
+        if (item->child)
+            bulk_resolve(b, item->child);
+    }
+}
+
+void bulk_reset(struct bulk *b)
+{
+    wipe_bytes(b->skeleton.data, b->skeleton.len); /* short strings may be secrets */
+    buf_reset(&b->skeleton);
+    b->n = 0;
+}
+
+void bulk_free(struct bulk *b)
+{
+    bulk_reset(b);
+    buf_free(&b->skeleton);
+    free(b->slices);
+    *b = (struct bulk){0};
+}
