@@ -152,24 +152,40 @@ size_t utf8_char_len(const uint8_t *s, size_t n)
 /* Nonzero exactly when some byte of w is zero (Hacker's Delight §6.1). */
 static inline uint64_t zero_byte_in(uint64_t w) { return (w - BYTES_01) & ~w & BYTES_80; }
 
-static bool utf8_scan(const uint8_t *s, size_t n, bool nul_ok)
+/* Looks at `words` 8-byte words at p: 1 when all are ASCII (and NUL-free
+ * unless nul_ok), -1 when a NUL is not allowed, 0 when some byte needs a
+ * closer look. */
+static inline int ascii_words(const uint8_t *p, size_t words, bool nul_ok)
+{
+    uint64_t high = 0, zero = 0;
+    for (size_t k = 0; k < words; k++) {
+        uint64_t w;
+        memcpy(&w, p + 8 * k, 8);
+        high |= w;
+        zero |= zero_byte_in(w);
+    }
+    if (!nul_ok && zero)
+        return -1;
+    return !(high & BYTES_80);
+}
+
+/* Inlined into both callers so that nul_ok folds away. */
+static inline __attribute__((always_inline)) bool utf8_scan(const uint8_t *s, size_t n,
+                                                           bool nul_ok)
 {
     size_t i = 0;
     while (i < n) {
-        /* ASCII fast path, 32 bytes at a time. */
-        size_t stop = n;
-        if (n - i >= 32) {
-            uint64_t w[4];
-            memcpy(w, s + i, sizeof(w));
-            uint64_t high = (w[0] | w[1] | w[2] | w[3]) & BYTES_80;
-            if (!nul_ok && (zero_byte_in(w[0]) | zero_byte_in(w[1]) | zero_byte_in(w[2]) |
-                            zero_byte_in(w[3])))
+        /* ASCII fast path: 32 bytes at a time, then 8 in the tail. */
+        size_t step = n - i >= 32 ? 32 : n - i >= 8 ? 8 : 0, stop = n;
+        if (step) {
+            int r = step == 32 ? ascii_words(s + i, 4, nul_ok) : ascii_words(s + i, 1, nul_ok);
+            if (r < 0)
                 return false;
-            if (!high) {
-                i += 32;
+            if (r) {
+                i += step;
                 continue;
             }
-            stop = i + 32; /* this block one character at a time */
+            stop = i + step; /* this block one character at a time */
         }
         while (i < stop) {
             if (s[i] < 0x80) {
