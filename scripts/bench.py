@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmarks the node binaries through a pipe, as a harness would drive them.
+"""Benchmarks the node binaries as a harness drives them.
 
-Input files are generated first (in /dev/shm when it exists), then each run
-feeds one file on stdin and writes replies to a file; the time is wall-clock
-from process start to exit, so JSON parsing, hex/base64 and I/O are included.
-Peak RSS is the node's own high-water mark (VmHWM in /proc/PID/status),
-sampled every millisecond while it runs: ru_maxrss would also count the
-forking Python parent, whose pages the child maps until exec.
+Input files are generated first (in /dev/shm when it exists). Each symmetric
+run is timed twice over: through real pipes (cat FILE | node | cat > OUT,
+which is how a harness talks to a node) and with stdin and stdout as the
+files themselves, which leaves out the pipes' copies and wake-ups and so
+shows the node's own speed. Times are wall-clock from start to exit, so JSON
+parsing, hex/base64 and I/O are included. Peak RSS is the node's own
+high-water mark (VmHWM in /proc/PID/status), sampled every millisecond while
+it runs: ru_maxrss would also count the forking Python parent, whose pages
+the child maps until exec.
 """
 import json
 import os
@@ -23,8 +26,9 @@ TMP = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
-def run(binary, in_path, env=None):
-    """Runs binary < in_path > out; returns (seconds, peak RSS KiB, out path)."""
+def run(binary, in_path, env=None, pipe=True):
+    """Runs binary with in_path on stdin, through pipes (cat | node | cat) or
+    directly from and to files; returns (seconds, peak RSS KiB, out path)."""
     out_path = in_path + ".out"
     full_env = dict(os.environ, **(env or {}))
     peak = [0]
@@ -44,11 +48,22 @@ def run(binary, in_path, env=None):
 
     with open(in_path, "rb") as fin, open(out_path, "wb") as fout:
         t0 = time.perf_counter()
-        p = subprocess.Popen([binary], stdin=fin, stdout=fout, stderr=subprocess.DEVNULL,
-                             env=full_env)
+        helpers = []
+        if pipe:
+            feed = subprocess.Popen(["cat"], stdin=fin, stdout=subprocess.PIPE)
+            p = subprocess.Popen([binary], stdin=feed.stdout, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, env=full_env)
+            drain = subprocess.Popen(["cat"], stdin=p.stdout, stdout=fout)
+            feed.stdout.close(), p.stdout.close()
+            helpers = [feed, drain]
+        else:
+            p = subprocess.Popen([binary], stdin=fin, stdout=fout, stderr=subprocess.DEVNULL,
+                                 env=full_env)
         sampler = threading.Thread(target=sample, args=(p.pid,))
         sampler.start()
         status = p.wait()
+        for h in helpers:
+            assert h.wait() == 0
         dt = time.perf_counter() - t0
         done.set()
         sampler.join()
@@ -97,36 +112,45 @@ def bench_symmetric():
                              % (i, b["iv"], b["encryptedData"], b["authTag"]))
         return lines
 
+    def measure(label, path, n, size, reply_type):
+        """Best of 3 through pipes and best of 3 from files; returns the out
+        path of the last run."""
+        row = [label]
+        for pipe in (True, False):
+            dt, rss, out = best_of(3, lambda: run(binary, path, env, pipe))
+            assert count_type(out, reply_type) == n
+            row += ["%.0f msg/s" % (n / dt), ("%.1f MB/s" if size < 1024 else "%.0f MB/s")
+                    % (n * size / dt / 1e6)]
+            if pipe:
+                row.append(rss)
+        rows.append(row)
+        return out
+
     # Small messages: 14-byte plaintexts.
     n = 1_000_000
     small = write_lines("small.enc", (enc_line(i, "Secret message") for i in range(n)))
-    dt, rss, out = best_of(3, lambda: run(binary, small, env))
-    assert count_type(out, "encrypted") == n
-    rows.append(("encrypt 14 B", "%.0f msg/s" % (n / dt), "%.1f MB/s" % (n * 14 / dt / 1e6), rss))
+    out = measure("encrypt 14 B", small, n, 14, "encrypted")
     small_dec = write_lines("small.dec", dec_lines(out))
-    dt, rss, out = best_of(3, lambda: run(binary, small_dec, env))
-    assert count_type(out, "decrypted") == n
-    rows.append(("decrypt 14 B", "%.0f msg/s" % (n / dt), "%.1f MB/s" % (n * 14 / dt / 1e6), rss))
+    measure("decrypt 14 B", small_dec, n, 14, "decrypted")
+    os.unlink(small), os.unlink(small_dec)
 
     for size, n in ((64 << 10, 2000), (1 << 20, 200)):
         text = ("abcdefghijklmnopqrstuvwxyz012345" * (size // 32))[:size]
         path = write_lines("big%d.enc" % size, (enc_line(i, text) for i in range(n)))
-        dt, rss, out = best_of(3, lambda: run(binary, path, env))
-        assert count_type(out, "encrypted") == n
         label = "%d KiB" % (size >> 10) if size < (1 << 20) else "1 MiB"
-        rows.append(("encrypt " + label, "%.0f msg/s" % (n / dt),
-                     "%.0f MB/s" % (n * size / dt / 1e6), rss))
+        out = measure("encrypt " + label, path, n, size, "encrypted")
         dpath = write_lines("big%d.dec" % size, dec_lines(out))
-        dt, rss, out = best_of(3, lambda: run(binary, dpath, env))
-        assert count_type(out, "decrypted") == n
-        rows.append(("decrypt " + label, "%.0f msg/s" % (n / dt),
-                     "%.0f MB/s" % (n * size / dt / 1e6), rss))
+        measure("decrypt " + label, dpath, n, size, "decrypted")
         os.unlink(path), os.unlink(dpath)
 
-    print("\nsymmetric-node through a pipe (best of 3; MB = 10^6 bytes of plaintext):")
-    print("  %-16s %16s %14s %14s" % ("workload", "rate", "throughput", "peak RSS"))
-    for name, rate, mbs, rss in rows:
-        print("  %-16s %16s %14s %11.1f MiB" % (name, rate, mbs, rss / 1024))
+    print("\nsymmetric-node (best of 3; MB = 10^6 bytes of plaintext; JSON and I/O included)")
+    print("  %-15s %31s %12s %31s" % ("", "--- through pipes (cat | node | cat) ---",
+                                      "", "--- stdin/stdout as files ---"))
+    print("  %-15s %14s %12s %12s %16s %12s" % ("workload", "rate", "throughput",
+                                                "peak RSS", "rate", "throughput"))
+    for label, rate, mbs, rss, frate, fmbs in rows:
+        print("  %-15s %14s %12s %8.1f MiB %16s %12s" % (label, rate, mbs, rss / 1024,
+                                                        frate, fmbs))
     try:
         sp = subprocess.run(["openssl", "speed", "-evp", "aes-256-gcm", "-seconds", "1"],
                             capture_output=True, text=True, timeout=120).stdout

@@ -8,11 +8,13 @@
 #include "node_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -210,6 +212,16 @@ static void emit_reply(struct node *n, const char *self, const char *dest,
     n->next_msg_id++;
     if (o->len >= NODE_OUT_FLUSH)
         flush_out(n);
+}
+
+/* Pipes hold 64 KiB by default: a node moving megabytes then sleeps and
+ * wakes for every 64 KiB. Asking for 1 MiB (the default most an unprivileged
+ * process may set) is best-effort; files and terminals are left alone. */
+static void grow_pipe(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+        (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 }
 
 /* --- the built-in handlers: init and echo ---------------------------------- */
@@ -429,6 +441,8 @@ int node_run(const struct node_program *prog, struct app *app)
     int status = 0;
 
     signal(SIGPIPE, SIG_IGN); /* a closed stdout becomes EPIPE, reported once */
+    grow_pipe(STDIN_FILENO);
+    grow_pipe(STDOUT_FILENO);
     cJSON_Hooks hooks = {.malloc_fn = arena_alloc, .free_fn = arena_free_noop};
     cJSON_InitHooks(&hooks);
     for (;;) {
