@@ -74,15 +74,22 @@ bool bulk_extract(struct bulk *b, char *line, size_t len)
     char *p = line;
 
     b->n = 0;
+    b->escapes = true; /* until the whole line is seen */
     if (len < BULK_MIN)
         return false;
     buf_reset(&b->skeleton);
+    bool escapes = false;
     for (;;) {
         char *open = memchr(p, '"', (size_t)(end - p)); /* outside strings here */
         const char *close;
         bool escaped;
-        if (!open || !string_end(open + 1, end, &close, &escaped))
+        if (!open) {
+            b->escapes = escapes;
+            break;
+        }
+        if (!string_end(open + 1, end, &close, &escaped))
             break; /* the rest goes into the skeleton as it is */
+        escapes |= escaped;
         size_t n = (size_t)(close - (open + 1));
         if (!escaped && n >= BULK_MIN) {
             char mark[24];

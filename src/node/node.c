@@ -310,8 +310,11 @@ static void handle_line(struct node *n, char *line, size_t len)
     bool clean = utf8_text_valid((const uint8_t *)line, len);
     bool utf8_ok = clean || utf8_valid((const uint8_t *)line, len);
     bool raw_nul = utf8_ok && !clean;
-    bool escaped_nul = has_escaped_nul(line, len);
     cJSON *root = parse_line(n, line, len, clean);
+    /* Only a string with a backslash can hold \u0000, and the long-string
+     * pass has already looked for backslashes. Parsing only replaced closing
+     * quotes of strings without any, so the check below still holds. */
+    bool escaped_nul = (!n->bulk.n || n->bulk.escapes) && has_escaped_nul(line, len);
     const cJSON *src = NULL, *dest = NULL, *body = NULL, *type = NULL, *msg_id = NULL;
 
     if (!root || !cJSON_IsObject(root)) {

@@ -21,12 +21,14 @@ struct bulk {
     struct buf skeleton; /* the line with each bulk string replaced by a marker */
     struct bulk_slice *slices;
     size_t n, cap;
+    bool escapes; /* false: no string in the line holds a backslash */
 };
 
 /* Looks for unescaped strings of BULK_MIN bytes or more in line, which must
  * be valid UTF-8 without NUL bytes. When it finds some, it builds the
  * skeleton for cJSON to parse, writes a NUL over each one's closing quote,
- * and returns true; otherwise the line is untouched and cJSON parses it. */
+ * sets b->escapes, and returns true; otherwise the line is untouched and
+ * cJSON parses it. */
 bool bulk_extract(struct bulk *b, char *line, size_t len);
 /* Points every marked key and string in the parsed skeleton (item and its
  * siblings and children) at its slice of the line. */

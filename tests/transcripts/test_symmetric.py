@@ -154,10 +154,16 @@ def raw_nul_and_bad_utf8_refused_in_long_and_short_strings():
         for bad in (b"\x00", b"\xff"):
             lines.append(b'{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":%d,'
                          b'"plaintext":"%s%s%s"}}' % (n, b"a" * n, bad, b"b" * n))
+    # \u0000 in a long string, and in a short one beside a long one.
+    lines.append(b'{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":7,'
+                 b'"plaintext":"%s\\u0000"}}' % (b"a" * 2000))
+    lines.append(b'{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":8,'
+                 b'"plaintext":"%s","aad":"\\u0000"}}' % (b"a" * 2000))
     replies, err, code = run_lines(BIN, lines)
     assert code == 0, err
     got = [(r["body"]["type"], r["body"]["code"]) for r in replies]
-    assert got == [("error", 12)] * 4, got
+    assert got == [("error", 12)] * 6, got
+    assert all("\\u0000" in r["body"]["text"] for r in replies[4:]), replies[4:]
     texts = [r["body"]["text"] for r in replies]
     assert "raw NUL" in texts[0] and "raw NUL" in texts[2], texts
     assert "not valid UTF-8" in texts[1] and "not valid UTF-8" in texts[3], texts
