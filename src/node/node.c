@@ -291,15 +291,24 @@ static const cJSON *string_field(const cJSON *obj, const char *key)
 }
 
 /* Parses one line. Valid UTF-8 lines with long strings are parsed from a
- * skeleton (see bulk.c); the line itself may then change. */
-static cJSON *parse_line(struct node *n, char *line, size_t len, bool clean)
+ * skeleton (see bulk.c); the line itself may then change. *trailing tells
+ * whether anything but whitespace follows the value (cJSON would ignore it). */
+static cJSON *parse_line(struct node *n, char *line, size_t len, bool clean, bool *trailing)
 {
+    const char *text = line, *end = NULL;
+    size_t text_len = len;
     if (clean && bulk_extract(&n->bulk, line, len)) {
-        cJSON *root = cJSON_ParseWithLength(n->bulk.skeleton.data, n->bulk.skeleton.len);
-        bulk_resolve(&n->bulk, root);
-        return root;
+        text = n->bulk.skeleton.data;
+        text_len = n->bulk.skeleton.len;
     }
-    return cJSON_ParseWithLength(line, len);
+    cJSON *root = cJSON_ParseWithLengthOpts(text, text_len, &end, false);
+    if (root && n->bulk.n)
+        bulk_resolve(&n->bulk, root);
+    *trailing = false;
+    for (; root && end < text + text_len; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
+            *trailing = true;
+    return root;
 }
 
 static void handle_line(struct node *n, char *line, size_t len)
@@ -310,7 +319,8 @@ static void handle_line(struct node *n, char *line, size_t len)
     bool clean = utf8_text_valid((const uint8_t *)line, len);
     bool utf8_ok = clean || utf8_valid((const uint8_t *)line, len);
     bool raw_nul = utf8_ok && !clean;
-    cJSON *root = parse_line(n, line, len, clean);
+    bool trailing;
+    cJSON *root = parse_line(n, line, len, clean, &trailing);
     /* Only a string with a backslash can hold \u0000, and the long-string
      * pass has already looked for backslashes. Parsing only replaced closing
      * quotes of strings without any, so the check below still holds. */
@@ -344,6 +354,9 @@ static void handle_line(struct node *n, char *line, size_t len)
         node_error(r, ERR_MALFORMED, "body: missing; expected an object");
     } else if (!type) {
         node_error(r, ERR_MALFORMED, "body.type: missing; expected a string");
+    } else if (trailing) {
+        node_error(r, ERR_MALFORMED, "unexpected text after the JSON object; send one "
+                                     "message per line");
     } else if (!utf8_ok) {
         node_error(r, ERR_MALFORMED, "the line is not valid UTF-8 (send binary data as "
                                      "base64 with \"encoding\": \"base64\")");

@@ -380,6 +380,21 @@ def bad_lines_never_kill_the_node():
 
 
 @test
+def text_after_the_object_refused():
+    """cJSON stops after the first value; the node does not ignore the rest."""
+    lines = [b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":1,"echo":1}} x',
+             b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":2,"echo":1}}{"a":1}',
+             b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":3,"echo":"%s"}}"%s"'
+             % (b"l" * 3000, b"m" * 3000),
+             b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":4,"echo":4}} \t ']
+    replies, err, code = run_lines(BIN, lines)
+    assert code == 0, err
+    got = [(r["body"]["in_reply_to"], r["body"]["type"], r["body"].get("code")) for r in replies]
+    assert got == [(1, "error", 12), (2, "error", 12), (3, "error", 12), (4, "echo_ok", None)], got
+    assert "unexpected text after the JSON object" in replies[0]["body"]["text"]
+
+
+@test
 def burst_with_stdin_closed():
     """Thousands of lines piped at once: every reply is written, in order, exit 0."""
     n = 5000

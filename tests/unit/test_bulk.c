@@ -130,8 +130,9 @@ static void check_same(struct bulk *b, const char *text, size_t len, struct buf 
         cJSON_free(pg);
         if (used) {
             CHECK(in_line(got, copy->data, copy->data + len) == b->n);
-            /* In valid JSON every backslash is inside a string. */
-            CHECK(b->escapes == (memchr(text, '\\', len) != NULL));
+            /* No backslash may hide behind escapes == false (true is allowed
+             * when the scan stopped early, e.g. in ignored trailing text). */
+            CHECK(b->escapes || !memchr(text, '\\', len));
             bulk_lines++;
             bulk_strings += b->n;
         }
