@@ -118,7 +118,7 @@ bool bulk_extract(struct bulk *b, char *line, size_t len)
 /* The slice a marked string stands for, or NULL when s is not a marker. */
 static char *marked(const struct bulk *b, const char *s)
 {
-    if (!s || s[0] != BULK_MARK)
+    if (!s || s[0] != BULK_MARK || s[1] < '0' || s[1] > '9')
         return NULL;
     char *endp;
     unsigned long i = strtoul(s + 1, &endp, 10);
