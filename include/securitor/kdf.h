@@ -28,6 +28,14 @@ __attribute__((warn_unused_result))
 int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                 const struct bytes *parts, size_t n_parts);
 
+/* HMAC-SHA256 of each of n messages under one key: out[i] = HMAC(key,
+ * msgs[i]). The key is set up once (OpenSSL re-initialises a MAC context
+ * with its previous key when given none), which saves a key schedule per
+ * extra message; the KDF chain step of the Double Ratchet is two of them. */
+__attribute__((warn_unused_result))
+int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
+                     const struct bytes *msgs, size_t n);
+
 /* SHA-512 over the concatenation of n_parts parts. */
 __attribute__((warn_unused_result))
 int sha512(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts);

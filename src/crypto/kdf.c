@@ -103,6 +103,29 @@ fail:
     return -1;
 }
 
+int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
+                     const struct bytes *msgs, size_t n)
+{
+    size_t out_len;
+    if (setup())
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        /* The first init sets the key; later ones (key NULL) reuse it. */
+        if (!EVP_MAC_init(hmac_ctx, i ? NULL : key, i ? 0 : key_len, NULL))
+            goto fail;
+        if (msgs[i].n && !EVP_MAC_update(hmac_ctx, msgs[i].p, msgs[i].n))
+            goto fail;
+        if (!EVP_MAC_final(hmac_ctx, out[i], &out_len, HMAC_SHA256_LEN) ||
+            out_len != HMAC_SHA256_LEN)
+            goto fail;
+    }
+    return scrub_hmac();
+fail:
+    scrub_hmac();
+    ERR_clear_error();
+    return -1;
+}
+
 static int digest(const EVP_MD *md, uint8_t *out, const struct bytes *parts, size_t n_parts)
 {
     if (!EVP_DigestInit_ex(md_ctx, md, NULL))

@@ -21,8 +21,15 @@ static const uint8_t ZERO32[32];
 int chain_step(uint8_t seed[static 32], uint8_t next[static 32], const uint8_t ck[static 32])
 {
     static const uint8_t one = 0x01, two = 0x02; /* Double Ratchet §5.2 */
-    struct bytes m1 = {&one, 1}, m2 = {&two, 1};
-    return hmac_sha256(seed, ck, 32, &m1, 1) || hmac_sha256(next, ck, 32, &m2, 1) ? -1 : 0;
+    const struct bytes msgs[2] = {{&one, 1}, {&two, 1}};
+    uint8_t out[2][HMAC_SHA256_LEN];
+    int rc = hmac_sha256_each(out, ck, 32, msgs, 2);
+    if (!rc) {
+        memcpy(seed, out[0], 32);
+        memcpy(next, out[1], 32);
+    }
+    WIPE_OBJ(out);
+    return rc;
 }
 
 int message_keys_derive(struct message_keys *mk, const uint8_t seed[static 32])

@@ -144,6 +144,14 @@ static void hmac(void)
             CHECK(hmac_sha256(out, key, kl, &part, 1) == 0);
             bool same = tl == tag_bytes && !memcmp(out, tag, tag_bytes);
             CHECK(same == !strcmp(str(t, "result"), "valid"));
+            /* Several messages under one key set up once: the message, an
+             * empty one, the message again. */
+            uint8_t each[3][HMAC_SHA256_LEN], empty[HMAC_SHA256_LEN];
+            struct bytes none = {NULL, 0}, msgs[3] = {part, none, part};
+            CHECK(hmac_sha256_each(each, key, kl, msgs, 3) == 0 &&
+                  hmac_sha256(empty, key, kl, &none, 1) == 0);
+            CHECK(!memcmp(each[0], out, sizeof(out)) && !memcmp(each[2], out, sizeof(out)) &&
+                  !memcmp(each[1], empty, sizeof(empty)));
             n++;
             free(key), free(msg), free(tag);
         }
