@@ -5,7 +5,8 @@ Input files are generated first (in /dev/shm when it exists). Each symmetric
 run is timed twice over: through real pipes (cat FILE | node | cat > OUT,
 which is how a harness talks to a node) and with stdin and stdout as the
 files themselves, which leaves out the pipes' copies and wake-ups and so
-shows the node's own speed. Times are wall-clock from start to exit, so JSON
+shows the node's own speed. Beside them, the pipes alone: the same bytes
+through cat | cat with no node, which is what the transport itself costs. Times are wall-clock from start to exit, so JSON
 parsing, hex/base64 and I/O are included. Peak RSS is the node's own
 high-water mark (VmHWM in /proc/PID/status), sampled every millisecond while
 it runs: ru_maxrss would also count the forking Python parent, whose pages
@@ -71,6 +72,24 @@ def run(binary, in_path, env=None, pipe=True):
     return dt, peak[0], out_path
 
 
+def transport(in_path, out_path):
+    """The pipes alone: the requests and the replies of a run moved at the same
+    time through cat | cat (default 64 KiB pipes), with no node between: what
+    moving those bytes costs on this machine. Returns (seconds, 0, None)."""
+    copy = out_path + ".copy"
+    with open(copy, "wb") as fcopy:
+        t0 = time.perf_counter()
+        a = subprocess.Popen(["cat", in_path], stdout=subprocess.PIPE)
+        b = subprocess.Popen(["cat"], stdin=a.stdout, stdout=subprocess.DEVNULL)
+        c = subprocess.Popen(["cat", out_path], stdout=subprocess.PIPE)
+        d = subprocess.Popen(["cat"], stdin=c.stdout, stdout=fcopy)
+        a.stdout.close(), c.stdout.close()
+        assert all(p.wait() == 0 for p in (a, b, c, d))
+        dt = time.perf_counter() - t0
+    os.unlink(copy)
+    return dt, 0, None
+
+
 def write_lines(name, lines):
     path = os.path.join(TMP, name)
     with open(path, "w") as f:
@@ -123,6 +142,8 @@ def bench_symmetric():
                     % (n * size / dt / 1e6)]
             if pipe:
                 row.append(rss)
+        dt = best_of(3, lambda: transport(path, out))[0]
+        row.append("%.0f MB/s" % (n * size / dt / 1e6))
         rows.append(row)
         return out
 
@@ -144,13 +165,17 @@ def bench_symmetric():
         os.unlink(path), os.unlink(dpath)
 
     print("\nsymmetric-node (best of 3; MB = 10^6 bytes of plaintext; JSON and I/O included)")
-    print("  %-15s %31s %12s %31s" % ("", "--- through pipes (cat | node | cat) ---",
-                                      "", "--- stdin/stdout as files ---"))
-    print("  %-15s %14s %12s %12s %16s %12s" % ("workload", "rate", "throughput",
-                                                "peak RSS", "rate", "throughput"))
-    for label, rate, mbs, rss, frate, fmbs in rows:
-        print("  %-15s %14s %12s %8.1f MiB %16s %12s" % (label, rate, mbs, rss / 1024,
-                                                        frate, fmbs))
+    print("  %-15s %31s %12s %31s %14s" % ("", "--- through pipes (cat | node | cat) ---",
+                                           "", "--- stdin/stdout as files ---",
+                                           "pipes alone"))
+    print("  %-15s %14s %12s %12s %16s %12s %14s" % ("workload", "rate", "throughput",
+                                                     "peak RSS", "rate", "throughput",
+                                                     "throughput"))
+    for label, rate, mbs, rss, frate, fmbs, tmbs in rows:
+        print("  %-15s %14s %12s %8.1f MiB %16s %12s %14s" % (label, rate, mbs, rss / 1024,
+                                                              frate, fmbs, tmbs))
+    print("  pipes alone: the same requests and replies moved through cat | cat at the same\n"
+          "  time with no node (64 KiB pipes; the node asks for 1 MiB): the transport's cost.")
     try:
         sp = subprocess.run(["openssl", "speed", "-evp", "aes-256-gcm", "-seconds", "1"],
                             capture_output=True, text=True, timeout=120).stdout
