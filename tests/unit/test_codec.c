@@ -1,4 +1,5 @@
 /* test_codec.c - hex, base64 (RFC 4648 §10 vectors) and UTF-8 edge cases. */
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
@@ -20,6 +21,23 @@ static void test_hex(void)
     CHECK(hex_decode(back, "xyz789", 6) == -1);  /* the seed case's "encryptedData" */
     CHECK(hex_decode(back, " 0", 2) == -1);
     CHECK(hex_decode(back, "0\x80", 2) == -1);   /* high byte */
+
+    /* Both encoders (pair table below 64 bytes, arithmetic above) against
+     * printf, for every length around the switch and every byte value. */
+    uint8_t all[300];
+    char enc[601], want[601];
+    uint8_t dec[300];
+    for (size_t i = 0; i < sizeof(all); i++)
+        all[i] = (uint8_t)(255 - i * 7);
+    for (size_t n = 0; n <= sizeof(all); n++) {
+        for (size_t i = 0; i < n; i++)
+            snprintf(want + 2 * i, 3, "%02x", all[i]);
+        want[2 * n] = '\0';
+        hex_encode(enc, all, n);
+        enc[2 * n] = '\0';
+        CHECK(!strcmp(enc, want));
+        CHECK(hex_decode(dec, enc, 2 * n) == 0 && !memcmp(dec, all, n));
+    }
 }
 
 static void test_base64(void)
