@@ -305,7 +305,7 @@ static cJSON *parse_line(struct node *n, char *line, size_t len, bool clean, boo
     if (root && n->bulk.n)
         bulk_resolve(&n->bulk, root);
     *trailing = false;
-    for (; root && end < text + text_len; end++)
+    for (; root && end < text + text_len && !*trailing; end++)
         if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
             *trailing = true;
     return root;
