@@ -286,7 +286,7 @@ static int h_initiate_conversation(struct app *app, const struct request *req, s
     if ((rc = req_string(r, req->body, "recipient", false, &recipient, NULL)) ||
         (rc = acting_user(app, req, r, &u)))
         return rc;
-    const cJSON *bundle_json = cJSON_GetObjectItemCaseSensitive(req->body, "bob_public_key");
+    const cJSON *bundle_json = req_field(req->body, "bob_public_key");
     if (bundle_json && !cJSON_IsNull(bundle_json)) {
         struct bundle b;
         if ((rc = parse_bundle(r, bundle_json, &b)))
@@ -488,7 +488,7 @@ static int h_receive_message(struct app *app, const struct request *req, struct 
     const char *sender, *ct_b64, *tag_hex, *kind;
     size_t ct_len, tag_len, n;
     int rc;
-    const cJSON *em = cJSON_GetObjectItemCaseSensitive(req->body, "encrypted_message");
+    const cJSON *em = req_field(req->body, "encrypted_message");
     if ((rc = req_string(r, req->body, "sender", false, &sender, NULL)))
         return rc;
     if (!cJSON_IsObject(em))

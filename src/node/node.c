@@ -232,7 +232,7 @@ static int h_init(struct node *n, const cJSON *body, struct reply *r)
     int rc = req_string(r, body, "node_id", false, &id, NULL);
     if (rc)
         return rc;
-    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(body, "node_ids");
+    const cJSON *ids = req_field(body, "node_ids");
     if (ids && !cJSON_IsArray(ids))
         return node_error(r, ERR_MALFORMED, "node_ids: expected an array of strings");
     const cJSON *it;
@@ -252,7 +252,7 @@ static int h_init(struct node *n, const cJSON *body, struct reply *r)
 static int h_echo(struct node *n, const cJSON *body, struct reply *r)
 {
     (void)n;
-    const cJSON *echo = cJSON_GetObjectItemCaseSensitive(body, "echo");
+    const cJSON *echo = req_field(body, "echo");
     if (!echo)
         return node_error(r, ERR_MALFORMED, "echo: missing; expected any JSON value");
     char *json = cJSON_PrintUnformatted(echo);
@@ -286,7 +286,7 @@ static bool has_escaped_nul(const char *line, size_t len)
 
 static const cJSON *string_field(const cJSON *obj, const char *key)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *v = req_field(obj, key);
     return cJSON_IsString(v) && v->valuestring ? v : NULL;
 }
 
@@ -340,9 +340,9 @@ static void handle_line(struct node *n, char *line, size_t len)
     }
     dest = string_field(root, "dest");
     reply_clear(r);
-    body = cJSON_GetObjectItemCaseSensitive(root, "body");
+    body = req_field(root, "body");
     if (cJSON_IsObject(body)) {
-        msg_id = cJSON_GetObjectItemCaseSensitive(body, "msg_id");
+        msg_id = req_field(body, "msg_id");
         type = string_field(body, "type");
     }
     if (msg_id && !(cJSON_IsNumber(msg_id) && msg_id->valuedouble >= -9007199254740992.0 &&

@@ -202,10 +202,19 @@ int node_error(struct reply *r, int code, const char *fmt, ...)
 
 /* --- reading request fields -------------------------------------------- */
 
+const cJSON *req_field(const cJSON *obj, const char *key)
+{
+    for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next)
+        /* First bytes first: most keys differ there, and that saves a call. */
+        if (c->string && c->string[0] == key[0] && !strcmp(c->string, key))
+            return c;
+    return NULL;
+}
+
 int req_string(struct reply *r, const cJSON *body, const char *key, bool optional,
                const char **s, size_t *len)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, key);
+    const cJSON *item = req_field(body, key);
     *s = NULL;
     if (len)
         *len = 0;
@@ -225,7 +234,7 @@ int req_string(struct reply *r, const cJSON *body, const char *key, bool optiona
 int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
             long long min, long long max, long long *v, bool *present)
 {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, key);
+    const cJSON *item = req_field(body, key);
     if (present)
         *present = false;
     if (!item || cJSON_IsNull(item)) {
