@@ -83,47 +83,57 @@ static int scrub_hmac(void)
     return 0;
 }
 
+static const uint8_t NO_KEY[1]; /* stands for an empty key (length 0) */
+
+/* One HMAC over the parts on the shared context; a NULL key re-uses the
+ * context's current key (OpenSSL re-initialises with it). No scrub. */
+static int mac_parts(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
+                     const struct bytes *parts, size_t n_parts)
+{
+    size_t out_len;
+    if (!EVP_MAC_init(hmac_ctx, key, key_len, NULL))
+        return -1;
+    for (size_t i = 0; i < n_parts; i++)
+        if (parts[i].n && !EVP_MAC_update(hmac_ctx, parts[i].p, parts[i].n))
+            return -1;
+    return EVP_MAC_final(hmac_ctx, out, &out_len, HMAC_SHA256_LEN) &&
+                   out_len == HMAC_SHA256_LEN
+               ? 0
+               : -1;
+}
+
+/* Scrubs the context after use; returns rc, or -1 when scrubbing failed. */
+static int mac_done(int rc)
+{
+    if (scrub_hmac())
+        rc = -1;
+    ERR_clear_error();
+    return rc;
+}
+
 int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                 const struct bytes *parts, size_t n_parts)
 {
-    size_t out_len;
-    if (setup())
-        goto fail;
-    if (!EVP_MAC_init(hmac_ctx, key, key_len, NULL))
-        goto fail;
-    for (size_t i = 0; i < n_parts; i++)
-        if (parts[i].n && !EVP_MAC_update(hmac_ctx, parts[i].p, parts[i].n))
-            goto fail;
-    if (!EVP_MAC_final(hmac_ctx, out, &out_len, HMAC_SHA256_LEN) || out_len != HMAC_SHA256_LEN)
-        goto fail;
-    return scrub_hmac();
-fail:
-    scrub_hmac();
-    ERR_clear_error();
-    return -1;
+    if (setup()) {
+        ERR_clear_error();
+        return -1;
+    }
+    /* An empty key must not reach mac_parts as NULL, which means "re-use". */
+    return mac_done(mac_parts(out, key ? key : NO_KEY, key_len, parts, n_parts));
 }
 
 int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                      const struct bytes *msgs, size_t n)
 {
-    size_t out_len;
-    if (setup())
-        goto fail;
-    for (size_t i = 0; i < n; i++) {
-        /* The first init sets the key; later ones (key NULL) reuse it. */
-        if (!EVP_MAC_init(hmac_ctx, i ? NULL : key, i ? 0 : key_len, NULL))
-            goto fail;
-        if (msgs[i].n && !EVP_MAC_update(hmac_ctx, msgs[i].p, msgs[i].n))
-            goto fail;
-        if (!EVP_MAC_final(hmac_ctx, out[i], &out_len, HMAC_SHA256_LEN) ||
-            out_len != HMAC_SHA256_LEN)
-            goto fail;
+    int rc = 0;
+    if (setup()) {
+        ERR_clear_error();
+        return -1;
     }
-    return scrub_hmac();
-fail:
-    scrub_hmac();
-    ERR_clear_error();
-    return -1;
+    /* The first message sets the key up; the others re-use it. */
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = mac_parts(out[i], i ? NULL : key ? key : NO_KEY, i ? 0 : key_len, &msgs[i], 1);
+    return mac_done(rc);
 }
 
 static int digest(const EVP_MD *md, uint8_t *out, const struct bytes *parts, size_t n_parts)
