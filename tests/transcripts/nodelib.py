@@ -99,6 +99,97 @@ def run_lines(binary, lines, args=(), env=None, timeout=120):
     return replies, p.stderr.decode(errors="replace"), p.returncode
 
 
+_FUZZ_BYTES = [b'"', b"\\", b"{", b"}", b"[", b"]", b",", b":", b"\x00", b"\xff", b"\xc3",
+               b"u", b"0", b" ", b"\\u0000", b"\\ud800", b"-", b"1e999", b"null"]
+
+
+def _damage_value(v, rng):
+    """A damaged copy of one JSON leaf value."""
+    if isinstance(v, str):
+        op = rng.randrange(6)
+        if op == 0 and v:  # one character changed (a flipped base64 or hex digit)
+            i = rng.randrange(len(v))
+            return v[:i] + rng.choice("AZaz09+/=\"\\\u00e9\u0000") + v[i + 1:]
+        if op == 1:
+            return v[:rng.randrange(len(v) + 1)]
+        if op == 2:
+            return v + v
+        if op == 3:
+            return rng.choice(["", "x" * 3000, "\ud83d\udd10", "null"])
+        return rng.choice([None, 0, -1, 2 ** 70, 1.5, [], {}, True])
+    return rng.choice(["", "1", None, -1, 2 ** 63, 1e308, [v], {"v": v}])
+
+
+def _damage_tree(obj, rng):
+    """Damages one leaf (or drops one member) somewhere inside obj, in place."""
+    path = []
+    node = obj
+    while isinstance(node, (dict, list)) and node:
+        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        path.append((node, key))
+        node = node[key]
+        if rng.random() < 0.3:
+            break
+    if not path:
+        return
+    parent, key = path[-1]
+    if isinstance(parent, dict) and rng.random() < 0.15:
+        del parent[key]
+    else:
+        parent[key] = _damage_value(parent[key], rng)
+
+
+def fuzz_lines(seeds, count, rng):
+    """`count` lines made from the valid request lines `seeds` by random
+    damage: half of them with one JSON value changed or dropped (so most
+    reach the handlers), half at the byte level: bytes replaced or inserted,
+    truncation, a long run of text (which takes the loop's long-string path),
+    lines glued together."""
+    out = []
+    for _ in range(count):
+        if rng.random() < 0.5:
+            obj = json.loads(rng.choice(seeds))
+            for _ in range(rng.randrange(1, 3)):
+                body = obj.get("body")
+                _damage_tree(body if isinstance(body, dict) and rng.random() < 0.8 else obj, rng)
+            out.append(json.dumps(obj).encode())
+            continue
+        line = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            op = rng.random()
+            at = rng.randrange(len(line) + 1)
+            if op < 0.35 and line:
+                line[min(at, len(line) - 1)] = rng.randrange(1, 256) if rng.random() < 0.3 \
+                    else rng.choice(_FUZZ_BYTES)[0]
+            elif op < 0.6:
+                line[at:at] = rng.choice(_FUZZ_BYTES)
+            elif op < 0.7:
+                del line[at:]
+            elif op < 0.85:
+                line[at:at] = b"a" * rng.choice((1023, 1024, 3000))
+            else:
+                line += rng.choice(seeds)
+        out.append(bytes(line).replace(b"\n", b" "))
+    return out
+
+
+def check_fuzz(binary, seeds, env=None, count=3000):
+    """Damaged requests never crash or hang the node: it exits 0 with nothing
+    on stderr from the sanitizers, and every line it writes is a reply
+    {src, dest, body} to one of the requests, in order."""
+    seed = int(os.environ.get("SECURITOR_SEED", time.time_ns() % (1 << 30)))
+    rng = __import__("random").Random(seed)
+    seeds = [s.encode() if isinstance(s, str) else s for s in seeds]
+    lines = fuzz_lines(seeds, count, rng)
+    replies, err, code = run_lines(binary, lines, env=env, timeout=600)
+    assert code == 0, (seed, code, err[-2000:])
+    assert "runtime error" not in err and "Sanitizer" not in err, (seed, err[-2000:])
+    assert 0 < len(replies) <= len(lines), (seed, len(replies))
+    assert [r["body"]["msg_id"] for r in replies] == list(range(1, len(replies) + 1)), seed
+    assert all(r["body"].get("type") for r in replies), seed
+    return len(replies)
+
+
 def matches(expected, actual, path="body"):
     """The seed-case rule: a string in `expected` is a regex that must match the
     whole actual value; other values must be equal; nested objects recurse;

@@ -10,7 +10,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import Node, matches, run_all, run_lines, test  # noqa: E402
+from nodelib import Node, check_fuzz, matches, run_all, run_lines, test  # noqa: E402
 
 BIN = sys.argv[1]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -394,6 +394,37 @@ def property_random_schedules():
     _, err, code = n.close()
     assert code == 0, (seed, code, err[-2000:])
     print("property: %d schedules, %d steps" % (schedules, steps))
+
+
+@test
+def damaged_requests_never_crash():
+    """Requests from a real conversation (made by another node process, so
+    keys and sessions do not match the fuzzed node's), damaged at random."""
+    n = Node(BIN)
+    bundle = n.call({"type": "get_bundle"}, src="bob")
+    for k in ("type", "msg_id", "in_reply_to"):
+        bundle.pop(k)
+    first = send(n, "alice", "bob", "hello")
+    recv(n, "bob", "alice", first)
+    second = send(n, "bob", "alice", "hi " * 400)
+    n.close()
+
+    def line(src, body):
+        return json.dumps({"src": src, "dest": "n1", "body": body})
+
+    seeds = [line("bob", {"type": "get_bundle", "msg_id": 1}),
+             line("carol", {"type": "initiate_conversation", "msg_id": 2, "recipient": "bob",
+                            "bob_public_key": bundle}),
+             line("bob", {"type": "receive_message", "msg_id": 3, "sender": "alice",
+                          "encrypted_message": first}),
+             line("alice", {"type": "receive_message", "msg_id": 4, "sender": "bob",
+                            "encrypted_message": second}),
+             line("alice", {"type": "send_message", "msg_id": 5, "recipient": "bob",
+                            "plaintext": "x", "encoding": "utf-8"}),
+             line("alice", {"type": "fingerprint", "msg_id": 6, "peer": "bob"}),
+             line("alice", {"type": "trust_identity", "msg_id": 7, "peer": "bob"})]
+    replies = check_fuzz(BIN, seeds, count=3000)
+    assert replies > 1000, replies
 
 
 @test

@@ -12,7 +12,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import Node, check_golden, matches, run_all, run_lines, test  # noqa: E402
+from nodelib import (Node, check_fuzz, check_golden, matches, run_all, run_lines,  # noqa: E402
+                     test)
 
 BIN = sys.argv[1]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -392,6 +393,19 @@ def text_after_the_object_refused():
     got = [(r["body"]["in_reply_to"], r["body"]["type"], r["body"].get("code")) for r in replies]
     assert got == [(1, "error", 12), (2, "error", 12), (3, "error", 12), (4, "echo_ok", None)], got
     assert "unexpected text after the JSON object" in replies[0]["body"]["text"]
+
+
+@test
+def damaged_requests_never_crash():
+    enc = msg({"type": "encrypt", "msg_id": 1, "plaintext": "Secret message", "aad": "hdr"})
+    dec = msg({"type": "decrypt", "msg_id": 2, "iv": "cafebabefacedbaddecaf888",
+               "encryptedData": "522dc1f099567d07", "authTag": "00" * 16, "key_id": 1})
+    b64 = msg({"type": "encrypt", "msg_id": 3, "plaintext": "AAEC/w==", "encoding": "base64"})
+    other = [msg({"type": "rotate_key", "msg_id": 4}), msg({"type": "echo", "msg_id": 5,
+                                                           "echo": {"a": [1, "b"]}}),
+             msg({"type": "init", "msg_id": 6, "node_id": "n1", "node_ids": ["n1"]})]
+    n = check_fuzz(BIN, [enc, dec, b64] + other, env=KEY_ENV)
+    assert n > 500, n
 
 
 @test
