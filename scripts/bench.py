@@ -117,6 +117,7 @@ def bench_symmetric():
     binary = os.path.join(BUILD, "symmetric-node")
     env = {"SECURITOR_KEY": KEY}
     rows = []
+    figures = {}  # (label, through pipes?) -> (messages/s, MB/s)
 
     def enc_line(i, text):
         return '{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":%d,"plaintext":"%s"}}' % (i, text)
@@ -138,6 +139,7 @@ def bench_symmetric():
         for pipe in (True, False):
             dt, rss, out = best_of(3, lambda: run(binary, path, env, pipe))
             assert count_type(out, reply_type) == n
+            figures[(label, pipe)] = (n / dt, n * size / dt / 1e6)
             row += ["%.0f msg/s" % (n / dt), ("%.1f MB/s" if size < 1024 else "%.0f MB/s")
                     % (n * size / dt / 1e6)]
             if pipe:
@@ -176,6 +178,14 @@ def bench_symmetric():
                                                               frate, fmbs, tmbs))
     print("  pipes alone: the same requests and replies moved through cat | cat at the same\n"
           "  time with no node (64 KiB pipes; the node asks for 1 MiB): the transport's cost.")
+    print("  targets (issue 2):")
+    for label, unit, target in (("encrypt 14 B", "msg/s", 800_000), ("encrypt 1 MiB", "MB/s", 500),
+                                ("decrypt 1 MiB", "MB/s", 300)):
+        got = ["%s %.0f (%s)" % (how, figures[(label, pipe)][unit == "MB/s"],
+                                 "met" if figures[(label, pipe)][unit == "MB/s"] >= target
+                                 else "not met")
+               for how, pipe in (("pipes", True), ("files", False))]
+        print("    %-14s >= %d %s: %s" % (label, target, unit, ", ".join(got)))
     try:
         sp = subprocess.run(["openssl", "speed", "-evp", "aes-256-gcm", "-seconds", "1"],
                             capture_output=True, text=True, timeout=120).stdout

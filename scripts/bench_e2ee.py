@@ -188,6 +188,13 @@ def run_all(build):
                                                      rss / 1024))
     print("  idle session state: about %.0f bytes per session (RSS growth over %d sessions)"
           % (per_session, 2 * pairs))
+    targets = {"session setups": 1_200, "ping-pong messages": 2_000, "one-way messages": 100_000}
+    print("  targets (issue 3):")
+    for name, count, wall, cpu, _ in rows:
+        w, c = count / wall, count / max(cpu, 1e-9)
+        print("    %-20s >= %d/s: wall-clock %.0f (%s), per CPU second %.0f (%s)"
+              % (name, targets[name], w, "met" if w >= targets[name] else "not met",
+                 c, "met" if c >= targets[name] else "not met"))
     try:
         sp = subprocess.run(["openssl", "speed", "-seconds", "1", "ecdhx25519", "ed25519"],
                             capture_output=True, text=True, timeout=60).stdout
