@@ -163,9 +163,10 @@ int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *i
     size_t sig_len = CURVE_SIG_LEN;
     uint8_t ed_pub[32];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_PKEY *k = import_key(KEY_ED25519, id->seed, NULL);
-    if (!ctx || !k || ed25519_public(ed_pub, id->seed) ||
-        EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
+    size_t pub_len = sizeof(ed_pub);
+    EVP_PKEY *k = import_key(KEY_ED25519, id->seed, NULL); /* computes the public key */
+    if (!ctx || !k || EVP_PKEY_get_raw_public_key(k, ed_pub, &pub_len) != 1 ||
+        pub_len != sizeof(ed_pub) || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
         EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != CURVE_SIG_LEN)
         goto out;
     sig[63] |= ed_pub[31] & 0x80; /* libsignal carries the sign bit here */

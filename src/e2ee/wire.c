@@ -93,6 +93,17 @@ static const char *want_key(const struct field *f, uint8_t out[static CURVE_KEY_
     return NULL;
 }
 
+/* A length-delimited field, kept in place; `err` names it for the caller. */
+static const char *want_bytes(const struct field *f, const uint8_t **out, size_t *len,
+                              const char *err)
+{
+    if (f->type != 2)
+        return err;
+    *out = f->bytes;
+    *len = f->len;
+    return NULL;
+}
+
 static const char *check_version(const uint8_t *buf, size_t len)
 {
     if (len < 1)
@@ -123,10 +134,8 @@ const char *signal_message_parse(struct signal_message *m, const uint8_t *buf, s
         case 2: err = want_uint32(&f, &m->counter); has_counter = true; break;
         case 3: err = want_uint32(&f, &m->previous_counter); break;
         case 4:
-            if (f.type != 2)
-                err = "ciphertext with the wrong wire type";
-            m->ciphertext = f.bytes;
-            m->ciphertext_len = f.len;
+            err = want_bytes(&f, &m->ciphertext, &m->ciphertext_len,
+                             "ciphertext with the wrong wire type");
             has_ct = true;
             break;
         default: break; /* unknown fields are skipped, as protobuf does */
@@ -162,10 +171,8 @@ const char *prekey_message_parse(struct prekey_message *m, const uint8_t *buf, s
         case 2: err = want_key(&f, m->base_key); has_base = true; break;
         case 3: err = want_key(&f, m->identity_key); has_id = true; break;
         case 4:
-            if (f.type != 2)
-                err = "message with the wrong wire type";
-            m->message_bytes = f.bytes;
-            m->message_len = f.len;
+            err = want_bytes(&f, &m->message_bytes, &m->message_len,
+                             "message with the wrong wire type");
             has_msg = true;
             break;
         case 5: err = want_uint32(&f, &m->registration_id); break;

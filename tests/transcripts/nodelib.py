@@ -5,6 +5,7 @@ runs them, prints one line per failure and ends with "N passed, N failed".
 """
 import json
 import os
+import random
 import re
 import select
 import subprocess
@@ -178,7 +179,7 @@ def check_fuzz(binary, seeds, env=None, count=3000):
     on stderr from the sanitizers, and every line it writes is a reply
     {src, dest, body} to one of the requests, in order."""
     seed = int(os.environ.get("SECURITOR_SEED", time.time_ns() % (1 << 30)))
-    rng = __import__("random").Random(seed)
+    rng = random.Random(seed)
     seeds = [s.encode() if isinstance(s, str) else s for s in seeds]
     lines = fuzz_lines(seeds, count, rng)
     replies, err, code = run_lines(binary, lines, env=env, timeout=600)

@@ -8,6 +8,7 @@ SECURITOR_VECTORS (Wycheproof vectors; skipped when absent).
 import base64
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -440,7 +441,7 @@ def interactive_reply_before_more_input():
 
 @test
 def last_line_without_newline_and_crlf():
-    p = __import__("subprocess").run(
+    p = subprocess.run(
         [BIN], input=b'{"src":"c","body":{"type":"echo","msg_id":1,"echo":"crlf"}}\r\n'
                      b'{"src":"c","body":{"type":"echo","msg_id":2,"echo":"eof"}}',
         capture_output=True, timeout=30)
@@ -469,11 +470,11 @@ def sixty_four_mib_lines():
 
 @test
 def help_and_version():
-    p = __import__("subprocess").run([BIN, "--help"], capture_output=True, timeout=10)
+    p = subprocess.run([BIN, "--help"], capture_output=True, timeout=10)
     assert p.returncode == 0 and b"usage: symmetric-node" in p.stdout and b"--key-file" in p.stdout
-    p = __import__("subprocess").run([BIN, "--version"], capture_output=True, timeout=10)
+    p = subprocess.run([BIN, "--version"], capture_output=True, timeout=10)
     assert p.returncode == 0 and p.stdout.startswith(b"symmetric-node ")
-    p = __import__("subprocess").run([BIN, "--frob"], capture_output=True, timeout=10)
+    p = subprocess.run([BIN, "--frob"], capture_output=True, timeout=10)
     assert p.returncode == 2 and b"unknown argument" in p.stderr
 
 
