@@ -38,6 +38,26 @@ static void test_hex(void)
         CHECK(!strcmp(enc, want));
         CHECK(hex_decode(dec, enc, 2 * n) == 0 && !memcmp(dec, all, n));
     }
+
+    /* The decoder takes 32 digits a step: a bad digit, or a digit in upper
+     * case, at every position of a block, of the next one and of the tail. */
+    static const char bad_digits[] = {'/', ':', '@', 'G', '`', 'g', ' ', '\0', '\x80', '\xc6'};
+    char digits[2 * 45];
+    uint8_t want_bytes[45];
+    for (size_t i = 0; i < sizeof(want_bytes); i++)
+        want_bytes[i] = (uint8_t)(i * 37 + 11);
+    hex_encode(digits, want_bytes, sizeof(want_bytes));
+    for (size_t at = 0; at < sizeof(digits); at++) {
+        char saved = digits[at];
+        for (size_t k = 0; k < sizeof(bad_digits); k++) {
+            digits[at] = bad_digits[k];
+            CHECK(hex_decode(dec, digits, sizeof(digits)) == -1);
+        }
+        digits[at] = (char)(saved >= 'a' ? saved - 'a' + 'A' : saved);
+        CHECK(hex_decode(dec, digits, sizeof(digits)) == 0 &&
+              !memcmp(dec, want_bytes, sizeof(want_bytes)));
+        digits[at] = saved;
+    }
 }
 
 static void test_base64(void)
@@ -104,9 +124,9 @@ static void test_utf8(void)
 #undef U
 }
 
-/* The scanners read 32 bytes at a time: put each interesting sequence at
- * every offset of a buffer longer than two blocks, so it lands inside a
- * block, across a block edge and in the tail. */
+/* The scanners read 64 bytes at a time (SSE2), then 32 and 8: put each
+ * interesting sequence at every offset of a buffer longer than two blocks, so
+ * it lands inside a block, across a block edge and in each kind of tail. */
 static void test_utf8_positions(void)
 {
     static const struct {
@@ -121,7 +141,7 @@ static void test_utf8_positions(void)
         {"\xed\xa0\x80", 3, false, false},
         {"\xff", 1, false, false},
     };
-    uint8_t b[80];
+    uint8_t b[64 * 2 + 32 + 8 + 5];
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         for (size_t at = 0; at + cases[c].len <= sizeof(b); at++) {
             memset(b, 'a', sizeof(b));
