@@ -2,15 +2,20 @@
 """Benchmarks the node binaries as a harness drives them.
 
 Input files are generated first (in /dev/shm when it exists). Each symmetric
-run is timed twice over: through real pipes (cat FILE | node | cat > OUT,
-which is how a harness talks to a node) and with stdin and stdout as the
-files themselves, which leaves out the pipes' copies and wake-ups and so
-shows the node's own speed. Beside them, the pipes alone: the same bytes
-through cat | cat with no node, which is what the transport itself costs. Times are wall-clock from start to exit, so JSON
-parsing, hex/base64 and I/O are included. Peak RSS is the node's own
-high-water mark (VmHWM in /proc/PID/status), sampled every millisecond while
-it runs: ru_maxrss would also count the forking Python parent, whose pages
-the child maps until exec.
+workload runs once untimed with its replies kept in a file, where they are
+checked (and give the decrypt requests); then it is timed three ways, best of
+3 each:
+  - through pipes: cat FILE | node | wc -l, which is how a harness talks to a
+    node: it writes requests into one pipe and reads replies from another.
+    wc -l reads and counts the replies (all must arrive) without storing them.
+  - the node alone: stdin from the file, stdout to /dev/null, which leaves out
+    the pipes' copies and wake-ups and so shows the node's own speed.
+  - the pipes alone: the same requests and replies through cat | wc -l at the
+    same time, with no node: what the transport itself costs.
+Times are wall-clock from start to exit, so JSON parsing, hex/base64 and I/O
+are included. Peak RSS is the node's own high-water mark (VmHWM in
+/proc/PID/status), sampled every millisecond while it runs: ru_maxrss would
+also count the forking Python parent, whose pages the child maps until exec.
 """
 import json
 import os
@@ -27,10 +32,10 @@ TMP = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
-def run(binary, in_path, env=None, pipe=True):
-    """Runs binary with in_path on stdin, through pipes (cat | node | cat) or
-    directly from and to files; returns (seconds, peak RSS KiB, out path)."""
-    out_path = in_path + ".out"
+def run(binary, in_path, env=None, how="pipes"):
+    """Runs binary with in_path on stdin. how: "pipes" (cat | node | wc -l),
+    "alone" (file in, /dev/null out) or "keep" (file in, file out). Returns
+    (seconds, peak RSS KiB, reply lines or None, out path or None)."""
     full_env = dict(os.environ, **(env or {}))
     peak = [0]
     done = threading.Event()
@@ -47,47 +52,44 @@ def run(binary, in_path, env=None, pipe=True):
                 pass
             time.sleep(0.001)
 
-    with open(in_path, "rb") as fin, open(out_path, "wb") as fout:
+    out_path = in_path + ".out" if how == "keep" else None
+    with open(in_path, "rb") as fin, open(out_path or os.devnull, "wb") as fout:
         t0 = time.perf_counter()
-        helpers = []
-        if pipe:
+        if how == "pipes":
             feed = subprocess.Popen(["cat"], stdin=fin, stdout=subprocess.PIPE)
             p = subprocess.Popen([binary], stdin=feed.stdout, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, env=full_env)
-            drain = subprocess.Popen(["cat"], stdin=p.stdout, stdout=fout)
+            count = subprocess.Popen(["wc", "-l"], stdin=p.stdout, stdout=subprocess.PIPE)
             feed.stdout.close(), p.stdout.close()
-            helpers = [feed, drain]
         else:
             p = subprocess.Popen([binary], stdin=fin, stdout=fout, stderr=subprocess.DEVNULL,
                                  env=full_env)
         sampler = threading.Thread(target=sample, args=(p.pid,))
         sampler.start()
         status = p.wait()
-        for h in helpers:
-            assert h.wait() == 0
+        lines = None
+        if how == "pipes":
+            lines = int(count.communicate()[0])
+            assert feed.wait() == 0 and count.returncode == 0
         dt = time.perf_counter() - t0
         done.set()
         sampler.join()
     assert status == 0, "exit status %d" % status
-    return dt, peak[0], out_path
+    return dt, peak[0], lines, out_path
 
 
 def transport(in_path, out_path):
     """The pipes alone: the requests and the replies of a run moved at the same
-    time through cat | cat (default 64 KiB pipes), with no node between: what
-    moving those bytes costs on this machine. Returns (seconds, 0, None)."""
-    copy = out_path + ".copy"
-    with open(copy, "wb") as fcopy:
-        t0 = time.perf_counter()
-        a = subprocess.Popen(["cat", in_path], stdout=subprocess.PIPE)
-        b = subprocess.Popen(["cat"], stdin=a.stdout, stdout=subprocess.DEVNULL)
-        c = subprocess.Popen(["cat", out_path], stdout=subprocess.PIPE)
-        d = subprocess.Popen(["cat"], stdin=c.stdout, stdout=fcopy)
-        a.stdout.close(), c.stdout.close()
-        assert all(p.wait() == 0 for p in (a, b, c, d))
-        dt = time.perf_counter() - t0
-    os.unlink(copy)
-    return dt, 0, None
+    time through cat | wc -l (default 64 KiB pipes), with no node between: what
+    moving those bytes costs on this machine. Returns (seconds,)."""
+    t0 = time.perf_counter()
+    a = subprocess.Popen(["cat", in_path], stdout=subprocess.PIPE)
+    b = subprocess.Popen(["wc", "-l"], stdin=a.stdout, stdout=subprocess.DEVNULL)
+    c = subprocess.Popen(["cat", out_path], stdout=subprocess.PIPE)
+    d = subprocess.Popen(["wc", "-l"], stdin=c.stdout, stdout=subprocess.DEVNULL)
+    a.stdout.close(), c.stdout.close()
+    assert all(p.wait() == 0 for p in (a, b, c, d))
+    return (time.perf_counter() - t0,)
 
 
 def write_lines(name, lines):
@@ -133,16 +135,19 @@ def bench_symmetric():
         return lines
 
     def measure(label, path, n, size, reply_type):
-        """Best of 3 through pipes and best of 3 from files; returns the out
-        path of the last run."""
+        """One untimed run whose replies are checked and kept, then best of 3
+        through pipes, alone, and for the pipes alone; returns the path of
+        the kept replies."""
+        _, _, _, out = run(binary, path, env, "keep")
+        assert count_type(out, reply_type) == n, "%s: missing replies" % label
         row = [label]
-        for pipe in (True, False):
-            dt, rss, out = best_of(3, lambda: run(binary, path, env, pipe))
-            assert count_type(out, reply_type) == n
-            figures[(label, pipe)] = (n / dt, n * size / dt / 1e6)
+        for how in ("pipes", "alone"):
+            dt, rss, lines, _ = best_of(3, lambda: run(binary, path, env, how))
+            assert lines in (None, n), "%s: %s of %d replies" % (label, lines, n)
+            figures[(label, how == "pipes")] = (n / dt, n * size / dt / 1e6)
             row += ["%.0f msg/s" % (n / dt), ("%.1f MB/s" if size < 1024 else "%.0f MB/s")
                     % (n * size / dt / 1e6)]
-            if pipe:
+            if how == "pipes":
                 row.append(rss)
         dt = best_of(3, lambda: transport(path, out))[0]
         row.append("%.0f MB/s" % (n * size / dt / 1e6))
@@ -167,8 +172,8 @@ def bench_symmetric():
         os.unlink(path), os.unlink(dpath)
 
     print("\nsymmetric-node (best of 3; MB = 10^6 bytes of plaintext; JSON and I/O included)")
-    print("  %-15s %31s %12s %31s %14s" % ("", "--- through pipes (cat | node | cat) ---",
-                                           "", "--- stdin/stdout as files ---",
+    print("  %-15s %31s %12s %31s %14s" % ("", "--- through pipes (cat | node | wc) ---",
+                                           "", "--- the node alone ---",
                                            "pipes alone"))
     print("  %-15s %14s %12s %12s %16s %12s %14s" % ("workload", "rate", "throughput",
                                                      "peak RSS", "rate", "throughput",
@@ -176,15 +181,16 @@ def bench_symmetric():
     for label, rate, mbs, rss, frate, fmbs, tmbs in rows:
         print("  %-15s %14s %12s %8.1f MiB %16s %12s %14s" % (label, rate, mbs, rss / 1024,
                                                               frate, fmbs, tmbs))
-    print("  pipes alone: the same requests and replies moved through cat | cat at the same\n"
-          "  time with no node (64 KiB pipes; the node asks for 1 MiB): the transport's cost.")
+    print("  the node alone: stdin from the file, stdout to /dev/null. pipes alone: the same\n"
+          "  requests and replies moved through cat | wc -l at the same time with no node\n"
+          "  (64 KiB pipes; the node asks for 1 MiB): the transport's cost.")
     print("  targets (issue 2):")
     for label, unit, target in (("encrypt 14 B", "msg/s", 800_000), ("encrypt 1 MiB", "MB/s", 500),
                                 ("decrypt 1 MiB", "MB/s", 300)):
         got = ["%s %.0f (%s)" % (how, figures[(label, pipe)][unit == "MB/s"],
                                  "met" if figures[(label, pipe)][unit == "MB/s"] >= target
                                  else "not met")
-               for how, pipe in (("pipes", True), ("files", False))]
+               for how, pipe in (("pipes", True), ("alone", False))]
         print("    %-14s >= %d %s: %s" % (label, target, unit, ", ".join(got)))
     try:
         sp = subprocess.run(["openssl", "speed", "-evp", "aes-256-gcm", "-seconds", "1"],
