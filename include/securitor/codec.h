@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Writes 2*n lowercase hex characters (no NUL). */
+/* Writes 2*n lowercase hex characters (no NUL). Meant for public bytes
+ * (ciphertexts, IVs, tags): a copy of the last few may stay on the stack. */
 void hex_encode(char *out, const uint8_t *in, size_t n);
 /* Decodes `len` hex characters (either case) into len/2 bytes.
  * Returns 0, or -1 for an odd length or a non-hex character. */

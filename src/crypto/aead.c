@@ -132,8 +132,9 @@ enum aead_result aead_open(struct aead_key *k, const uint8_t *iv, size_t iv_len,
     /* Final is where the tag is checked; until it says yes, pt is scratch. */
     rc = EVP_DecryptFinal_ex(k->dec, pt + len, &outl) > 0 ? AEAD_OK : AEAD_AUTH_FAILED;
 out:
-    if (rc != AEAD_OK)
+    if (rc != AEAD_OK) {
         wipe_bytes(pt, len);
-    ERR_clear_error();
+        ERR_clear_error();
+    }
     return rc;
 }

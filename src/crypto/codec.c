@@ -2,9 +2,10 @@
  *
  * These run on every message, so they avoid per-byte branches. On x86-64
  * (see simd.h) hex and the ASCII stretches of UTF-8 go 16 bytes a step with
- * SSE2; the portable loops finish what is left and do everything elsewhere.
- * Short inputs encode to hex from a table of digit pairs; base64 decodes
- * through a 256-entry table where -1 marks a character outside the alphabet.
+ * SSE2; the portable loops finish what is left and do everything elsewhere
+ * (where short inputs encode to hex from a table of digit pairs). Base64
+ * decodes through a 256-entry table where -1 marks a character outside the
+ * alphabet.
  * None of them is a cryptographic primitive.
  */
 #include "securitor/codec.h"
@@ -32,6 +33,7 @@ static void tables_init(void)
     tables_ready = true;
 }
 
+#if !SECURITOR_SSE2
 /* The two hex digits of every byte value, for short inputs. */
 static const char HEX_PAIRS[513] =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -42,24 +44,38 @@ static const char HEX_PAIRS[513] =
     "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
     "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
     "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+#endif
+
+#if SECURITOR_SSE2
+/* 16 bytes to 32 digits: split them into nibbles, turn each into its digit
+ * ('0' + v, plus 39 more from 10 up, which lands on 'a'), and interleave the
+ * high and low digits. */
+static inline void hex_encode16(char *out, const uint8_t *in)
+{
+    const __m128i low4 = _mm_set1_epi8(0x0F), nine = _mm_set1_epi8(9),
+                  zero = _mm_set1_epi8('0'), gap = _mm_set1_epi8('a' - '0' - 10);
+    __m128i x = _mm_loadu_si128((const __m128i *)in);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4);
+    __m128i lo = _mm_and_si128(x, low4);
+    hi = _mm_add_epi8(_mm_add_epi8(hi, zero), _mm_and_si128(_mm_cmpgt_epi8(hi, nine), gap));
+    lo = _mm_add_epi8(_mm_add_epi8(lo, zero), _mm_and_si128(_mm_cmpgt_epi8(lo, nine), gap));
+    _mm_storeu_si128((__m128i *)out, _mm_unpacklo_epi8(hi, lo));
+    _mm_storeu_si128((__m128i *)(out + 16), _mm_unpackhi_epi8(hi, lo));
+}
+#endif
 
 void hex_encode(char *out, const uint8_t *in, size_t n)
 {
     size_t i = 0;
 #if SECURITOR_SSE2
-    /* 16 bytes a step: split them into nibbles, turn each into its digit
-     * ('0' + v, plus 39 more from 10 up, which lands on 'a'), and interleave
-     * the high and low digits. */
-    const __m128i low4 = _mm_set1_epi8(0x0F), nine = _mm_set1_epi8(9),
-                  zero = _mm_set1_epi8('0'), gap = _mm_set1_epi8('a' - '0' - 10);
-    for (; n - i >= 16; i += 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(in + i));
-        __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4);
-        __m128i lo = _mm_and_si128(x, low4);
-        hi = _mm_add_epi8(_mm_add_epi8(hi, zero), _mm_and_si128(_mm_cmpgt_epi8(hi, nine), gap));
-        lo = _mm_add_epi8(_mm_add_epi8(lo, zero), _mm_and_si128(_mm_cmpgt_epi8(lo, nine), gap));
-        _mm_storeu_si128((__m128i *)(out + 2 * i), _mm_unpacklo_epi8(hi, lo));
-        _mm_storeu_si128((__m128i *)(out + 2 * i + 16), _mm_unpackhi_epi8(hi, lo));
+    for (; n - i >= 16; i += 16)
+        hex_encode16(out + 2 * i, in + i);
+    if (i < n) { /* the tail (or an IV) as one zero-padded block */
+        uint8_t block[16] = {0};
+        char digits[32];
+        memcpy(block, in + i, n - i);
+        hex_encode16(digits, block);
+        memcpy(out + 2 * i, digits, 2 * (n - i));
     }
 #else
     /* Branch-free arithmetic (the same digit rule) that gcc vectorises:
@@ -71,10 +87,10 @@ void hex_encode(char *out, const uint8_t *in, size_t n)
             out[2 * i + 1] = (char)(lo + '0' + ((9 - lo) >> 7 & 39));
         }
     }
-#endif
-    /* Short inputs (IVs, tags) and the tail from the pair table. */
+    /* Short inputs (IVs, tags) from the pair table. */
     for (; i < n; i++)
         memcpy(out + 2 * i, HEX_PAIRS + 2 * in[i], 2);
+#endif
 }
 
 #if SECURITOR_SSE2

@@ -372,13 +372,13 @@ static void handle_line(struct node *n, char *line, size_t len)
         const char *t = type->valuestring;
         const struct node_program *p = n->prog;
         size_t i;
-        if (!strcmp(t, "init")) {
+        if (name_eq(t, "init")) {
             h_init(n, body, r);
-        } else if (!strcmp(t, "echo")) {
+        } else if (name_eq(t, "echo")) {
             h_echo(n, body, r);
         } else {
             for (i = 0; i < p->n_handlers; i++)
-                if (!strcmp(t, p->handlers[i].type))
+                if (name_eq(t, p->handlers[i].type))
                     break;
             struct request req = {.src = src->valuestring, .body = body};
             if (i < p->n_handlers)

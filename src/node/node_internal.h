@@ -2,7 +2,16 @@
 #ifndef SECURITOR_NODE_INTERNAL_H
 #define SECURITOR_NODE_INTERNAL_H
 
+#include <string.h>
+
 #include "securitor/node.h"
+
+/* Whether two names (types, keys) are equal. The first bytes are compared
+ * inline: most names differ there, and that saves a call. */
+static inline bool name_eq(const char *a, const char *b)
+{
+    return a[0] == b[0] && !strcmp(a, b);
+}
 
 /* Appends str (len bytes) as a quoted, escaped JSON string. */
 void json_write_string(struct buf *b, const char *str, size_t len);

@@ -242,8 +242,7 @@ int node_error(struct reply *r, int code, const char *fmt, ...)
 const cJSON *req_field(const cJSON *obj, const char *key)
 {
     for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next)
-        /* First bytes first: most keys differ there, and that saves a call. */
-        if (c->string && c->string[0] == key[0] && !strcmp(c->string, key))
+        if (c->string && name_eq(c->string, key))
             return c;
     return NULL;
 }
