@@ -56,6 +56,10 @@ typedef int (*node_handler_fn)(struct app *app, const struct request *req, struc
 struct node_handler {
     const char *type;
     node_handler_fn fn;
+    /* The request carries nothing secret (a decrypt request: ciphertext, IV,
+     * tag, AAD), so its input line is not wiped afterwards. Lines are wiped
+     * by default: an encrypt request holds plaintext. */
+    bool public_request;
 };
 
 struct node_program {
@@ -81,7 +85,8 @@ int node_run(const struct node_program *prog, struct app *app);
 void reply_type(struct reply *r, const char *type);
 /* Marks the reply as carrying plaintext or secret values (a decrypted
  * message, a root key), so its buffers are wiped once it is written. Input
- * lines are always wiped; ciphertext replies need not be. */
+ * lines are wiped unless the handler's request is public; ciphertext
+ * replies need not be. */
 static inline void reply_sensitive(struct reply *r) { r->sensitive = true; }
 /* s is len bytes of UTF-8; it is JSON-escaped (invalid sequences become
  * U+FFFD, so the output line is always valid JSON). */

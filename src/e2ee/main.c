@@ -627,12 +627,12 @@ static int h_trust_identity(struct app *app, const struct request *req, struct r
 }
 
 static const struct node_handler HANDLERS[] = {
-    {"get_bundle", h_get_bundle},
-    {"initiate_conversation", h_initiate_conversation},
-    {"send_message", h_send_message},
-    {"receive_message", h_receive_message},
-    {"fingerprint", h_fingerprint},
-    {"trust_identity", h_trust_identity},
+    {.type = "get_bundle", .fn = h_get_bundle},
+    {.type = "initiate_conversation", .fn = h_initiate_conversation},
+    {.type = "send_message", .fn = h_send_message},
+    {.type = "receive_message", .fn = h_receive_message},
+    {.type = "fingerprint", .fn = h_fingerprint},
+    {.type = "trust_identity", .fn = h_trust_identity},
 };
 
 static const struct node_program PROGRAM = {

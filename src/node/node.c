@@ -311,8 +311,11 @@ static cJSON *parse_line(struct node *n, char *line, size_t len, bool clean, boo
     return root;
 }
 
-static void handle_line(struct node *n, char *line, size_t len)
+/* Answers one line. Returns true when the request was one its handler calls
+ * public (see struct node_handler), so the line need not be wiped. */
+static bool handle_line(struct node *n, char *line, size_t len)
 {
+    bool public_request = false;
     struct reply *r = &n->reply;
     /* Checked before parsing, which may change the line. A raw NUL byte is
      * refused like \u0000: cJSON would silently cut the string there. */
@@ -381,8 +384,10 @@ static void handle_line(struct node *n, char *line, size_t len)
                 if (name_eq(t, p->handlers[i].type))
                     break;
             struct request req = {.src = src->valuestring, .body = body};
-            if (i < p->n_handlers)
+            if (i < p->n_handlers) {
                 p->handlers[i].fn(n->app, &req, r);
+                public_request = p->handlers[i].public_request;
+            }
             else
                 node_error(r, ERR_NOT_SUPPORTED, "unknown type \"%s\"", t);
         }
@@ -397,6 +402,7 @@ out:
     (void)root;
     arena_reset();
     bulk_reset(&n->bulk);
+    return public_request;
 }
 
 /* --- the loop ------------------------------------------------------------------ */
@@ -414,9 +420,8 @@ static void process_line(struct node *n, char *line, size_t len)
     n->line_no++;
     if (len && line[len - 1] == '\r')
         len--;
-    if (!blank(line, len))
-        handle_line(n, line, len);
-    wipe_bytes(line, len); /* the line may have held plaintext */
+    if (blank(line, len) || !handle_line(n, line, len))
+        wipe_bytes(line, len); /* the line may have held plaintext */
 }
 
 static void usage(const struct node_program *p, FILE *f)

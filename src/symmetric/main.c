@@ -198,9 +198,9 @@ static int h_rotate_key(struct app *app, const struct request *req, struct reply
 }
 
 static const struct node_handler HANDLERS[] = {
-    {"encrypt", h_encrypt},
-    {"decrypt", h_decrypt},
-    {"rotate_key", h_rotate_key},
+    {.type = "encrypt", .fn = h_encrypt},
+    {.type = "decrypt", .fn = h_decrypt, .public_request = true},
+    {.type = "rotate_key", .fn = h_rotate_key},
 };
 
 static const struct node_program PROGRAM = {
