@@ -29,6 +29,10 @@
 
 #define BULK_MARK '\xFF'
 
+/* The bulk of the line being handled, for bulk_string_len (the loop handles
+ * one line at a time; NULL when that line has no bulk strings). */
+static const struct bulk *current;
+
 /* The first '"' or '\\' in [s, end), or NULL. */
 static const char *next_quote_or_backslash(const char *s, const char *end)
 {
@@ -139,6 +143,7 @@ bool bulk_extract(struct bulk *b, char *line, size_t len)
     /* Only now that the skeleton is complete may the line change. */
     for (size_t i = 0; i < b->n; i++)
         b->slices[i].s[b->slices[i].len] = '\0';
+    current = b;
     return true;
 }
 
@@ -173,8 +178,20 @@ void bulk_resolve(const struct bulk *b, cJSON *item)
     }
 }
 
+size_t bulk_string_len(const cJSON *item)
+{
+    /* Only resolved strings carry cJSON_IsReference (see bulk_resolve). */
+    if (current && (item->type & cJSON_IsReference))
+        for (size_t i = 0; i < current->n; i++)
+            if (current->slices[i].s == item->valuestring)
+                return current->slices[i].len;
+    return strlen(item->valuestring);
+}
+
 void bulk_reset(struct bulk *b)
 {
+    if (current == b)
+        current = NULL;
     wipe_bytes(b->skeleton.data, b->skeleton.len); /* short strings may be secrets */
     buf_reset(&b->skeleton);
     b->n = 0;

@@ -42,6 +42,9 @@ bool bulk_extract(struct bulk *b, char *line, size_t len);
 /* Points every marked key and string in the parsed skeleton (item and its
  * siblings and children) at its slice of the line. */
 void bulk_resolve(const struct bulk *b, cJSON *item);
+/* strlen(item->valuestring) for a string item of the line being handled,
+ * without the pass over a bulk string: its length is known. */
+size_t bulk_string_len(const cJSON *item);
 /* Wipes the skeleton and forgets the slices, keeping the memory. */
 void bulk_reset(struct bulk *b);
 void bulk_free(struct bulk *b);

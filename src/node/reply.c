@@ -263,7 +263,7 @@ int req_string(struct reply *r, const cJSON *body, const char *key, bool optiona
         return node_error(r, ERR_MALFORMED, "%s: expected a string", key);
     *s = item->valuestring;
     if (len)
-        *len = strlen(item->valuestring);
+        *len = bulk_string_len(item);
     return 0;
 }
 

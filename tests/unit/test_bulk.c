@@ -102,6 +102,16 @@ static cJSON *parse_bulk(struct bulk *b, const char *text, size_t len, struct bu
     return root;
 }
 
+/* Whether bulk_string_len gives every string of the tree its strlen. */
+static bool lengths_known(const cJSON *it)
+{
+    for (; it; it = it->next)
+        if ((cJSON_IsString(it) && bulk_string_len(it) != strlen(it->valuestring)) ||
+            !lengths_known(it->child))
+            return false;
+    return true;
+}
+
 /* How many keys and strings of the tree point into [lo, hi): bulk strings
  * are used where they lie in the line, not copied. */
 static size_t in_line(const cJSON *it, const char *lo, const char *hi)
@@ -128,6 +138,7 @@ static void check_same(struct bulk *b, const char *text, size_t len, struct buf 
         CHECK(pw && pg && !strcmp(pw, pg));
         cJSON_free(pw);
         cJSON_free(pg);
+        CHECK(lengths_known(got));
         if (used) {
             CHECK(in_line(got, copy->data, copy->data + len) == b->n);
             /* No backslash may hide behind escapes == false (true is allowed
