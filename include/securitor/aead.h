@@ -41,6 +41,20 @@ enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_L
                            const uint8_t *pt, size_t len,
                            uint8_t *ct, uint8_t tag[static AEAD_TAG_LEN]);
 
+/* Sealing in pieces, for callers that use each piece of ciphertext while it
+ * is still in cache: aead_seal_begin, then aead_seal_next for each piece of
+ * the plaintext in order (pt and ct may not overlap), then aead_seal_end for
+ * the tag. aead_seal is these three over one piece. Each returns AEAD_OK or
+ * AEAD_INTERNAL; after a failure, begin again. */
+__attribute__((warn_unused_result))
+enum aead_result aead_seal_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                                 const uint8_t *aad, size_t aad_len);
+__attribute__((warn_unused_result))
+enum aead_result aead_seal_next(struct aead_key *k, const uint8_t *pt, size_t len,
+                                uint8_t *ct);
+__attribute__((warn_unused_result))
+enum aead_result aead_seal_end(struct aead_key *k, uint8_t tag[static AEAD_TAG_LEN]);
+
 /* Opens len bytes of ct into pt. pt is scratch until AEAD_OK comes back: on
  * any other result its len bytes are wiped, so no unauthenticated plaintext
  * is ever left behind. Sizes other than a 12-byte IV and a 16-byte tag get

@@ -94,6 +94,10 @@ void reply_string(struct reply *r, const char *key, const char *s, size_t len);
 void reply_cstring(struct reply *r, const char *key, const char *s);
 void reply_int(struct reply *r, const char *key, long long v);
 void reply_hex(struct reply *r, const char *key, const uint8_t *b, size_t n);
+/* Adds `key` with room for the hex of n bytes, for the caller to fill with
+ * hex_encode before any other reply_* call; NULL when out of memory (the
+ * reply then fails as a whole). */
+char *reply_hex_digits(struct reply *r, const char *key, size_t n);
 void reply_base64(struct reply *r, const char *key, const uint8_t *b, size_t n);
 /* Bytes as the text value of `key` when JSON can carry them losslessly
  * (valid UTF-8, no NUL), else as base64 with "encoding": "base64" beside. */

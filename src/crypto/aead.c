@@ -64,10 +64,8 @@ void aead_key_free(struct aead_key *k)
 /* EVP_*Update take an int length: feed large buffers in chunks. */
 #define CHUNK (1 << 30)
 
-enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
-                           const uint8_t *aad, size_t aad_len,
-                           const uint8_t *pt, size_t len,
-                           uint8_t *ct, uint8_t tag[static AEAD_TAG_LEN])
+enum aead_result aead_seal_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                                 const uint8_t *aad, size_t aad_len)
 {
     int outl;
     if (!EVP_EncryptInit_ex2(k->enc, NULL, NULL, iv, NULL))
@@ -77,24 +75,55 @@ enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_L
         if (!EVP_EncryptUpdate(k->enc, NULL, &outl, aad + off, n))
             goto fail;
     }
+    return AEAD_OK;
+fail:
+    ERR_clear_error();
+    return AEAD_INTERNAL;
+}
+
+enum aead_result aead_seal_next(struct aead_key *k, const uint8_t *pt, size_t len, uint8_t *ct)
+{
+    int outl;
     for (size_t off = 0; off < len; off += CHUNK) {
         int n = len - off > CHUNK ? CHUNK : (int)(len - off);
-        if (!EVP_EncryptUpdate(k->enc, ct + off, &outl, pt + off, n) || outl != n)
-            goto fail;
+        /* GCM is a stream mode: every byte in gives a byte out at once. */
+        if (!EVP_EncryptUpdate(k->enc, ct + off, &outl, pt + off, n) || outl != n) {
+            ERR_clear_error();
+            return AEAD_INTERNAL;
+        }
     }
+    return AEAD_OK;
+}
+
+enum aead_result aead_seal_end(struct aead_key *k, uint8_t tag[static AEAD_TAG_LEN])
+{
+    int outl;
+    uint8_t none[1]; /* GCM's final writes nothing */
     /* Tag through OSSL_PARAM directly: the legacy ctrl call is translated
      * into the same params at a measurable cost per message. */
     OSSL_PARAM params[] = {
         OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, AEAD_TAG_LEN),
         OSSL_PARAM_END,
     };
-    if (!EVP_EncryptFinal_ex(k->enc, ct + len, &outl) ||
-        !EVP_CIPHER_CTX_get_params(k->enc, params))
-        goto fail;
+    if (!EVP_EncryptFinal_ex(k->enc, none, &outl) || outl != 0 ||
+        !EVP_CIPHER_CTX_get_params(k->enc, params)) {
+        ERR_clear_error();
+        return AEAD_INTERNAL;
+    }
     return AEAD_OK;
-fail:
-    ERR_clear_error();
-    return AEAD_INTERNAL;
+}
+
+enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                           const uint8_t *aad, size_t aad_len,
+                           const uint8_t *pt, size_t len,
+                           uint8_t *ct, uint8_t tag[static AEAD_TAG_LEN])
+{
+    enum aead_result rc = aead_seal_begin(k, iv, aad, aad_len);
+    if (rc == AEAD_OK)
+        rc = aead_seal_next(k, pt, len, ct);
+    if (rc == AEAD_OK)
+        rc = aead_seal_end(k, tag);
+    return rc;
 }
 
 enum aead_result aead_open(struct aead_key *k, const uint8_t *iv, size_t iv_len,

@@ -146,16 +146,23 @@ void reply_int(struct reply *r, const char *key, long long v)
     buf_append_ll(&r->fields, v);
 }
 
-void reply_hex(struct reply *r, const char *key, const uint8_t *bytes, size_t n)
+char *reply_hex_digits(struct reply *r, const char *key, size_t n)
 {
     write_key(r, key);
     char *dst = buf_reserve(&r->fields, 2 * n + 2);
     if (!dst)
-        return;
+        return NULL;
     dst[0] = '"';
-    hex_encode(dst + 1, bytes, n);
     dst[2 * n + 1] = '"';
     r->fields.len += 2 * n + 2;
+    return dst + 1;
+}
+
+void reply_hex(struct reply *r, const char *key, const uint8_t *bytes, size_t n)
+{
+    char *digits = reply_hex_digits(r, key, n);
+    if (digits)
+        hex_encode(digits, bytes, n);
 }
 
 /* Appends bytes as a quoted base64 string. */

@@ -86,24 +86,40 @@ static int h_encrypt(struct app *app, const struct request *req, struct reply *r
                                  &pt_len)))
         return rc;
 
+    /* Sealed a piece at a time, each hex-encoded into the reply while it is
+     * still in cache: a megabyte of ciphertext never goes out to memory and
+     * back. */
     struct sym_key *key = &app->keys[app->n_keys - 1];
-    uint8_t *ct = scratch(&app->out, pt_len);
-    if (!ct)
-        rc = node_error(r, ERR_CRASH, "out of memory");
-    else if (rand_public(iv, sizeof(iv)))
+    uint8_t piece[16 << 10];
+    char *digits = NULL;
+    if (rand_public(iv, sizeof(iv))) {
         rc = node_error(r, ERR_CRASH, "the random number generator failed");
-    else if (aead_seal(key->aead, iv, aad, aad_len, pt, pt_len, ct, tag) != AEAD_OK)
-        rc = node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
-    if (pt == (const uint8_t *)app->in.data) /* decoded from base64 */
-        wipe_bytes(app->in.data, pt_len);
-    if (rc)
-        return rc;
+        goto out;
+    }
     reply_type(r, "encrypted");
     reply_hex(r, "iv", iv, sizeof(iv));
-    reply_hex(r, "encryptedData", ct, pt_len);
+    if (!(digits = reply_hex_digits(r, "encryptedData", pt_len))) {
+        rc = node_error(r, ERR_CRASH, "out of memory");
+        goto out;
+    }
+    enum aead_result res = aead_seal_begin(key->aead, iv, aad, aad_len);
+    for (size_t off = 0; res == AEAD_OK && off < pt_len; off += sizeof(piece)) {
+        size_t n = pt_len - off < sizeof(piece) ? pt_len - off : sizeof(piece);
+        if ((res = aead_seal_next(key->aead, pt + off, n, piece)) == AEAD_OK)
+            hex_encode(digits + 2 * off, piece, n);
+    }
+    if (res == AEAD_OK)
+        res = aead_seal_end(key->aead, tag);
+    if (res != AEAD_OK) {
+        rc = node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
+        goto out;
+    }
     reply_hex(r, "authTag", tag, sizeof(tag));
     reply_int(r, "key_id", key->id);
-    return 0;
+out:
+    if (pt == (const uint8_t *)app->in.data) /* decoded from base64 */
+        wipe_bytes(app->in.data, pt_len);
+    return rc;
 }
 
 /* Tries one key; returns the aead_open result. */

@@ -59,6 +59,19 @@ static void test_kats(void)
         /* The same context seals again with the same result (key reuse). */
         CHECK(aead_seal(k, iv, aad, al, pt, pl, out, out_tag) == AEAD_OK);
         CHECK_BYTES(out_tag, tag, 16);
+        /* Sealed in pieces of every size (odd ones cut GCM's 16-byte
+         * blocks), the same ciphertext and tag. */
+        for (size_t step = 1; step <= pl + 1; step++) {
+            memset(out, 0, sizeof(out));
+            memset(out_tag, 0, sizeof(out_tag));
+            CHECK(aead_seal_begin(k, iv, aad, al) == AEAD_OK);
+            for (size_t off = 0; off < pl; off += step)
+                CHECK(aead_seal_next(k, pt + off, pl - off < step ? pl - off : step,
+                                     out + off) == AEAD_OK);
+            CHECK(aead_seal_end(k, out_tag) == AEAD_OK);
+            CHECK_BYTES(out, ct, cl);
+            CHECK_BYTES(out_tag, tag, 16);
+        }
         aead_key_free(k);
         free(key), free(iv), free(aad), free(pt), free(ct), free(tag);
     }
