@@ -65,4 +65,18 @@ enum aead_result aead_open(struct aead_key *k, const uint8_t *iv, size_t iv_len,
                            const uint8_t *ct, size_t len,
                            const uint8_t *tag, size_t tag_len, uint8_t *pt);
 
+/* Opening in pieces, the same way: aead_open_begin, aead_open_next for each
+ * piece of ciphertext in order, then aead_open_end, which checks the tag and
+ * answers AEAD_OK, AEAD_AUTH_FAILED or AEAD_INTERNAL. Everything written to
+ * pt is scratch until aead_open_end says AEAD_OK: on any other result the
+ * caller wipes it (aead_open does this itself). */
+__attribute__((warn_unused_result))
+enum aead_result aead_open_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                                 const uint8_t *aad, size_t aad_len);
+__attribute__((warn_unused_result))
+enum aead_result aead_open_next(struct aead_key *k, const uint8_t *ct, size_t len,
+                                uint8_t *pt);
+__attribute__((warn_unused_result))
+enum aead_result aead_open_end(struct aead_key *k, const uint8_t tag[static AEAD_TAG_LEN]);
+
 #endif

@@ -126,44 +126,72 @@ enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_L
     return rc;
 }
 
-enum aead_result aead_open(struct aead_key *k, const uint8_t *iv, size_t iv_len,
-                           const uint8_t *aad, size_t aad_len,
-                           const uint8_t *ct, size_t len,
-                           const uint8_t *tag, size_t tag_len, uint8_t *pt)
+enum aead_result aead_open_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                                 const uint8_t *aad, size_t aad_len)
 {
-    enum aead_result rc = AEAD_INTERNAL;
+    int outl;
+    if (!EVP_DecryptInit_ex2(k->dec, NULL, NULL, iv, NULL))
+        goto fail;
+    for (size_t off = 0; off < aad_len; off += CHUNK) {
+        int n = aad_len - off > CHUNK ? CHUNK : (int)(aad_len - off);
+        if (!EVP_DecryptUpdate(k->dec, NULL, &outl, aad + off, n))
+            goto fail;
+    }
+    return AEAD_OK;
+fail:
+    ERR_clear_error();
+    return AEAD_INTERNAL;
+}
+
+enum aead_result aead_open_next(struct aead_key *k, const uint8_t *ct, size_t len, uint8_t *pt)
+{
+    int outl;
+    for (size_t off = 0; off < len; off += CHUNK) {
+        int n = len - off > CHUNK ? CHUNK : (int)(len - off);
+        if (!EVP_DecryptUpdate(k->dec, pt + off, &outl, ct + off, n) || outl != n) {
+            ERR_clear_error();
+            return AEAD_INTERNAL;
+        }
+    }
+    return AEAD_OK;
+}
+
+enum aead_result aead_open_end(struct aead_key *k, const uint8_t tag[static AEAD_TAG_LEN])
+{
     uint8_t tag_copy[AEAD_TAG_LEN]; /* OSSL_PARAM takes a non-const pointer */
+    uint8_t none[1];                /* GCM's final writes nothing */
     int outl;
     OSSL_PARAM params[] = {
         OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag_copy, AEAD_TAG_LEN),
         OSSL_PARAM_END,
     };
+    memcpy(tag_copy, tag, AEAD_TAG_LEN);
+    if (!EVP_CIPHER_CTX_set_params(k->dec, params)) {
+        ERR_clear_error();
+        return AEAD_INTERNAL;
+    }
+    /* Final is where the tag is checked. */
+    if (EVP_DecryptFinal_ex(k->dec, none, &outl) > 0)
+        return AEAD_OK;
+    ERR_clear_error();
+    return AEAD_AUTH_FAILED;
+}
 
+enum aead_result aead_open(struct aead_key *k, const uint8_t *iv, size_t iv_len,
+                           const uint8_t *aad, size_t aad_len,
+                           const uint8_t *ct, size_t len,
+                           const uint8_t *tag, size_t tag_len, uint8_t *pt)
+{
     /* Only 96-bit IVs and full 128-bit tags: a short tag would be checked as
      * a prefix, which lowers the forgery bound (SP 800-38D Appendix C). */
     if (iv_len != AEAD_IV_LEN || tag_len != AEAD_TAG_LEN)
         return AEAD_BAD_SIZE;
-    memcpy(tag_copy, tag, AEAD_TAG_LEN);
-    if (!EVP_DecryptInit_ex2(k->dec, NULL, NULL, iv, NULL))
-        goto out;
-    for (size_t off = 0; off < aad_len; off += CHUNK) {
-        int n = aad_len - off > CHUNK ? CHUNK : (int)(aad_len - off);
-        if (!EVP_DecryptUpdate(k->dec, NULL, &outl, aad + off, n))
-            goto out;
-    }
-    for (size_t off = 0; off < len; off += CHUNK) {
-        int n = len - off > CHUNK ? CHUNK : (int)(len - off);
-        if (!EVP_DecryptUpdate(k->dec, pt + off, &outl, ct + off, n) || outl != n)
-            goto out;
-    }
-    if (!EVP_CIPHER_CTX_set_params(k->dec, params))
-        goto out;
-    /* Final is where the tag is checked; until it says yes, pt is scratch. */
-    rc = EVP_DecryptFinal_ex(k->dec, pt + len, &outl) > 0 ? AEAD_OK : AEAD_AUTH_FAILED;
-out:
-    if (rc != AEAD_OK) {
+    enum aead_result rc = aead_open_begin(k, iv, aad, aad_len);
+    if (rc == AEAD_OK)
+        rc = aead_open_next(k, ct, len, pt);
+    if (rc == AEAD_OK)
+        rc = aead_open_end(k, tag);
+    if (rc != AEAD_OK)
         wipe_bytes(pt, len);
-        ERR_clear_error();
-    }
     return rc;
 }

@@ -30,7 +30,7 @@ struct sym_key {
 struct app {
     struct sym_key *keys; /* keys[n_keys - 1] is the primary key */
     size_t n_keys, cap_keys;
-    struct buf in;  /* decoded input bytes (ciphertext or base64 plaintext) */
+    struct buf in;  /* a plaintext decoded from base64 */
     struct buf out; /* output bytes (ciphertext or plaintext) */
     struct buf aad; /* decoded base64 AAD */
 };
@@ -122,14 +122,33 @@ out:
     return rc;
 }
 
-/* Tries one key; returns the aead_open result. */
-static enum aead_result try_open(struct sym_key *key, const uint8_t *iv, size_t iv_len,
-                                 const uint8_t *aad, size_t aad_len, const uint8_t *ct,
-                                 size_t ct_len, const uint8_t *tag, size_t tag_len,
+/* Bytes of ciphertext decoded and opened at a time: the decoded piece stays
+ * in cache between the two. */
+#define PIECE (16 << 10)
+
+/* Tries one key on the ciphertext given as 2 * ct_len hex digits: decodes
+ * and opens it a piece at a time into pt. Bad hex cannot authenticate, so it
+ * answers AEAD_AUTH_FAILED like a bad tag. On anything but AEAD_OK, pt is
+ * wiped. */
+static enum aead_result try_open(struct sym_key *key, const uint8_t iv[static AEAD_IV_LEN],
+                                 const uint8_t *aad, size_t aad_len, const char *ct_hex,
+                                 size_t ct_len, const uint8_t tag[static AEAD_TAG_LEN],
                                  uint8_t *pt)
 {
-    return aead_open(key->aead, iv, iv_len, aad, aad_len, ct, ct_len, tag,
-                     tag_len, pt);
+    uint8_t piece[PIECE];
+    enum aead_result res = aead_open_begin(key->aead, iv, aad, aad_len);
+    for (size_t off = 0; res == AEAD_OK && off < ct_len; off += PIECE) {
+        size_t n = ct_len - off < PIECE ? ct_len - off : PIECE;
+        if (hex_decode(piece, ct_hex + 2 * off, 2 * n))
+            res = AEAD_AUTH_FAILED;
+        else
+            res = aead_open_next(key->aead, piece, n, pt + off);
+    }
+    if (res == AEAD_OK)
+        res = aead_open_end(key->aead, tag);
+    if (res != AEAD_OK)
+        wipe_bytes(pt, ct_len);
+    return res;
 }
 
 static int h_decrypt(struct app *app, const struct request *req, struct reply *r)
@@ -164,20 +183,18 @@ static int h_decrypt(struct app *app, const struct request *req, struct reply *r
      * so the reply tells an attacker nothing about which check failed. */
     uint8_t iv[AEAD_IV_LEN], tag[AEAD_TAG_LEN];
     size_t ct_len = ct_hex_len / 2;
-    uint8_t *ct = scratch(&app->in, ct_len);
     uint8_t *pt = scratch(&app->out, ct_len);
-    if (!ct || !pt)
+    if (!pt)
         return node_error(r, ERR_CRASH, "out of memory");
     enum aead_result res = AEAD_AUTH_FAILED;
     if (iv_hex_len == 2 * AEAD_IV_LEN && tag_hex_len == 2 * AEAD_TAG_LEN &&
-        !hex_decode(iv, iv_hex, iv_hex_len) && !hex_decode(tag, tag_hex, tag_hex_len) &&
-        !hex_decode(ct, ct_hex, ct_hex_len)) {
+        ct_hex_len % 2 == 0 && !hex_decode(iv, iv_hex, iv_hex_len) &&
+        !hex_decode(tag, tag_hex, tag_hex_len)) {
         if (only) {
-            res = try_open(only, iv, sizeof(iv), aad, aad_len, ct, ct_len, tag, sizeof(tag), pt);
+            res = try_open(only, iv, aad, aad_len, ct_hex, ct_len, tag, pt);
         } else { /* no key_id: the primary key first, then older ones */
             for (size_t i = app->n_keys; i-- > 0 && res == AEAD_AUTH_FAILED;)
-                res = try_open(&app->keys[i], iv, sizeof(iv), aad, aad_len, ct, ct_len, tag,
-                               sizeof(tag), pt);
+                res = try_open(&app->keys[i], iv, aad, aad_len, ct_hex, ct_len, tag, pt);
         }
     }
     if (res == AEAD_INTERNAL)

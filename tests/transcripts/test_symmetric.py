@@ -258,6 +258,34 @@ def tamper_every_bit():
 
 
 @test
+def tamper_in_every_piece():
+    """Decryption decodes and opens the ciphertext 16 KiB at a time. A message
+    of several pieces round-trips; a bad hex digit or a flipped bit in any
+    piece (first, middle, last, at its edges) is refused with the exact
+    decryption_failed text, and gives out no plaintext."""
+    node = Node(BIN, env=KEY_ENV)
+    text = "".join(chr(0x61 + i % 26) for i in range(40_000))
+    enc = node.call({"type": "encrypt", "plaintext": text})
+    node.close()
+    base = {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+            "authTag": enc["authTag"]}
+    ct = base["encryptedData"]
+    lines = []
+    for byte in (0, 16383, 16384, 20000, 32767, 32768, 39999):
+        lines.append(msg(dict(base, encryptedData=flip_hex(ct, byte * 8 + 5))))
+        bad = ct[:2 * byte + 1] + "g" + ct[2 * byte + 2:]
+        lines.append(msg(dict(base, encryptedData=bad)))
+    n = len(lines)
+    lines.append(msg(base))
+    replies, err, code = run_lines(BIN, lines, env=KEY_ENV)
+    assert code == 0 and len(replies) == n + 1
+    for r in replies[:n]:
+        assert r["body"]["type"] == "decryption_failed" and "plaintext" not in r["body"], r
+        assert r["body"]["error"] == AUTH_FAILED, r
+    assert replies[n]["body"]["plaintext"] == text
+
+
+@test
 def key_rotation():
     node = Node(BIN)
     old = node.call({"type": "encrypt", "plaintext": "under key 1"})

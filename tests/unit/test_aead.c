@@ -71,6 +71,19 @@ static void test_kats(void)
             CHECK(aead_seal_end(k, out_tag) == AEAD_OK);
             CHECK_BYTES(out, ct, cl);
             CHECK_BYTES(out_tag, tag, 16);
+            /* Opened in pieces: the plaintext, and a wrong tag refused. */
+            for (int bad = 0; bad < 2; bad++) {
+                memset(back, 0, sizeof(back));
+                CHECK(aead_open_begin(k, iv, aad, al) == AEAD_OK);
+                for (size_t off = 0; off < pl; off += step)
+                    CHECK(aead_open_next(k, ct + off, pl - off < step ? pl - off : step,
+                                         back + off) == AEAD_OK);
+                out_tag[15] ^= (uint8_t)bad;
+                CHECK(aead_open_end(k, out_tag) == (bad ? AEAD_AUTH_FAILED : AEAD_OK));
+                out_tag[15] ^= (uint8_t)bad;
+                if (!bad)
+                    CHECK_BYTES(back, pt, pl);
+            }
         }
         aead_key_free(k);
         free(key), free(iv), free(aad), free(pt), free(ct), free(tag);
