@@ -64,15 +64,16 @@ void aead_key_free(struct aead_key *k)
 /* EVP_*Update take an int length: feed large buffers in chunks. */
 #define CHUNK (1 << 30)
 
-enum aead_result aead_seal_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
-                                 const uint8_t *aad, size_t aad_len)
+/* Both directions share these: each context knows which way it runs. */
+static enum aead_result cipher_begin(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *iv,
+                                     const uint8_t *aad, size_t aad_len)
 {
     int outl;
-    if (!EVP_EncryptInit_ex2(k->enc, NULL, NULL, iv, NULL))
+    if (!EVP_CipherInit_ex2(ctx, NULL, NULL, iv, enc, NULL))
         goto fail;
     for (size_t off = 0; off < aad_len; off += CHUNK) {
         int n = aad_len - off > CHUNK ? CHUNK : (int)(aad_len - off);
-        if (!EVP_EncryptUpdate(k->enc, NULL, &outl, aad + off, n))
+        if (!EVP_CipherUpdate(ctx, NULL, &outl, aad + off, n))
             goto fail;
     }
     return AEAD_OK;
@@ -81,18 +82,30 @@ fail:
     return AEAD_INTERNAL;
 }
 
-enum aead_result aead_seal_next(struct aead_key *k, const uint8_t *pt, size_t len, uint8_t *ct)
+static enum aead_result cipher_next(EVP_CIPHER_CTX *ctx, const uint8_t *in, size_t len,
+                                    uint8_t *out)
 {
     int outl;
     for (size_t off = 0; off < len; off += CHUNK) {
         int n = len - off > CHUNK ? CHUNK : (int)(len - off);
         /* GCM is a stream mode: every byte in gives a byte out at once. */
-        if (!EVP_EncryptUpdate(k->enc, ct + off, &outl, pt + off, n) || outl != n) {
+        if (!EVP_CipherUpdate(ctx, out + off, &outl, in + off, n) || outl != n) {
             ERR_clear_error();
             return AEAD_INTERNAL;
         }
     }
     return AEAD_OK;
+}
+
+enum aead_result aead_seal_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
+                                 const uint8_t *aad, size_t aad_len)
+{
+    return cipher_begin(k->enc, 1, iv, aad, aad_len);
+}
+
+enum aead_result aead_seal_next(struct aead_key *k, const uint8_t *pt, size_t len, uint8_t *ct)
+{
+    return cipher_next(k->enc, pt, len, ct);
 }
 
 enum aead_result aead_seal_end(struct aead_key *k, uint8_t tag[static AEAD_TAG_LEN])
@@ -129,31 +142,12 @@ enum aead_result aead_seal(struct aead_key *k, const uint8_t iv[static AEAD_IV_L
 enum aead_result aead_open_begin(struct aead_key *k, const uint8_t iv[static AEAD_IV_LEN],
                                  const uint8_t *aad, size_t aad_len)
 {
-    int outl;
-    if (!EVP_DecryptInit_ex2(k->dec, NULL, NULL, iv, NULL))
-        goto fail;
-    for (size_t off = 0; off < aad_len; off += CHUNK) {
-        int n = aad_len - off > CHUNK ? CHUNK : (int)(aad_len - off);
-        if (!EVP_DecryptUpdate(k->dec, NULL, &outl, aad + off, n))
-            goto fail;
-    }
-    return AEAD_OK;
-fail:
-    ERR_clear_error();
-    return AEAD_INTERNAL;
+    return cipher_begin(k->dec, 0, iv, aad, aad_len);
 }
 
 enum aead_result aead_open_next(struct aead_key *k, const uint8_t *ct, size_t len, uint8_t *pt)
 {
-    int outl;
-    for (size_t off = 0; off < len; off += CHUNK) {
-        int n = len - off > CHUNK ? CHUNK : (int)(len - off);
-        if (!EVP_DecryptUpdate(k->dec, pt + off, &outl, ct + off, n) || outl != n) {
-            ERR_clear_error();
-            return AEAD_INTERNAL;
-        }
-    }
-    return AEAD_OK;
+    return cipher_next(k->dec, ct, len, pt);
 }
 
 enum aead_result aead_open_end(struct aead_key *k, const uint8_t tag[static AEAD_TAG_LEN])
