@@ -13,7 +13,8 @@ checked (and give the decrypt requests); then it is timed three ways, best of
   - the pipes alone: the same requests and replies through cat | wc -l at the
     same time, with no node: what the transport itself costs.
 Times are wall-clock from start to exit, so JSON parsing, hex/base64 and I/O
-are included. Peak RSS is the node's own high-water mark (VmHWM in
+are included. Beside them, callgrind counts the instructions per request,
+which stay the same however fast the VM runs at the moment. Peak RSS is the node's own high-water mark (VmHWM in
 /proc/PID/status), sampled every millisecond while it runs: ru_maxrss would
 also count the forking Python parent, whose pages the child maps until exec.
 """
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,6 +94,28 @@ def transport(in_path, out_path):
     return (time.perf_counter() - t0,)
 
 
+def instructions(binary, in_path, k, env):
+    """Instructions the node runs per request over the first k lines of
+    in_path, counted by callgrind (the same count whatever the machine's
+    phase), or None without valgrind. Start-up and exit are measured on an
+    empty input and left out."""
+    if not shutil.which("valgrind"):
+        return None
+    head = in_path + ".head"
+    with open(in_path, "rb") as f, open(head, "wb") as g:
+        for _ in range(k):
+            g.write(f.readline())
+    counts = []
+    for path in (os.devnull, head):
+        with open(path, "rb") as fin:
+            err = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                                  binary], stdin=fin, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, env=dict(os.environ, **env)).stderr
+        counts.append(int(re.search(rb"Collected : (\d+)", err).group(1)))
+    os.unlink(head)
+    return (counts[1] - counts[0]) / k
+
+
 def write_lines(name, lines):
     path = os.path.join(TMP, name)
     with open(path, "w") as f:
@@ -140,17 +164,25 @@ def bench_symmetric():
         the kept replies."""
         _, _, _, out = run(binary, path, env, "keep")
         assert count_type(out, reply_type) == n, "%s: missing replies" % label
+        # The modes take turns, so that a change in the VM's speed during the
+        # runs does not favour one of them.
+        runs = {"pipes": [], "alone": []}
+        for _ in range(3):
+            for how in runs:
+                runs[how].append(run(binary, path, env, how))
         row = [label]
-        for how in ("pipes", "alone"):
-            dt, rss, lines, _ = best_of(3, lambda: run(binary, path, env, how))
-            assert lines in (None, n), "%s: %s of %d replies" % (label, lines, n)
+        for how, results in runs.items():
+            dt = min(r[0] for r in results)
+            assert all(r[2] in (None, n) for r in results), "%s: replies missing" % label
             figures[(label, how == "pipes")] = (n / dt, n * size / dt / 1e6)
             row += ["%.0f msg/s" % (n / dt), ("%.1f MB/s" if size < 1024 else "%.0f MB/s")
                     % (n * size / dt / 1e6)]
             if how == "pipes":
-                row.append(rss)
+                row.append(max(r[1] for r in results))
         dt = best_of(3, lambda: transport(path, out))[0]
         row.append("%.0f MB/s" % (n * size / dt / 1e6))
+        per = instructions(binary, path, min(n, 20_000 if size < 1024 else 20), env)
+        row.append("-" if per is None else "{:,.0f}".format(per))
         rows.append(row)
         return out
 
@@ -172,18 +204,20 @@ def bench_symmetric():
         os.unlink(path), os.unlink(dpath)
 
     print("\nsymmetric-node (best of 3; MB = 10^6 bytes of plaintext; JSON and I/O included)")
-    print("  %-15s %31s %12s %31s %14s" % ("", "--- through pipes (cat | node | wc) ---",
-                                           "", "--- the node alone ---",
-                                           "pipes alone"))
-    print("  %-15s %14s %12s %12s %16s %12s %14s" % ("workload", "rate", "throughput",
-                                                     "peak RSS", "rate", "throughput",
-                                                     "throughput"))
-    for label, rate, mbs, rss, frate, fmbs, tmbs in rows:
-        print("  %-15s %14s %12s %8.1f MiB %16s %12s %14s" % (label, rate, mbs, rss / 1024,
-                                                              frate, fmbs, tmbs))
+    print("  %-15s %31s %12s %31s %14s %14s" % ("", "--- through pipes (cat | node | wc) ---",
+                                                "", "--- the node alone ---",
+                                                "pipes alone", "instructions"))
+    print("  %-15s %14s %12s %12s %16s %12s %14s %14s" % ("workload", "rate", "throughput",
+                                                          "peak RSS", "rate", "throughput",
+                                                          "throughput", "per message"))
+    for label, rate, mbs, rss, frate, fmbs, tmbs, instr in rows:
+        print("  %-15s %14s %12s %8.1f MiB %16s %12s %14s %14s" % (
+            label, rate, mbs, rss / 1024, frate, fmbs, tmbs, instr))
     print("  the node alone: stdin from the file, stdout to /dev/null. pipes alone: the same\n"
           "  requests and replies moved through cat | wc -l at the same time with no node\n"
-          "  (64 KiB pipes; the node asks for 1 MiB): the transport's cost.")
+          "  (64 KiB pipes; the node asks for 1 MiB): the transport's cost. instructions:\n"
+          "  counted by callgrind over the first requests, start-up left out; unlike the\n"
+          "  rates, they do not change with the machine's phase.")
     print("  targets (issue 2):")
     for label, unit, target in (("encrypt 14 B", "msg/s", 800_000), ("encrypt 1 MiB", "MB/s", 500),
                                 ("decrypt 1 MiB", "MB/s", 300)):
