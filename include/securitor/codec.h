@@ -11,8 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Writes 2*n lowercase hex characters (no NUL). Meant for public bytes
- * (ciphertexts, IVs, tags): a copy of the last few may stay on the stack. */
+/* Writes 2*n lowercase hex characters (no NUL). */
 void hex_encode(char *out, const uint8_t *in, size_t n);
 /* Decodes `len` hex characters (either case) into len/2 bytes.
  * Returns 0, or -1 for an odd length or a non-hex character. */

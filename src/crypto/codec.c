@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "securitor/simd.h"
+#include "securitor/wipe.h"
 
 static const char B64_ALPHABET[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -76,6 +77,8 @@ void hex_encode(char *out, const uint8_t *in, size_t n)
         memcpy(block, in + i, n - i);
         hex_encode16(digits, block);
         memcpy(out + 2 * i, digits, 2 * (n - i));
+        wipe_bytes(block, sizeof(block)); /* the bytes may be a key */
+        wipe_bytes(digits, sizeof(digits));
     }
 #else
     /* Branch-free arithmetic (the same digit rule) that gcc vectorises:
@@ -117,6 +120,14 @@ static inline __m128i hex_pairs(__m128i v)
     return _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v, _mm_set1_epi16(0x00FF)), 4),
                         _mm_srli_epi16(v, 8));
 }
+
+/* 32 digits to 16 bytes; a bad digit clears its lane of *ok. */
+static inline void hex_decode16(uint8_t *out, const char *in, __m128i *ok)
+{
+    __m128i a = hex_values(_mm_loadu_si128((const __m128i *)in), ok);
+    __m128i b = hex_values(_mm_loadu_si128((const __m128i *)(in + 16)), ok);
+    _mm_storeu_si128((__m128i *)out, _mm_packus_epi16(hex_pairs(a), hex_pairs(b)));
+}
 #endif
 
 int hex_decode(uint8_t *out, const char *in, size_t len)
@@ -127,10 +138,18 @@ int hex_decode(uint8_t *out, const char *in, size_t len)
     unsigned bad = 0;
 #if SECURITOR_SSE2
     __m128i ok = _mm_set1_epi8(-1);
-    for (; n - i >= 16; i += 16) {
-        __m128i a = hex_values(_mm_loadu_si128((const __m128i *)(in + 2 * i)), &ok);
-        __m128i b = hex_values(_mm_loadu_si128((const __m128i *)(in + 2 * i + 16)), &ok);
-        _mm_storeu_si128((__m128i *)(out + i), _mm_packus_epi16(hex_pairs(a), hex_pairs(b)));
+    for (; n - i >= 16; i += 16)
+        hex_decode16(out + i, in + 2 * i, &ok);
+    if (i < n) { /* the tail (or an IV, a tag) as one block padded with '0's */
+        char digits[32];
+        uint8_t bytes[16];
+        memset(digits, '0', sizeof(digits));
+        memcpy(digits, in + 2 * i, 2 * (n - i));
+        hex_decode16(bytes, digits, &ok);
+        memcpy(out + i, bytes, n - i);
+        wipe_bytes(bytes, sizeof(bytes)); /* the bytes may be a key */
+        wipe_bytes(digits, sizeof(digits));
+        i = n;
     }
     bad = _mm_movemask_epi8(ok) != 0xFFFF;
 #endif
