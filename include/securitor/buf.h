@@ -39,6 +39,9 @@ static inline void buf_append(struct buf *b, const void *p, size_t n)
     b->len += n;
 }
 static inline void buf_append_str(struct buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+/* A string literal, its length known at compile time ("" makes anything
+ * else a compile error). */
+#define buf_append_lit(b, lit) buf_append((b), "" lit, sizeof(lit) - 1)
 static inline void buf_append_char(struct buf *b, char c) { buf_append(b, &c, 1); }
 /* Appends the decimal form of v. */
 void buf_append_ll(struct buf *b, long long v);

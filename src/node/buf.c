@@ -32,12 +32,24 @@ char *buf_reserve_slow(struct buf *b, size_t extra)
 
 void buf_append_ll(struct buf *b, long long v)
 {
+    /* Two digits a step from a table of pairs: a division per pair. */
+    static const char PAIRS[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
     char tmp[24], *p = tmp + sizeof(tmp);
     unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        p -= 2;
+        memcpy(p, PAIRS + 2 * (u % 100), 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, PAIRS + 2 * u, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (v < 0)
         *--p = '-';
     buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));

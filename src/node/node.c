@@ -36,6 +36,7 @@ struct node {
     const struct node_program *prog;
     struct app *app;
     char *id;             /* set by init; NULL before */
+    struct buf head;      /* {"src":<id>,"dest": once init has named the node */
     long long next_msg_id;
     struct buf out;       /* queued reply lines */
     struct reply reply;
@@ -173,16 +174,20 @@ static void emit_reply(struct node *n, const char *self, const char *dest,
     if (!r->type) /* a handler that filled nothing is a bug: say so */
         node_error(r, ERR_CRASH, "internal error: handler produced no reply");
     for (int attempt = 0; attempt < 2; attempt++) {
-        buf_append_str(o, "{\"src\":");
-        json_write_string(o, self, strlen(self));
-        buf_append_str(o, ",\"dest\":");
+        if (n->id) {
+            buf_append(o, n->head.data, n->head.len);
+        } else {
+            buf_append_lit(o, "{\"src\":");
+            json_write_string(o, self, strlen(self));
+            buf_append_lit(o, ",\"dest\":");
+        }
         json_write_string(o, dest, strlen(dest));
-        buf_append_str(o, ",\"body\":{\"type\":");
+        buf_append_lit(o, ",\"body\":{\"type\":");
         json_write_string(o, r->type, strlen(r->type));
-        buf_append_str(o, ",\"msg_id\":");
+        buf_append_lit(o, ",\"msg_id\":");
         buf_append_ll(o, n->next_msg_id);
         if (msg_id) {
-            buf_append_str(o, ",\"in_reply_to\":");
+            buf_append_lit(o, ",\"in_reply_to\":");
             buf_append_ll(o, (long long)msg_id->valuedouble);
         }
         if (r->fields.len >= NODE_OUT_DIRECT && buf_ok(o) && buf_ok(&r->fields)) {
@@ -198,7 +203,7 @@ static void emit_reply(struct node *n, const char *self, const char *dest,
             break;
         }
         buf_append(o, r->fields.data, r->fields.len);
-        buf_append_str(o, "}}\n");
+        buf_append_lit(o, "}}\n");
         n->out_sensitive |= r->sensitive;
         if (buf_ok(o) && buf_ok(&r->fields))
             break;
@@ -245,6 +250,16 @@ static int h_init(struct node *n, const cJSON *body, struct reply *r)
         return node_error(r, ERR_CRASH, "out of memory");
     free(n->id);
     n->id = copy;
+    /* Every reply from now on starts the same way: format it once. */
+    buf_reset(&n->head);
+    buf_append_lit(&n->head, "{\"src\":");
+    json_write_string(&n->head, copy, strlen(copy));
+    buf_append_lit(&n->head, ",\"dest\":");
+    if (!buf_ok(&n->head)) {
+        free(n->id);
+        n->id = NULL;
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
     reply_type(r, "init_ok");
     return 0;
 }
@@ -387,9 +402,9 @@ static bool handle_line(struct node *n, char *line, size_t len)
             if (i < p->n_handlers) {
                 p->handlers[i].fn(n->app, &req, r);
                 public_request = p->handlers[i].public_request;
-            }
-            else
+            } else {
                 node_error(r, ERR_NOT_SUPPORTED, "unknown type \"%s\"", t);
+            }
         }
     }
     /* Before init, the node's id is the dest of the message it answers. */
@@ -523,6 +538,7 @@ int node_run(const struct node_program *prog, struct app *app)
         status = 1;
     buf_free(&in);
     buf_free(&n.out);
+    buf_free(&n.head);
     buf_free(&n.reply.fields);
     bulk_free(&n.bulk);
     free(n.id);

@@ -5,8 +5,9 @@
  * the same pass. The writer copies 16 bytes a step where it can (SSE2), so
  * the tests compare it with a plain byte-at-a-time writer kept here, over
  * random strings of every kind of byte at lengths around the block size, and
- * parse the output back with cJSON.
+ * parse the output back with cJSON. Integers are checked against printf.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -137,10 +138,39 @@ static void test_positions(void)
     buf_free(&want);
 }
 
+/* Integers (msg_id, in_reply_to, key_id) against printf, around every
+ * power of ten and at the ends of the range. */
+static void test_integers(void)
+{
+    struct buf got = {0};
+    char want[32];
+    long long v = 1; /* 10^k, up to 10^18 */
+    for (int k = 0; k < 19; k++) {
+        const long long around[] = {v - 1, v, v + 1, -v, -v + 1, 3 * v};
+        for (size_t i = 0; i < sizeof(around) / sizeof(around[0]); i++) {
+            buf_reset(&got);
+            buf_append_ll(&got, around[i]);
+            snprintf(want, sizeof(want), "%lld", around[i]);
+            CHECK(got.len == strlen(want) && !memcmp(got.data, want, got.len));
+        }
+        if (k < 18)
+            v *= 10;
+    }
+    const long long ends[] = {0, LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
+    for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        buf_reset(&got);
+        buf_append_ll(&got, ends[i]);
+        snprintf(want, sizeof(want), "%lld", ends[i]);
+        CHECK(got.len == strlen(want) && !memcmp(got.data, want, got.len));
+    }
+    buf_free(&got);
+}
+
 int main(void)
 {
     test_seed();
     test_against_reference();
     test_positions();
+    test_integers();
     return check_finish("test_reply");
 }
