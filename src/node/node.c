@@ -64,10 +64,10 @@ struct arena_chunk {
 
 static struct arena_chunk *arena_head, *arena_cur;
 
-static void *arena_alloc(size_t n)
+/* Takes n more bytes from the chunks after the current one, or a new chunk. */
+static void *arena_alloc_slow(size_t n)
 {
-    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-    for (struct arena_chunk *c = arena_cur; c; c = c->next) {
+    for (struct arena_chunk *c = arena_cur ? arena_cur->next : NULL; c; c = c->next) {
         if (c->cap - c->used >= n) {
             void *p = (char *)c->data + c->used;
             c->used += n;
@@ -90,6 +90,18 @@ static void *arena_alloc(size_t n)
     }
     arena_cur = c;
     return c->data;
+}
+
+static void *arena_alloc(size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    struct arena_chunk *c = arena_cur;
+    if (c && c->cap - c->used >= n) { /* nearly always */
+        void *p = (char *)c->data + c->used;
+        c->used += n;
+        return p;
+    }
+    return arena_alloc_slow(n);
 }
 
 static void arena_free_noop(void *p) { (void)p; }
