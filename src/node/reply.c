@@ -311,11 +311,9 @@ int req_text_or_base64(struct reply *r, const cJSON *body, const char *key,
     int rc;
     *bytes = NULL;
     *len = 0;
-    if ((rc = req_string(r, body, key, optional, &text, &text_len)) ||
+    if ((rc = req_string(r, body, key, optional, &text, &text_len)) || !text ||
         (rc = req_string(r, body, encoding_key, true, &encoding, NULL)))
         return rc;
-    if (!text)
-        return 0;
     if (!encoding || !strcmp(encoding, "utf-8") || !strcmp(encoding, "utf8")) {
         *bytes = (const uint8_t *)text;
         *len = text_len;
