@@ -563,6 +563,8 @@ static int h_receive_message(struct app *app, const struct request *req, struct 
             return 0;
         }
     }
+    if (!used) /* every path above sets it on success; a slip must not crash */
+        return node_error(r, ERR_CRASH, "internal error: no session decrypted the message");
     used->pending_prekey = false; /* Bob answered: stop resending X3DH data */
     reply_type(r, "message_decrypted");
     reply_plaintext(r, pt, pt_len);

@@ -29,9 +29,10 @@
 
 #define BULK_MARK '\xFF'
 
-/* The bulk of the line being handled, for bulk_string_len (the loop handles
- * one line at a time; NULL when that line has no bulk strings). */
-static const struct bulk *current;
+/* The long strings of the request being answered on this thread, for
+ * bulk_string_len (see bulk_use). */
+static _Thread_local const struct bulk_slice *in_use;
+static _Thread_local size_t n_in_use;
 
 /* The first '"' or '\\' in [s, end), or NULL. */
 static const char *next_quote_or_backslash(const char *s, const char *end)
@@ -143,7 +144,6 @@ bool bulk_extract(struct bulk *b, char *line, size_t len)
     /* Only now that the skeleton is complete may the line change. */
     for (size_t i = 0; i < b->n; i++)
         b->slices[i].s[b->slices[i].len] = '\0';
-    current = b;
     return true;
 }
 
@@ -178,20 +178,24 @@ void bulk_resolve(const struct bulk *b, cJSON *item)
     }
 }
 
+void bulk_use(const struct bulk_slice *slices, size_t n)
+{
+    in_use = slices;
+    n_in_use = n;
+}
+
 size_t bulk_string_len(const cJSON *item)
 {
     /* Only resolved strings carry cJSON_IsReference (see bulk_resolve). */
-    if (current && (item->type & cJSON_IsReference))
-        for (size_t i = 0; i < current->n; i++)
-            if (current->slices[i].s == item->valuestring)
-                return current->slices[i].len;
+    if (item->type & cJSON_IsReference)
+        for (size_t i = 0; i < n_in_use; i++)
+            if (in_use[i].s == item->valuestring)
+                return in_use[i].len;
     return strlen(item->valuestring);
 }
 
 void bulk_reset(struct bulk *b)
 {
-    if (current == b)
-        current = NULL;
     wipe_bytes(b->skeleton.data, b->skeleton.len); /* short strings may be secrets */
     buf_reset(&b->skeleton);
     b->n = 0;

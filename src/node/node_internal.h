@@ -42,8 +42,11 @@ bool bulk_extract(struct bulk *b, char *line, size_t len);
 /* Points every marked key and string in the parsed skeleton (item and its
  * siblings and children) at its slice of the line. */
 void bulk_resolve(const struct bulk *b, cJSON *item);
-/* strlen(item->valuestring) for a string item of the line being handled,
- * without the pass over a bulk string: its length is known. */
+/* Names the long strings (slices) of the request this thread is answering,
+ * for bulk_string_len; (NULL, 0) when done. */
+void bulk_use(const struct bulk_slice *slices, size_t n);
+/* strlen(item->valuestring), without the pass over a long string of the
+ * request in use: its length is known. */
 size_t bulk_string_len(const cJSON *item);
 /* Wipes the skeleton and forgets the slices, keeping the memory. */
 void bulk_reset(struct bulk *b);

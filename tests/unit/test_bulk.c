@@ -145,7 +145,9 @@ static void check_same(struct bulk *b, const char *text, size_t len, struct buf 
         CHECK(pw && pg && !strcmp(pw, pg));
         cJSON_free(pw);
         cJSON_free(pg);
+        bulk_use(b->slices, b->n);
         CHECK(lengths_known(got));
+        bulk_use(NULL, 0);
         if (used) {
             CHECK(in_line(got, copy->data, copy->data + len) == marks);
             /* No backslash may hide behind escapes == false (true is allowed
