@@ -8,9 +8,12 @@ SECURITOR_VECTORS (Wycheproof vectors; skipped when absent).
 import base64
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (Node, check_fuzz, check_golden, matches, run_all, run_lines,  # noqa: E402
@@ -454,6 +457,63 @@ def burst_with_stdin_closed():
     assert [r["body"]["msg_id"] for r in replies] == list(range(1, n + 1))
     assert all(r["body"]["type"] == ("decryption_failed" if i % 3 == 2 else "encrypted")
                for i, r in enumerate(replies))
+
+
+def feed_in_pieces(env, data, rng):
+    """Runs the binary with data written to its stdin in random pieces (so
+    lines arrive split anywhere, several per read or one across many);
+    returns (stdout bytes, exit code)."""
+    full_env = dict(os.environ, **env)
+    p = subprocess.Popen([BIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=full_env)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(p.stdout.read()))
+    reader.start()
+    i = 0
+    while i < len(data):
+        k = rng.choice((1, 7, 100, 4096, 65535, 65536, 65537, 300_000))
+        p.stdin.write(data[i:i + k])
+        p.stdin.flush()
+        i += k
+    p.stdin.close()
+    reader.join()
+    return out[0], p.wait()
+
+
+@test
+def two_threads_answer_as_one():
+    """The loop parses on one thread and answers on another (a batch per
+    read). Random lines (echo requests of every size around the 64 KiB read
+    and the 1 KiB long-string threshold, blank lines, CRLF, garbage, bad
+    UTF-8, errors), written in random pieces, must get exactly the replies,
+    byte for byte, that the loop on one thread gives (SECURITOR_THREADS=1)."""
+    seed = int(os.environ.get("SECURITOR_SEED", time.time_ns() % (1 << 30)))
+    rng = random.Random(seed)
+    lines = [msg({"type": "init", "msg_id": 0, "node_id": "n7", "node_ids": ["n7"]}).encode()]
+    for i in range(1, 1500):
+        kind = rng.randrange(10)
+        if kind == 0:
+            lines.append(rng.choice([b"", b"   ", b"\r", b"not json", b"{\"src\":1}",
+                                     b"\xff\xfe", b"{} trailing"]))
+            continue
+        size = rng.choice((0, 5, 1023, 1024, 5000, 65535, 65536, 70000, 200_000))
+        text = list("x" * size)
+        for _ in range(rng.randrange(4)):  # a few characters that need escapes
+            if size:
+                text[rng.randrange(size)] = rng.choice("\u00e9\"\\\n\t")
+        text = "".join(text)
+        body = {"type": "echo" if kind > 1 else "nope", "msg_id": i, "echo": text}
+        line = msg(body).encode()
+        if kind == 2:
+            line += b"\r"
+        lines.append(line)
+    data = b"\n".join(lines) + b"\n"
+    one, code_one = feed_in_pieces(dict(KEY_ENV, SECURITOR_THREADS="1"), data, rng)
+    two, code_two = feed_in_pieces(KEY_ENV, data, rng)
+    assert code_one == 0 and code_two == 0, (code_one, code_two)
+    assert one == two, "seed %d: the threaded loop answered differently" % seed
+    replies = [json.loads(l) for l in two.split(b"\n") if l]
+    assert len(replies) > 1000 and all(r["src"] == "n7" for r in replies[1:]), seed
 
 
 @test
