@@ -631,7 +631,9 @@ static void usage(const struct node_program *p, FILE *f)
             "usage: %s [--help] [--version]%s\n"
             "%s\n"
             "Reads one JSON message per line on stdin and writes replies on stdout\n"
-            "(Maelstrom's protocol; see PROTOCOL.md). Diagnostics go to stderr.\n",
+            "(Maelstrom's protocol; see PROTOCOL.md). Diagnostics go to stderr.\n"
+            "It parses on one thread and answers on another; SECURITOR_THREADS=1 keeps\n"
+            "it on one.\n",
             p->name, p->extra_usage ? p->extra_usage : "", p->summary);
     if (p->extra_help)
         fputs(p->extra_help, f);
