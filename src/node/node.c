@@ -69,7 +69,7 @@ struct node {
      * fields for every line, and sharing a line would cost a transfer each. */
     _Alignas(64) struct bulk bulk; /* large strings of the line being parsed */
     unsigned long long line_no;
-    /* Shared, under lock. */
+    /* Shared: threaded is set before the worker starts; the rest is under lock. */
     _Alignas(64) bool threaded;
     pthread_mutex_t lock;
     pthread_cond_t queued, freed;
