@@ -6,9 +6,9 @@
  * and echo itself; everything else goes through the binary's own dispatch
  * table. It never exits on bad input and returns 0 at end of input.
  *
- * Handlers run one at a time, in request order, always on the loop's worker
- * thread (the reader thread only parses), so the binary's state needs no
- * locks. A handler is a function of (the binary's state, the request) that
+ * Handlers run one at a time, in request order, always on the same thread
+ * (the loop's worker; its reader thread only parses), so the binary's state
+ * needs no locks. A handler is a function of (the binary's state, the request) that
  * fills a reply. It never touches stdout: it names the reply type, adds
  * fields, and returns 0, or returns node_error(...) which discards whatever
  * fields it had added and turns the reply into {"type":"error",...}.
