@@ -36,9 +36,13 @@ __attribute__((warn_unused_result))
 int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                      const struct bytes *msgs, size_t n);
 
-/* SHA-512 over the concatenation of n_parts parts. */
+/* SHA-512 over the concatenation of n_parts parts, for public data
+ * (fingerprints): the shared context keeps its state until the next call. */
 __attribute__((warn_unused_result))
 int sha512(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts);
+/* The same for secret input (an identity seed): the context is wiped after. */
+__attribute__((warn_unused_result))
+int sha512_secret(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts);
 
 /* SHA-256 of one buffer (ids, not secrets). */
 __attribute__((warn_unused_result))

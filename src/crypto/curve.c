@@ -146,7 +146,7 @@ int curve_identity_generate(struct curve_identity *id)
     /* RFC 8032 §5.1.5: the Ed25519 scalar is the clamped first half of
      * SHA-512(seed); the same scalar is the X25519 private key. */
     struct bytes part = {id->seed, sizeof(id->seed)};
-    if (sha512(h, &part, 1))
+    if (sha512_secret(h, &part, 1))
         goto out;
     memcpy(id->x.priv, h, CURVE_KEY_LEN);
     clamp(id->x.priv);
@@ -205,9 +205,10 @@ int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, si
     uint8_t u_bytes[32], ed_pub[32], ed_sig[CURVE_SIG_LEN];
     BN_CTX *bn = BN_CTX_new();
     BIGNUM *p = BN_new(), *u = NULL, *num = NULL, *den = NULL, *y = NULL;
+    if (bn)
+        BN_CTX_start(bn); /* before any exit: out ends it */
     if (!bn || !p)
         goto out;
-    BN_CTX_start(bn);
     u = BN_CTX_get(bn), num = BN_CTX_get(bn), den = BN_CTX_get(bn), y = BN_CTX_get(bn);
     if (!y || !BN_set_bit(p, 255) || !BN_sub_word(p, 19)) /* p = 2^255 - 19 */
         goto out;

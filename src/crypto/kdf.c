@@ -1,6 +1,8 @@
 /* kdf.c - HKDF, HMAC and SHA-2 wrappers (see kdf.h). */
 #include "securitor/kdf.h"
 
+#include <stdbool.h>
+
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -136,26 +138,41 @@ int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t
     return mac_done(rc);
 }
 
-static int digest(const EVP_MD *md, uint8_t *out, const struct bytes *parts, size_t n_parts)
+/* One digest on the shared context. The context keeps its last hash state
+ * (and input block) until the next call, unless `scrub` resets it, which
+ * frees the provider's state with OPENSSL_clear_free (and costs an
+ * allocation on the next call: fingerprints hash 10,400 times). */
+static int digest(const EVP_MD *md, uint8_t *out, const struct bytes *parts, size_t n_parts,
+                  bool scrub)
 {
+    int rc = -1;
     if (!EVP_DigestInit_ex(md_ctx, md, NULL))
-        goto fail;
+        goto out;
     for (size_t i = 0; i < n_parts; i++)
         if (parts[i].n && !EVP_DigestUpdate(md_ctx, parts[i].p, parts[i].n))
-            goto fail;
-    if (!EVP_DigestFinal_ex(md_ctx, out, NULL))
-        goto fail;
-    return 0;
-fail:
-    ERR_clear_error();
-    return -1;
+            goto out;
+    if (EVP_DigestFinal_ex(md_ctx, out, NULL))
+        rc = 0;
+out:
+    if (scrub || rc)
+        EVP_MD_CTX_reset(md_ctx);
+    if (rc)
+        ERR_clear_error();
+    return rc;
 }
 
 int sha512(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts)
 {
     if (setup())
         return -1;
-    return digest(md_sha512, out, parts, n_parts);
+    return digest(md_sha512, out, parts, n_parts, false);
+}
+
+int sha512_secret(uint8_t out[static SHA512_LEN], const struct bytes *parts, size_t n_parts)
+{
+    if (setup())
+        return -1;
+    return digest(md_sha512, out, parts, n_parts, true);
 }
 
 int sha256(uint8_t out[static 32], const uint8_t *p, size_t n)
@@ -163,5 +180,5 @@ int sha256(uint8_t out[static 32], const uint8_t *p, size_t n)
     struct bytes part = {p, n};
     if (setup())
         return -1;
-    return digest(md_sha256, out, &part, 1);
+    return digest(md_sha256, out, &part, 1, false);
 }

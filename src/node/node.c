@@ -297,21 +297,22 @@ static int h_init(struct node *n, const cJSON *body, struct reply *r)
         if (!cJSON_IsString(it))
             return node_error(r, ERR_MALFORMED, "node_ids: expected an array of strings");
     }
+    /* Every reply from now on starts the same way: format it once. Both
+     * are made before either replaces the old, so a failure changes nothing. */
+    struct buf head = {0};
+    buf_append_lit(&head, "{\"src\":");
+    json_write_string(&head, id, strlen(id));
+    buf_append_lit(&head, ",\"dest\":");
     char *copy = strdup(id);
-    if (!copy)
-        return node_error(r, ERR_CRASH, "out of memory");
-    free(n->id);
-    n->id = copy;
-    /* Every reply from now on starts the same way: format it once. */
-    buf_reset(&n->head);
-    buf_append_lit(&n->head, "{\"src\":");
-    json_write_string(&n->head, copy, strlen(copy));
-    buf_append_lit(&n->head, ",\"dest\":");
-    if (!buf_ok(&n->head)) {
-        free(n->id);
-        n->id = NULL;
+    if (!copy || !buf_ok(&head)) {
+        free(copy);
+        buf_free(&head);
         return node_error(r, ERR_CRASH, "out of memory");
     }
+    free(n->id);
+    n->id = copy;
+    buf_free(&n->head);
+    n->head = head;
     reply_type(r, "init_ok");
     return 0;
 }
