@@ -4,6 +4,10 @@
  * reset (len = 0) rather than freed between messages. Growth failures are
  * sticky: after one, buf_ok() is false and later appends are dropped, so a
  * writer can append freely and check once at the end.
+ *
+ * Buffers carry plaintext lines, so memory they give up is wiped first: a
+ * buffer grows into a new allocation, and the old one is wiped before it is
+ * freed (realloc would leave it in freed heap as it was).
  */
 #ifndef SECURITOR_BUF_H
 #define SECURITOR_BUF_H
@@ -49,6 +53,10 @@ void buf_append_ll(struct buf *b, long long v);
 void buf_reset(struct buf *b);
 /* Wipes the used bytes (for buffers that held secrets) and frees. */
 void buf_free(struct buf *b);
+/* Moves the contents into an allocation just big enough for them (the old
+ * one wiped and freed), so that a buffer that grew for one huge message
+ * gives the memory back. Keeps the old allocation when out of memory. */
+void buf_shrink(struct buf *b);
 static inline bool buf_ok(const struct buf *b) { return !b->failed; }
 
 #endif

@@ -34,6 +34,10 @@ bool utf8_valid(const uint8_t *s, size_t n);
 /* True when the bytes are well-formed UTF-8 without NUL bytes: text that a
  * JSON string carries losslessly through cJSON's C strings. */
 bool utf8_text_valid(const uint8_t *s, size_t n);
+/* True when the bytes are well-formed UTF-8 without any byte below 0x20
+ * (no C0 control character, NUL included): nearly every JSON line, which
+ * then needs no closer look. */
+bool utf8_printable(const uint8_t *s, size_t n);
 /* Length (1-4) of the well-formed UTF-8 character at s (n > 0 bytes
  * available), or 0 when the bytes there are not one. */
 size_t utf8_char_len(const uint8_t *s, size_t n);

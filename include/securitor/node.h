@@ -1,17 +1,32 @@
-/* node.h - the Maelstrom-style message loop shared by every node binary.
+/* node.h - the Maelstrom-style runtime shared by every node binary.
  *
- * Contract (../shared/PROTOCOL.md §1): one JSON object per input line; each
- * reply is one line {"src","dest","body"} on stdout, in request order, flushed
- * before the node blocks on input. Logs go to stderr. The loop answers init
- * and echo itself; everything else goes through the binary's own dispatch
- * table. It never exits on bad input and returns 0 at end of input.
+ * Contract (../shared/PROTOCOL.md §1): one JSON object per input line; every
+ * line out is {"src","dest","body"} on stdout, written before the node blocks
+ * on input or waits for a timer. Logs go to stderr. The loop answers init and
+ * echo itself (a built-in table); every other request goes through the
+ * binary's own dispatch table. A message that carries in_reply_to is a reply
+ * to one of the node's own calls and is never answered. The node never exits
+ * on bad input and returns 0 at end of input.
  *
- * Handlers run one at a time, in request order, always on the same thread
- * (the loop's worker; its reader thread only parses), so the binary's state
- * needs no locks. A handler is a function of (the binary's state, the request) that
- * fills a reply. It never touches stdout: it names the reply type, adds
- * fields, and returns 0, or returns node_error(...) which discards whatever
- * fields it had added and turns the reply into {"type":"error",...}.
+ * Threads: the loop reads and parses on one thread and answers on another
+ * (its worker). Handlers, call callbacks, timers and the program's hooks all
+ * run on the worker, one at a time, so the binary's state needs no locks.
+ * SECURITOR_THREADS=1 runs everything on one thread.
+ *
+ * A handler is a function of (the binary's state, the request) that fills a
+ * reply. It never touches stdout: it names the reply type, adds fields, and
+ * returns 0, or returns node_error(...), which discards the fields it had
+ * added and turns the reply into {"type":"error",...}. A handler that needs
+ * another node's answer first defers its reply (node_defer) and answers later
+ * from a callback (node_answer).
+ *
+ * The path of one request:
+ *
+ *   stdin -> reader: split lines, check UTF-8, parse into the batch's arena
+ *         -> worker: a reply (in_reply_to)?  -> its pending call's callback
+ *                    else built-in or handler -> reply queued in `out`
+ *         -> before `out` is written: the program's commit hook (output commit)
+ *         -> stdout
  */
 #ifndef SECURITOR_NODE_H
 #define SECURITOR_NODE_H
@@ -26,31 +41,42 @@
 
 /* Maelstrom's error codes (PROTOCOL.md §1). */
 enum node_error_code {
+    ERR_TIMEOUT = 0,             /* indefinite: the work may or may not happen */
     ERR_NOT_SUPPORTED = 10,      /* unknown type */
     ERR_MALFORMED = 12,          /* not JSON, missing/mistyped field, bad encoding/size */
-    ERR_CRASH = 13,              /* internal failure: RNG, out of memory */
+    ERR_CRASH = 13,              /* internal failure: RNG, out of memory, disk */
     ERR_KEY_DOES_NOT_EXIST = 20, /* unknown user, peer, session or key id */
     ERR_PRECONDITION = 22,       /* signature does not verify, identity changed */
 };
 
-/* Each binary defines its own `struct app` (its keys, sessions); the loop
- * only passes the pointer to the handlers. */
-struct app;
+/* The largest integer JSON numbers carry exactly (2^53 - 1): msg_id, key_id
+ * and every other integer field must lie within it. */
+#define NODE_MAX_SAFE_INT 9007199254740991LL
 
-/* The reply a handler fills. Fields are serialised as they are added. */
+/* Each binary defines its own `struct app` (its keys, sessions); the loop
+ * only passes the pointer around. */
+struct app;
+/* The loop (opaque). One per process, made by node_run. */
+struct node;
+
+/* A reply body, or the body of a message to another node. Fields are
+ * serialised as they are added. */
 struct reply {
-    const char *type;  /* reply type: a string literal owned by the handler */
+    const char *type;  /* a string literal owned by the caller */
     struct buf fields; /* ,"key":value,... */
-    int depth;         /* nesting of reply_begin_object */
+    int depth;         /* nesting of reply_begin_object/array */
     bool need_comma[8];
     bool sensitive;    /* carries plaintext or secrets: wipe once written */
+    bool deferred;     /* node_defer was called: the loop writes nothing now */
 };
 
-/* One request: the envelope's src and its body (owned by the loop; valid
- * only while the handler runs). */
+/* One request (owned by the loop; valid only while the handler runs). */
 struct request {
+    struct node *node;
     const char *src;
+    const char *dest;    /* the envelope's dest, or NULL */
     const cJSON *body;
+    const cJSON *msg_id; /* the request's msg_id, or NULL */
 };
 
 typedef int (*node_handler_fn)(struct app *app, const struct request *req, struct reply *r);
@@ -64,6 +90,11 @@ struct node_handler {
     bool public_request;
 };
 
+/* What on_init may return besides 0 and an error code: the node cannot go
+ * on (a state that does not open); the loop exits with status 2 before
+ * writing anything. The hook has said why on stderr. */
+#define NODE_FATAL (-1)
+
 struct node_program {
     const char *name;        /* binary name for --help/--version and logs */
     const char *summary;     /* one line for --help */
@@ -71,18 +102,43 @@ struct node_program {
     const char *extra_help;  /* more --help text, or NULL */
     const struct node_handler *handlers;
     size_t n_handlers;
+
+    /* Hooks; each may be NULL. */
+
+    /* The node learns its id: from init (node_ids is its array), or from the
+     * dest of the first request when no init came first (node_ids NULL). A
+     * later init calls it again. Returns 0; or fills r with node_error and
+     * returns the code (the init is refused, the id stays); or NODE_FATAL. */
+    int (*on_init)(struct app *app, struct node *n, const char *node_id,
+                   const cJSON *node_ids, struct reply *r);
+    /* Makes every state change since the last call durable. The loop calls
+     * it before any line leaves the process (output commit, PROTOCOL.md §4),
+     * so that one transaction covers a whole batch. Returns 0 or -1. */
+    int (*commit)(struct app *app);
+    /* After a failed commit: puts the state back as the last commit left it.
+     * Returns 0, or -1 when it cannot (the loop then stops, status 1). The
+     * requests whose replies were waiting get error 13 instead. */
+    int (*rollback)(struct app *app);
+    /* Input has ended; called once, before pending calls are cancelled and
+     * timers dropped. */
+    void (*on_close)(struct app *app, struct node *n);
 };
 
-/* Handles --help and --version anywhere in argv: prints and returns 1 with
- * *exit_code set; returns 0 when neither is present. */
-int node_main_options(const struct node_program *prog, int argc, char **argv,
+/* Handles the loop's own options anywhere in argv (--help, --version,
+ * --max-line N) and removes the ones it took, so the binary sees only its
+ * own. Returns 1 with *exit_code set when the process should stop now
+ * (help, version, a bad option); 0 to go on. */
+int node_main_options(const struct node_program *prog, int *argc, char **argv,
                       int *exit_code);
 
 /* Runs the loop over stdin/stdout until end of input. Returns the process
- * exit status: 0 at end of input, 1 when stdout cannot be written. */
+ * exit status: 0 at end of input, 1 when stdout cannot be written or a
+ * failed commit cannot be rolled back, 2 when on_init was fatal. */
 int node_run(const struct node_program *prog, struct app *app);
 
-/* --- building replies (for handlers) ------------------------------------ */
+/* ==========================================================================
+ * Building replies and messages
+ * ========================================================================== */
 
 void reply_type(struct reply *r, const char *type);
 /* Marks the reply as carrying plaintext or secret values (a decrypted
@@ -95,6 +151,7 @@ static inline void reply_sensitive(struct reply *r) { r->sensitive = true; }
 void reply_string(struct reply *r, const char *key, const char *s, size_t len);
 void reply_cstring(struct reply *r, const char *key, const char *s);
 void reply_int(struct reply *r, const char *key, long long v);
+void reply_bool(struct reply *r, const char *key, bool v);
 void reply_hex(struct reply *r, const char *key, const uint8_t *b, size_t n);
 /* Adds `key` with room for the hex of n bytes, for the caller to fill with
  * hex_encode before any other reply_* call; NULL when out of memory (the
@@ -106,8 +163,15 @@ void reply_base64(struct reply *r, const char *key, const uint8_t *b, size_t n);
 void reply_text_or_base64(struct reply *r, const char *key, const uint8_t *b, size_t n);
 /* json must be a complete serialised JSON value. */
 void reply_raw(struct reply *r, const char *key, const char *json, size_t len);
+/* Objects and arrays nest up to 7 deep. Inside an array, pass key NULL. */
 void reply_begin_object(struct reply *r, const char *key);
 void reply_end_object(struct reply *r);
+void reply_begin_array(struct reply *r, const char *key);
+void reply_end_array(struct reply *r);
+/* Empties a reply (wiping its fields if sensitive), keeping its memory. */
+void reply_clear(struct reply *r);
+/* Wipes and frees a reply's memory. */
+void reply_free(struct reply *r);
 
 /* Turns the reply into an error and returns `code`, so handlers can write
  * `return node_error(r, ERR_MALFORMED, "plaintext: expected a string");`.
@@ -115,7 +179,9 @@ void reply_end_object(struct reply *r);
 __attribute__((format(printf, 3, 4)))
 int node_error(struct reply *r, int code, const char *fmt, ...);
 
-/* --- reading requests (for handlers) ------------------------------------ */
+/* ==========================================================================
+ * Reading requests
+ * ========================================================================== */
 
 /* The member of obj named key (case-sensitive; the first one if repeated),
  * or NULL. Like cJSON_GetObjectItemCaseSensitive, faster on the short keys
@@ -127,22 +193,101 @@ const cJSON *req_field(const cJSON *obj, const char *key);
  * missing field returns 0 with *s = NULL. */
 int req_string(struct reply *r, const cJSON *body, const char *key, bool optional,
                const char **s, size_t *len);
-/* An integer field in [min, max]; same conventions (*present tells whether
- * an optional field was there; may be NULL for required fields). */
+/* An integer field in [min, max] (within ±NODE_MAX_SAFE_INT); same
+ * conventions (*present tells whether an optional field was there; may be
+ * NULL for required fields). */
 int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
             long long min, long long max, long long *v, bool *present);
+/* A boolean field; same conventions. */
+int req_bool(struct reply *r, const cJSON *body, const char *key, bool optional, bool *v,
+             bool *present);
+/* The exact integer value of a cJSON number, when it is one that JSON
+ * carries exactly (|v| <= NODE_MAX_SAFE_INT). */
+bool json_exact_int(const cJSON *item, long long *v);
 
 /* A field that is UTF-8 text, or base64 of raw bytes when the field named
  * `encoding_key` is "base64" (JSON text cannot carry arbitrary bytes).
- * "utf-8"/"utf8" or no encoding mean text. Decoded bytes go into scratch
- * (whose contents the caller wipes when done). Sets *bytes and *len, or
- * fills an error 12 naming the field; with `optional`, a missing field gives
- * *bytes = NULL. Returns 0 or the error code. */
+ * "utf-8"/"utf8" or no encoding mean text. Decoded bytes go into scratch,
+ * which the caller wipes when done; on error nothing decoded is left there.
+ * Sets *bytes and *len, or fills an error 12 naming the field; with
+ * `optional`, a missing field gives *bytes = NULL. Returns 0 or the code. */
 int req_text_or_base64(struct reply *r, const cJSON *body, const char *key,
                        const char *encoding_key, bool optional, struct buf *scratch,
                        const uint8_t **bytes, size_t *len);
 
-/* Writes a diagnostic line "<name>: ..." to stderr. */
+/* ==========================================================================
+ * Talking to other nodes, deferred replies, timers
+ *
+ * All of these run on the worker and may be called from handlers, call
+ * callbacks, timers and hooks. Lines they produce are queued with the
+ * replies and leave under the same output commit.
+ * ========================================================================== */
+
+/* The body builder for a message to another node or a deferred reply:
+ * cleared, with its type set. It is consumed by the next node_call,
+ * node_send or node_answer; build one message at a time. */
+struct reply *node_message(struct node *n, const char *type);
+
+enum node_call_status {
+    NODE_CALL_REPLY,   /* body is the reply (of any type, "error" included) */
+    NODE_CALL_TIMEOUT, /* the deadline passed first; body is NULL */
+    NODE_CALL_CLOSED,  /* input ended before a reply; body is NULL */
+};
+
+/* Called exactly once per call. body is valid only during the call. The
+ * callback owns ctx from then on. */
+typedef void (*node_call_fn)(struct app *app, struct node *n, void *ctx,
+                             enum node_call_status status, const cJSON *body);
+
+/* Sends the message built with node_message to `dest` with a fresh msg_id
+ * and waits (without blocking the loop) for the reply whose in_reply_to is
+ * that msg_id and whose src is dest. Retries are the caller's choice: only
+ * for idempotent requests, or ones that carry their own request id.
+ * Returns the msg_id, or 0 when out of memory (then fn is not called and
+ * the caller still owns ctx). */
+long long node_call(struct node *n, const char *dest, long long timeout_ms, node_call_fn fn,
+                    void *ctx);
+/* Sends the message built with node_message to `dest` without msg_id: no
+ * reply is expected. Returns 0 or -1 (out of memory). */
+int node_send(struct node *n, const char *dest);
+
+/* Where a deferred reply goes: the client and its request's msg_id, copied
+ * out of the request (whose memory the loop reuses). */
+struct node_deferred;
+
+/* Marks r as deferred: the loop writes no reply now, and the handler
+ * returns 0. Returns the handle to answer with, or NULL when out of memory
+ * (r is then an error 13 and the handler returns its code). */
+struct node_deferred *node_defer(const struct request *req, struct reply *r);
+/* Sends the reply built with node_message to where d says, with its
+ * in_reply_to, and frees d. Replies to one client may go out of order. */
+void node_answer(struct node *n, struct node_deferred *d);
+/* The same with an error reply. */
+__attribute__((format(printf, 4, 5)))
+void node_answer_error(struct node *n, struct node_deferred *d, int code, const char *fmt, ...);
+
+/* Milliseconds on the monotonic clock. */
+uint64_t node_now_ms(void);
+
+typedef void (*node_timer_fn)(struct app *app, struct node *n, void *ctx);
+/* Calls fn(ctx) after delay_ms, then every period_ms (0: once), also while
+ * no input arrives. free_ctx (may be NULL) is called once the timer is done:
+ * after a one-shot fired, when cancelled, or when input ends. Returns the
+ * timer's id (> 0), or 0 when out of memory (free_ctx is not called). */
+uint64_t node_timer(struct node *n, uint64_t delay_ms, uint64_t period_ms, node_timer_fn fn,
+                    void *ctx, void (*free_ctx)(void *ctx));
+/* Stops a timer (an unknown or finished id is ignored). */
+void node_timer_cancel(struct node *n, uint64_t id);
+
+/* The node's id once init (or the first request) has named it, else NULL. */
+const char *node_id(const struct node *n);
+/* The highest msg_id the node has given its own messages so far, and where
+ * to go on from (for a state that must never repeat one across restarts,
+ * PROTOCOL.md §4): call node_set_next_msg_id before anything is sent. */
+long long node_last_msg_id(const struct node *n);
+void node_set_next_msg_id(struct node *n, long long next);
+
+/* Writes a diagnostic line "<text>" to stderr (one write: both threads log). */
 __attribute__((format(printf, 1, 2)))
 void node_log(const char *fmt, ...);
 

@@ -259,38 +259,42 @@ size_t utf8_char_len(const uint8_t *s, size_t n)
 #define BYTES_01 0x0101010101010101ULL
 #define BYTES_80 0x8080808080808080ULL
 
-/* Nonzero exactly when some byte of w is zero (Hacker's Delight §6.1). */
-static inline uint64_t zero_byte_in(uint64_t w) { return (w - BYTES_01) & ~w & BYTES_80; }
-
-/* Looks at `words` 8-byte words at p: 1 when all are ASCII (and NUL-free
- * unless nul_ok), -1 when a NUL is not allowed, 0 when some byte needs a
- * closer look. */
-static inline int ascii_words(const uint8_t *p, size_t words, bool nul_ok)
+/* Nonzero exactly when some byte of w is below lo, for lo <= 128 (Hacker's
+ * Delight §6.1: with lo = 1, a zero byte). */
+static inline uint64_t byte_below(uint64_t w, uint8_t lo)
 {
-    uint64_t high = 0, zero = 0;
+    return (w - BYTES_01 * lo) & ~w & BYTES_80;
+}
+
+/* Looks at `words` 8-byte words at p: 1 when all are ASCII and none is below
+ * `lo`, -1 when one is below lo, 0 when some byte needs a closer look. */
+static inline int ascii_words(const uint8_t *p, size_t words, uint8_t lo)
+{
+    uint64_t high = 0, low = 0;
     for (size_t k = 0; k < words; k++) {
         uint64_t w;
         memcpy(&w, p + 8 * k, 8);
         high |= w;
-        zero |= zero_byte_in(w);
+        low |= byte_below(w, lo);
     }
-    if (!nul_ok && zero)
+    if (lo && low)
         return -1;
     return !(high & BYTES_80);
 }
 
 #if SECURITOR_SSE2
 /* ascii_words for 64 bytes with SSE2: the high bits of all bytes by one
- * movemask, and a NUL as a zero in their unsigned minimum. */
-static inline int ascii_block64(const uint8_t *p, bool nul_ok)
+ * movemask, and a byte below lo in their unsigned minimum. */
+static inline int ascii_block64(const uint8_t *p, uint8_t lo)
 {
     __m128i a = _mm_loadu_si128((const __m128i *)p);
     __m128i b = _mm_loadu_si128((const __m128i *)(p + 16));
     __m128i c = _mm_loadu_si128((const __m128i *)(p + 32));
     __m128i d = _mm_loadu_si128((const __m128i *)(p + 48));
-    if (!nul_ok) {
+    if (lo) {
         __m128i least = _mm_min_epu8(_mm_min_epu8(a, b), _mm_min_epu8(c, d));
-        if (_mm_movemask_epi8(_mm_cmpeq_epi8(least, _mm_setzero_si128())))
+        __m128i below = _mm_set1_epi8((char)(lo - 1));
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(least, below), least)))
             return -1;
     }
     return !_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)));
@@ -299,32 +303,33 @@ static inline int ascii_block64(const uint8_t *p, bool nul_ok)
 
 /* Looks at the next block of at most 64 bytes: sets *step to its size (0
  * when fewer than 8 bytes are left) and answers as ascii_words does. */
-static inline int ascii_block(const uint8_t *p, size_t avail, bool nul_ok, size_t *step)
+static inline int ascii_block(const uint8_t *p, size_t avail, uint8_t lo, size_t *step)
 {
 #if SECURITOR_SSE2
     if (avail >= 64) {
         *step = 64;
-        return ascii_block64(p, nul_ok);
+        return ascii_block64(p, lo);
     }
 #endif
     if (avail >= 32) {
         *step = 32;
-        return ascii_words(p, 4, nul_ok);
+        return ascii_words(p, 4, lo);
     }
     *step = avail >= 8 ? 8 : 0;
-    return *step ? ascii_words(p, 1, nul_ok) : 0;
+    return *step ? ascii_words(p, 1, lo) : 0;
 }
 
-/* Inlined into both callers so that nul_ok folds away. */
+/* Well-formed UTF-8 with no byte below lo (0: any; 1: no NUL; 0x20: no
+ * control character). Inlined into each caller so that lo folds away. */
 static inline __attribute__((always_inline)) bool utf8_scan(const uint8_t *s, size_t n,
-                                                           bool nul_ok)
+                                                           uint8_t lo)
 {
     size_t i = 0;
     while (i < n) {
         /* ASCII blocks are skipped whole; a block holding other bytes (or
          * the last few bytes) is walked one character at a time. */
         size_t step, stop = n;
-        int r = ascii_block(s + i, n - i, nul_ok, &step);
+        int r = ascii_block(s + i, n - i, lo, &step);
         if (r < 0)
             return false;
         if (r) {
@@ -335,7 +340,7 @@ static inline __attribute__((always_inline)) bool utf8_scan(const uint8_t *s, si
             stop = i + step;
         while (i < stop) {
             if (s[i] < 0x80) {
-                if (!s[i] && !nul_ok)
+                if (s[i] < lo)
                     return false;
                 i++;
                 continue;
@@ -349,6 +354,8 @@ static inline __attribute__((always_inline)) bool utf8_scan(const uint8_t *s, si
     return true;
 }
 
-bool utf8_valid(const uint8_t *s, size_t n) { return utf8_scan(s, n, true); }
+bool utf8_valid(const uint8_t *s, size_t n) { return utf8_scan(s, n, 0); }
 
-bool utf8_text_valid(const uint8_t *s, size_t n) { return utf8_scan(s, n, false); }
+bool utf8_text_valid(const uint8_t *s, size_t n) { return utf8_scan(s, n, 1); }
+
+bool utf8_printable(const uint8_t *s, size_t n) { return utf8_scan(s, n, 0x20); }

@@ -651,7 +651,7 @@ static const struct node_program PROGRAM = {
 int main(int argc, char **argv)
 {
     int status;
-    if (node_main_options(&PROGRAM, argc, argv, &status))
+    if (node_main_options(&PROGRAM, &argc, argv, &status))
         return status;
     if (argc > 1) {
         fprintf(stderr, "e2ee-node: unknown argument \"%s\" (try --help)\n", argv[1]);

@@ -19,10 +19,15 @@ char *buf_reserve_slow(struct buf *b, size_t extra)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < need)
             cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-        char *p = realloc(b->data, cap);
+        char *p = malloc(cap);
         if (!p) {
             b->failed = true;
             return NULL;
+        }
+        if (b->data) { /* not realloc: the old block is wiped before it is freed */
+            memcpy(p, b->data, b->len);
+            wipe_bytes(b->data, b->cap);
+            free(b->data);
         }
         b->data = p;
         b->cap = cap;
@@ -67,4 +72,19 @@ void buf_free(struct buf *b)
         wipe_bytes(b->data, b->cap);
     free(b->data);
     *b = (struct buf){0};
+}
+
+void buf_shrink(struct buf *b)
+{
+    size_t cap = b->len > 256 ? b->len : 256;
+    if (cap >= b->cap)
+        return;
+    char *p = malloc(cap);
+    if (!p)
+        return;
+    memcpy(p, b->data, b->len);
+    wipe_bytes(b->data, b->cap);
+    free(b->data);
+    b->data = p;
+    b->cap = cap;
 }

@@ -18,7 +18,7 @@
  * replaced by other string tokens, so cJSON accepts the skeleton exactly when
  * it accepts the line, and builds the same tree.
  */
-#include "node_internal.h"
+#include "bulk.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,30 @@
-/* node_internal.h - what the loop and the reply writer share. */
+/* node_internal.h - what the files of the loop share.
+ *
+ *   arena.c     the request arena behind cJSON's allocator
+ *   bulk.c      long strings without cJSON's copy (bulk.h)
+ *   parse.c     the reader's half of a line: checks and parsing
+ *   salvage.c   src and msg_id from a line that cannot be parsed
+ *   dispatch.c  the worker's half: envelope checks, replies to our calls,
+ *               built-ins and the binary's handlers
+ *   builtin.c   init and echo
+ *   calls.c     calls to other nodes, deferred replies, timers
+ *   output.c    lines out: formatting, output commit, writing
+ *   batch.c     the reader and worker threads and the batches between them
+ *   loop.c      node_run: reading stdin
+ *   cli.c       options, --help, --version
+ *   reply.c, request.c   building replies, reading requests (node.h)
+ */
 #ifndef SECURITOR_NODE_INTERNAL_H
 #define SECURITOR_NODE_INTERNAL_H
 
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
+#include "securitor/map.h"
 #include "securitor/node.h"
+#include "arena.h"
+#include "bulk.h"
 
 /* Whether two names (types, keys) are equal. The first bytes are compared
  * inline: most names differ there, and that saves a call. */
@@ -15,41 +35,188 @@ static inline bool name_eq(const char *a, const char *b)
 
 /* Appends str (len bytes) as a quoted, escaped JSON string. */
 void json_write_string(struct buf *b, const char *str, size_t len);
-/* Empties a reply (wiping its fields) for the next request. */
-void reply_clear(struct reply *r);
 
-/* Large strings bypass cJSON's byte-by-byte copy (see bulk.c). */
-#define BULK_MIN ((size_t)1024) /* shorter strings are left to cJSON */
+/* --- options (cli.c) ------------------------------------------------------ */
 
-struct bulk_slice {
-    char *s; /* the string's bytes inside the line, NUL-terminated */
+#define NODE_MAX_LINE_DEFAULT ((size_t)256 << 20)
+/* Set by node_main_options; read by node_run. */
+extern size_t node_opt_max_line;
+
+/* --- one line, as the reader leaves it for the worker (parse.c) ----------- */
+
+/* What could be read of a line that cannot be parsed (salvage.c): its
+ * top-level src, decoded and NUL-terminated, and body.msg_id. */
+struct salvaged {
+    bool has_src, has_dest, has_msg_id;
+    bool is_reply; /* body has in_reply_to: never answered */
+    long long msg_id;
+    char dest[256];
+    size_t src_len;
+    char src[]; /* room for src_cap + 1 bytes, given by the caller */
+};
+#define SALVAGE_SRC_MAX ((size_t)64 << 10) /* longer src values are not read */
+/* Reads from at most len bytes of line; out has room for src_cap + 1 bytes
+ * of src. Never fails: what cannot be read is left out. */
+void salvage_line(const char *line, size_t len, struct salvaged *out, size_t src_cap);
+
+
+struct parsed {
+    char *line; /* inside its batch's text */
     size_t len;
+    unsigned long long line_no;
+    cJSON *root;                     /* NULL: not JSON (see error) */
+    const struct bulk_slice *slices; /* its long strings, for bulk_string_len */
+    size_t n_slices;
+    bool utf8_ok, raw_nul, raw_control, trailing, escaped_nul;
+    bool too_long;        /* longer than --max-line: only its start was kept */
+    bool over_budget;     /* its tree would take more memory than allowed */
+    bool out_of_memory;   /* the reader ran out of memory with it */
+    size_t error_at;      /* where parsing failed (root NULL; SIZE_MAX: unknown) */
+    struct salvaged *salvaged; /* root NULL: what could be read of the line */
 };
 
-struct bulk {
-    struct buf skeleton; /* the line with each bulk string replaced by a marker */
-    struct bulk_slice *slices;
+/* The most parse memory one line may take beyond its own length: bounds
+ * what a line of many small values costs ([1,1,1,...] is 32 bytes of tree
+ * per 2 bytes of text). About a million values. */
+#define NODE_PARSE_BUDGET ((size_t)64 << 20)
+
+struct reader_state {
+    struct bulk bulk; /* large strings of the line being parsed */
+    unsigned long long line_no;
+};
+
+/* Parses one line into arena_now. Valid UTF-8 lines with long strings are
+ * parsed from a skeleton (see bulk.c); the line itself may then change. */
+void parse_line(struct reader_state *rs, char *line, size_t len, struct parsed *p);
+
+/* --- the pending calls, deferred replies and timers (calls.c) ------------- */
+
+struct deadline {
+    uint64_t at;  /* node_now_ms() */
+    uint64_t seq; /* ties go in order of arming */
+    uint64_t id;  /* a call's msg_id or a timer's id */
+    bool timer;
+};
+
+struct schedule {
+    struct map calls;  /* msg_id (8 bytes) -> struct pending_call */
+    struct map timers; /* id (8 bytes) -> struct node_timer_entry */
+    struct deadline *heap;
+    size_t n_heap, cap_heap;
+    uint64_t next_seq, next_timer_id;
+};
+
+/* Milliseconds until the next deadline (0 when one is due), or -1 when
+ * nothing is scheduled. */
+long long schedule_wait_ms(const struct node *n);
+/* Runs every callback whose deadline has passed. */
+void schedule_run_due(struct node *n);
+/* Routes a reply to its pending call; false when it matches none. */
+bool schedule_route_reply(struct node *n, long long in_reply_to, const char *src,
+                          const cJSON *body);
+/* End of input: every pending call gets NODE_CALL_CLOSED, timers are
+ * dropped. */
+void schedule_close(struct node *n);
+
+/* --- output (output.c) ------------------------------------------------------ */
+
+/* What a queued line is, so that a failed commit can replace it. */
+struct out_record {
+    size_t dest_at;   /* offset of the dest (NUL-terminated) in out_dests */
+    long long msg_id;
+    long long in_reply_to;
+    bool is_reply;    /* a reply to a client (else a message to a node) */
+    bool has_in_reply_to;
+};
+
+struct output {
+    struct buf out;      /* queued lines, not yet committed */
+    bool broken;         /* stdout failed: nothing more is written */
+    bool sensitive;      /* out holds a sensitive line: wipe after writing */
+    /* For the program's rollback (only kept when it has a commit hook). */
+    struct out_record *records;
+    size_t n_records, cap_records;
+    struct buf dests;
+    bool fatal;          /* a failed commit could not be rolled back */
+};
+
+/* Queues one line {"src":self,"dest":dest,"body":{"type":...,"msg_id":...,
+ * ["in_reply_to":...,] fields}} built from r. msg_id 0 leaves msg_id out
+ * (one-way messages). */
+void output_line(struct node *n, const char *self, const char *dest, struct reply *r,
+                 long long msg_id, bool has_in_reply_to, long long in_reply_to,
+                 bool is_reply);
+/* Commits (the program's hook) and writes everything queued. */
+void output_flush(struct node *n);
+void output_free(struct output *o);
+/* Pipes hold 64 KiB by default; asks for 1 MiB (best effort). */
+void output_grow_pipe(int fd);
+
+/* --- the node -------------------------------------------------------------- */
+
+/* The lines completed by one read, on their way from the reader to the
+ * worker (batch.c). */
+struct batch {
+    struct buf text;      /* the bytes the lines live in */
+    struct parsed *items; /* the lines, parsed */
     size_t n, cap;
-    bool escapes; /* false: no string in the line holds a backslash */
+    struct arena arena;   /* their cJSON trees */
+    struct batch *next;   /* in the queue or the free list */
 };
 
-/* Looks for unescaped strings of BULK_MIN bytes or more in line, which must
- * be valid UTF-8 without NUL bytes. When it finds some, it builds the
- * skeleton for cJSON to parse, writes a NUL over each one's closing quote,
- * sets b->escapes, and returns true; otherwise the line is untouched and
- * cJSON parses it. */
-bool bulk_extract(struct bulk *b, char *line, size_t len);
-/* Points every marked key and string in the parsed skeleton (item and its
- * siblings and children) at its slice of the line. */
-void bulk_resolve(const struct bulk *b, cJSON *item);
-/* Names the long strings (slices) of the request this thread is answering,
- * for bulk_string_len; (NULL, 0) when done. */
-void bulk_use(const struct bulk_slice *slices, size_t n);
-/* strlen(item->valuestring), without the pass over a long string of the
- * request in use: its length is known. */
-size_t bulk_string_len(const cJSON *item);
-/* Wipes the skeleton and forgets the slices, keeping the memory. */
-void bulk_reset(struct bulk *b);
-void bulk_free(struct bulk *b);
+#define NODE_BATCHES 3 /* one being read, one queued, one being answered */
+#define SALVAGE_PREFIX ((size_t)4 << 10) /* what is kept of a dropped line */
+
+struct node {
+    const struct node_program *prog;
+    struct app *app;
+    size_t max_line;
+
+    /* The worker's (the loop's only thread when !threaded). */
+    char *id;            /* set by init */
+    char *first_dest;    /* the dest of the first request, when it came before init */
+    struct buf head;     /* {"src":<id>,"dest": for replies, once id is set */
+    long long next_msg_id;
+    struct output output;
+    struct reply reply;  /* the reply to the request being answered */
+    struct reply msg;    /* node_message's builder */
+    struct arena own;    /* what handlers build with cJSON */
+    struct schedule schedule;
+    char logged_kinds[16][40]; /* reply types already logged as unmatched */
+    size_t n_logged_kinds;
+    bool closing;        /* input ended: no new calls or timers */
+    _Atomic int stop_status; /* non-zero: stop now and exit with it (nothing more is written) */
+
+    /* The reader's, on cache lines of their own: the two threads write their
+     * fields for every line, and sharing a line would cost a transfer each. */
+    _Alignas(64) struct reader_state reader;
+
+    /* Shared: threaded is set before the worker starts; stop_status is
+     * atomic; the rest is under lock. */
+    _Alignas(64) bool threaded;
+    pthread_t worker;
+    pthread_mutex_t lock;
+    pthread_cond_t queued, freed;
+    struct batch *queue, *free_list;
+    bool input_done;
+    struct batch batches[NODE_BATCHES];
+};
+
+/* Answers one parsed line (dispatch.c). Returns true when the request was
+ * one its handler calls public, so the line need not be wiped. */
+bool dispatch_line(struct node *n, const struct parsed *p);
+/* The built-in requests (builtin.c): init and echo. NULL when t is neither. */
+node_handler_fn builtin_find(const char *t);
+/* Sets the node's id (and the reply head); 0 or -1 (out of memory). */
+int node_set_id(struct node *n, const char *id);
+/* Calls the program's on_init, when it has one. */
+int node_call_on_init(struct node *n, const char *id, const cJSON *node_ids, struct reply *r);
+
+/* The id the node's own messages carry as src: its id, else the dest of
+ * the first request, else "". */
+static inline const char *node_self(const struct node *n)
+{
+    return n->id ? n->id : n->first_dest ? n->first_dest : "";
+}
 
 #endif

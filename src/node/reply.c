@@ -1,7 +1,8 @@
 /* reply.c - building reply bodies as JSON text, without an intermediate tree.
  *
- * Replies are formatted straight into a reused buffer: building a cJSON tree
- * and printing it costs more than the cryptography for small messages.
+ * Replies (and the bodies of messages to other nodes) are formatted straight
+ * into a reused buffer: building a cJSON tree and printing it costs more than
+ * the cryptography for small messages.
  */
 #include "node_internal.h"
 
@@ -119,6 +120,12 @@ void json_write_string(struct buf *b, const char *str, size_t len)
 
 static void write_key(struct reply *r, const char *key)
 {
+    if (!key) { /* an array element: only the comma */
+        if (r->need_comma[r->depth])
+            buf_append_char(&r->fields, ',');
+        r->need_comma[r->depth] = true;
+        return;
+    }
     /* ,"key": in one step; keys are literals from our own code. */
     size_t n = strlen(key), comma = r->need_comma[r->depth];
     char *dst = buf_reserve(&r->fields, n + 4);
@@ -205,25 +212,42 @@ void reply_raw(struct reply *r, const char *key, const char *json, size_t len)
     buf_append(&r->fields, json, len);
 }
 
-void reply_begin_object(struct reply *r, const char *key)
+void reply_bool(struct reply *r, const char *key, bool v)
 {
     write_key(r, key);
-    buf_append_char(&r->fields, '{');
+    if (v)
+        buf_append_lit(&r->fields, "true");
+    else
+        buf_append_lit(&r->fields, "false");
+}
+
+static void begin(struct reply *r, const char *key, char open)
+{
+    write_key(r, key);
+    buf_append_char(&r->fields, open);
     if (r->depth + 1 < (int)(sizeof(r->need_comma) / sizeof(r->need_comma[0])))
         r->depth++;
+    else
+        r->fields.failed = true; /* deeper than we can track: the reply fails whole */
     r->need_comma[r->depth] = false;
 }
 
-void reply_end_object(struct reply *r)
+static void end(struct reply *r, char close)
 {
-    buf_append_char(&r->fields, '}');
+    buf_append_char(&r->fields, close);
     if (r->depth > 0)
         r->depth--;
 }
 
+void reply_begin_object(struct reply *r, const char *key) { begin(r, key, '{'); }
+void reply_end_object(struct reply *r) { end(r, '}'); }
+void reply_begin_array(struct reply *r, const char *key) { begin(r, key, '['); }
+void reply_end_array(struct reply *r) { end(r, ']'); }
+
 void reply_clear(struct reply *r)
 {
     r->type = NULL;
+    r->deferred = false;
     /* Reply fields may hold plaintext: wipe what was written, keep the memory. */
     if (r->sensitive)
         wipe_bytes(r->fields.data, r->fields.len);
@@ -231,6 +255,12 @@ void reply_clear(struct reply *r)
     buf_reset(&r->fields);
     r->depth = 0;
     r->need_comma[0] = true; /* the loop writes type and msg_id first */
+}
+
+void reply_free(struct reply *r)
+{
+    reply_clear(r);
+    buf_free(&r->fields);
 }
 
 int node_error(struct reply *r, int code, const char *fmt, ...)
@@ -247,88 +277,4 @@ int node_error(struct reply *r, int code, const char *fmt, ...)
     reply_int(r, "code", code);
     reply_cstring(r, "text", text);
     return code;
-}
-
-/* --- reading request fields -------------------------------------------- */
-
-const cJSON *req_field(const cJSON *obj, const char *key)
-{
-    for (const cJSON *c = obj ? obj->child : NULL; c; c = c->next)
-        if (c->string && name_eq(c->string, key))
-            return c;
-    return NULL;
-}
-
-int req_string(struct reply *r, const cJSON *body, const char *key, bool optional,
-               const char **s, size_t *len)
-{
-    const cJSON *item = req_field(body, key);
-    *s = NULL;
-    if (len)
-        *len = 0;
-    if (!item || cJSON_IsNull(item)) {
-        if (optional)
-            return 0;
-        return node_error(r, ERR_MALFORMED, "%s: missing; expected a string", key);
-    }
-    if (!cJSON_IsString(item) || !item->valuestring)
-        return node_error(r, ERR_MALFORMED, "%s: expected a string", key);
-    *s = item->valuestring;
-    if (len)
-        *len = bulk_string_len(item);
-    return 0;
-}
-
-int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
-            long long min, long long max, long long *v, bool *present)
-{
-    const cJSON *item = req_field(body, key);
-    if (present)
-        *present = false;
-    if (!item || cJSON_IsNull(item)) {
-        if (optional)
-            return 0;
-        return node_error(r, ERR_MALFORMED, "%s: missing; expected an integer", key);
-    }
-    double d = cJSON_IsNumber(item) ? item->valuedouble : 0.5;
-    /* Range first: converting an out-of-range double to an integer is UB. */
-    if (!cJSON_IsNumber(item) || !(d >= (double)min && d <= (double)max) ||
-        d != (double)(long long)d)
-        return node_error(r, ERR_MALFORMED, "%s: expected an integer from %lld to %lld",
-                          key, min, max);
-    *v = (long long)d;
-    if (present)
-        *present = true;
-    return 0;
-}
-
-int req_text_or_base64(struct reply *r, const cJSON *body, const char *key,
-                       const char *encoding_key, bool optional, struct buf *scratch,
-                       const uint8_t **bytes, size_t *len)
-{
-    const char *text, *encoding;
-    size_t text_len;
-    int rc;
-    *bytes = NULL;
-    *len = 0;
-    if ((rc = req_string(r, body, key, optional, &text, &text_len)) || !text ||
-        (rc = req_string(r, body, encoding_key, true, &encoding, NULL)))
-        return rc;
-    if (!encoding || !strcmp(encoding, "utf-8") || !strcmp(encoding, "utf8")) {
-        *bytes = (const uint8_t *)text;
-        *len = text_len;
-        return 0;
-    }
-    if (strcmp(encoding, "base64"))
-        return node_error(r, ERR_MALFORMED, "%s: expected \"base64\" or \"utf-8\", got \"%s\"",
-                          encoding_key, encoding);
-    scratch->len = 0;
-    uint8_t *raw = (uint8_t *)buf_reserve(scratch, base64_decoded_max(text_len) + 1);
-    if (!raw)
-        return node_error(r, ERR_CRASH, "out of memory");
-    if (base64_decode(raw, len, text, text_len))
-        return node_error(r, ERR_MALFORMED, "%s: expected padded base64 (%s is \"base64\")", key,
-                          encoding_key);
-    *bytes = raw;
-    return 0;
 }

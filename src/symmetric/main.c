@@ -307,7 +307,7 @@ static int load_key_file(uint8_t key[static AEAD_KEY_LEN], const char *path)
 int main(int argc, char **argv)
 {
     int status;
-    if (node_main_options(&PROGRAM, argc, argv, &status))
+    if (node_main_options(&PROGRAM, &argc, argv, &status))
         return status;
 
     const char *key_file = NULL;

@@ -403,7 +403,8 @@ def bad_lines_never_kill_the_node():
     lines = [b"{", b"[]", b"null", b'"str"', b'{"src":1,"body":{}}',
              b'{"src":"c","body":{"type":"encrypt","plaintext":"\xff\xfe"}}',
              b'{"src":"c","body":{"type":"encrypt","msg_id":1,"plaintext":"\xc3"}}',
-             b"\x00\x01\x02", b"{" * 10000, b'{"src":"c","body":{"type":"echo","msg_id":9,"echo":1}}']
+             b"\x00\x01\x02", b"{" * 10000,
+             b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":9,"echo":1}}']
     replies, err, code = run_lines(BIN, lines)
     assert code == 0, err
     kinds = [(r["body"]["type"], r["body"].get("code")) for r in replies]
@@ -530,8 +531,8 @@ def interactive_reply_before_more_input():
 @test
 def last_line_without_newline_and_crlf():
     p = subprocess.run(
-        [BIN], input=b'{"src":"c","body":{"type":"echo","msg_id":1,"echo":"crlf"}}\r\n'
-                     b'{"src":"c","body":{"type":"echo","msg_id":2,"echo":"eof"}}',
+        [BIN], input=b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":1,"echo":"crlf"}}\r\n'
+                     b'{"src":"c","dest":"n1","body":{"type":"echo","msg_id":2,"echo":"eof"}}',
         capture_output=True, timeout=30)
     replies = [json.loads(l) for l in p.stdout.splitlines()]
     assert [r["body"]["echo"] for r in replies] == ["crlf", "eof"] and p.returncode == 0

@@ -1,0 +1,42 @@
+/* arena.h - the request arena behind cJSON's allocator.
+ *
+ * cJSON allocates every node and string separately; for a small request that
+ * is a dozen malloc/free pairs, more than the encryption costs. The loop
+ * gives cJSON a bump allocator instead, emptied once the lines parsed into it
+ * are answered. Emptying it also wipes everything the requests held
+ * (plaintexts, keys) in one pass, and the memory is reused, so big messages
+ * do not pay first-touch page faults again.
+ *
+ * cJSON's hooks take no context pointer, so each thread names the arena it
+ * allocates from in arena_now: the reader the batch it parses into, the
+ * worker its own (for what handlers build with cJSON). Nothing parsed from a
+ * request may be kept after its handler returns.
+ */
+#ifndef SECURITOR_NODE_ARENA_H
+#define SECURITOR_NODE_ARENA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct arena_chunk;
+struct arena {
+    struct arena_chunk *head, *cur;
+    size_t taken;      /* bytes handed out since the last reset */
+    size_t limit;      /* taken may not pass it (0: no limit) */
+    bool over_budget;  /* an allocation was refused for the limit */
+};
+
+extern _Thread_local struct arena *arena_now;
+
+/* n bytes from arena_now (max_align_t-aligned), or NULL. */
+void *arena_alloc(size_t n);
+/* Installs arena_alloc as cJSON's allocator (for both threads). */
+void arena_hooks_install(void);
+void arena_hooks_remove(void);
+/* Wipes and empties the arena. Chunks beyond `keep` bytes in all are freed,
+ * so that one huge request does not keep its memory. */
+void arena_reset(struct arena *a, size_t keep);
+/* Wipes and frees everything. */
+void arena_release(struct arena *a);
+
+#endif

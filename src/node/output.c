@@ -1,0 +1,253 @@
+/* output.c - what leaves the process: protocol lines on stdout, logs on stderr.
+ *
+ * Lines are formatted into one buffer and written when the worker has
+ * nothing left to do (before it blocks), when the buffer is large, or around
+ * a large reply body, which goes out from where its handler wrote it. Every
+ * write first calls the program's commit hook: no line leaves before the
+ * state changes behind it are durable (output commit, PROTOCOL.md §4). When
+ * the commit fails, the queued replies become error 13 and messages to other
+ * nodes are dropped (as a network may drop them), and the program rolls its
+ * state back to the last commit.
+ */
+#include "node_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "securitor/wipe.h"
+
+#define OUT_FLUSH ((size_t)1 << 20)  /* write out once this much is queued */
+#define OUT_DIRECT ((size_t)1 << 16) /* larger reply bodies skip the copy */
+#define OUT_KEEP ((size_t)4 << 20)   /* buffers larger than this are freed after use */
+
+void node_log(const char *fmt, ...)
+{
+    /* One write per line: both threads log. */
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
+    line[len] = '\n';
+    fwrite(line, 1, len + 1, stderr);
+}
+
+void output_grow_pipe(int fd)
+{
+    /* A node moving megabytes through a 64 KiB pipe sleeps and wakes for
+     * every 64 KiB. 1 MiB is the most an unprivileged process may ask for by
+     * default; files and terminals are left alone. */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+        (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+}
+
+/* Writes every byte of the iovecs (retrying short writes and EINTR). */
+static void write_all(struct node *n, struct iovec *iov, int cnt)
+{
+    struct output *o = &n->output;
+    while (cnt > 0 && !o->broken) {
+        ssize_t w = writev(STDOUT_FILENO, iov, cnt);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            node_log("%s: cannot write to stdout: %s", n->prog->name, strerror(errno));
+            o->broken = true;
+            break;
+        }
+        size_t done = (size_t)w;
+        while (cnt > 0 && done >= iov->iov_len) { /* skip what went out whole */
+            done -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) { /* and resume inside the one cut short */
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+}
+
+/* Forgets what is queued (wiping it when it held secrets). */
+static void drop_queued(struct output *o)
+{
+    if (o->sensitive)
+        wipe_bytes(o->out.data, o->out.len);
+    o->sensitive = false;
+    buf_reset(&o->out);
+    o->n_records = 0;
+    buf_reset(&o->dests);
+    if (o->out.cap > OUT_KEEP) /* one huge reply does not keep its memory */
+        buf_free(&o->out);
+}
+
+/* Writes the header of a line: {"src":self,"dest":dest,"body":{"type":T
+ * [,"msg_id":M][,"in_reply_to":I] */
+static void write_head(struct node *n, struct buf *b, const char *self, const char *dest,
+                       const char *type, long long msg_id, bool has_in_reply_to,
+                       long long in_reply_to)
+{
+    if (self == n->id && n->head.len) { /* formatted once at init */
+        buf_append(b, n->head.data, n->head.len);
+    } else {
+        buf_append_lit(b, "{\"src\":");
+        json_write_string(b, self, strlen(self));
+        buf_append_lit(b, ",\"dest\":");
+    }
+    json_write_string(b, dest, strlen(dest));
+    buf_append_lit(b, ",\"body\":{\"type\":");
+    json_write_string(b, type, strlen(type));
+    if (msg_id) {
+        buf_append_lit(b, ",\"msg_id\":");
+        buf_append_ll(b, msg_id);
+    }
+    if (has_in_reply_to) {
+        buf_append_lit(b, ",\"in_reply_to\":");
+        buf_append_ll(b, in_reply_to);
+    }
+}
+
+/* After a failed commit: every queued reply becomes error 13, every message
+ * to another node is dropped. The replies keep their msg_id. */
+static void replace_with_errors(struct node *n)
+{
+    struct output *o = &n->output;
+    struct buf fresh = {0};
+    for (size_t i = 0; i < o->n_records; i++) {
+        const struct out_record *rec = &o->records[i];
+        if (!rec->is_reply)
+            continue;
+        const char *dest = o->dests.data + rec->dest_at;
+        const char *self = dest + strlen(dest) + 1;
+        write_head(n, &fresh, self, dest, "error", rec->msg_id, rec->has_in_reply_to,
+                   rec->in_reply_to);
+        buf_append_lit(&fresh, ",\"code\":13,\"text\":\"the node could not save its state, "
+                               "so nothing of this request was kept; try again\"}}\n");
+    }
+    drop_queued(o);
+    if (!buf_ok(&fresh)) {
+        node_log("%s: out of memory while reporting a failed commit", n->prog->name);
+        buf_free(&fresh);
+        return;
+    }
+    buf_free(&o->out);
+    o->out = fresh;
+}
+
+/* Commits the program's state before anything queued is written. Returns
+ * false when the commit failed (the queue then holds the error replies). */
+static bool commit_queued(struct node *n)
+{
+    struct output *o = &n->output;
+    const struct node_program *prog = n->prog;
+    if (!prog->commit || prog->commit(n->app) == 0)
+        return true;
+    node_log("%s: the state could not be saved; %zu queued lines are replaced by error 13 "
+             "replies and the state goes back to its last commit", prog->name, o->n_records);
+    replace_with_errors(n);
+    if (!prog->rollback || prog->rollback(n->app)) {
+        node_log("%s: the state cannot be rolled back; stopping", prog->name);
+        o->fatal = true;
+        n->stop_status = 1;
+    }
+    return false;
+}
+
+void output_flush(struct node *n)
+{
+    struct output *o = &n->output;
+    if (!o->out.len)
+        return;
+    commit_queued(n);
+    struct iovec iov = {o->out.data, o->out.len};
+    if (o->out.len)
+        write_all(n, &iov, 1);
+    drop_queued(o);
+}
+
+/* Remembers what a queued line is, for replace_with_errors. Only kept when
+ * the program commits state; without memory the record is skipped (and a
+ * failed commit then drops the line instead). */
+static void record_line(struct node *n, const char *self, const char *dest, long long msg_id,
+                        bool has_in_reply_to, long long in_reply_to, bool is_reply)
+{
+    struct output *o = &n->output;
+    if (!n->prog->commit)
+        return;
+    if (o->n_records == o->cap_records) {
+        size_t cap = o->cap_records ? 2 * o->cap_records : 64;
+        struct out_record *r = realloc(o->records, cap * sizeof(*r));
+        if (!r)
+            return;
+        o->records = r;
+        o->cap_records = cap;
+    }
+    size_t at = o->dests.len;
+    buf_append(&o->dests, dest, strlen(dest) + 1);
+    buf_append(&o->dests, self, strlen(self) + 1);
+    if (!buf_ok(&o->dests)) {
+        o->dests.failed = false;
+        o->dests.len = at;
+        return;
+    }
+    o->records[o->n_records++] = (struct out_record){
+        .dest_at = at, .msg_id = msg_id, .in_reply_to = in_reply_to,
+        .is_reply = is_reply, .has_in_reply_to = has_in_reply_to};
+}
+
+void output_line(struct node *n, const char *self, const char *dest, struct reply *r,
+                 long long msg_id, bool has_in_reply_to, long long in_reply_to,
+                 bool is_reply)
+{
+    struct output *o = &n->output;
+    struct buf *b = &o->out;
+    size_t mark = b->len;
+
+    if (!r->type) /* a handler that filled nothing is a bug: say so */
+        node_error(r, ERR_CRASH, "internal error: handler produced no reply");
+    record_line(n, self, dest, msg_id, has_in_reply_to, in_reply_to, is_reply);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        write_head(n, b, self, dest, r->type, msg_id, has_in_reply_to, in_reply_to);
+        if (r->fields.len >= OUT_DIRECT && buf_ok(b) && buf_ok(&r->fields)) {
+            /* A large body goes out from where it was written: queued lines,
+             * this header, the body and the trailer in one writev. */
+            if (!commit_queued(n)) /* the queue now holds its error instead */
+                break;
+            struct iovec iov[3] = {{b->data, b->len}, {r->fields.data, r->fields.len},
+                                   {(char *)"}}\n", 3}};
+            write_all(n, iov, 3);
+            drop_queued(o); /* the body is wiped with the reply */
+            break;
+        }
+        buf_append(b, r->fields.data, r->fields.len);
+        buf_append_lit(b, "}}\n");
+        o->sensitive |= r->sensitive;
+        if (buf_ok(b) && buf_ok(&r->fields))
+            break;
+        /* Out of memory while formatting: drop the partial line and send a
+         * short error instead, which needs little memory. */
+        b->failed = false;
+        b->len = mark;
+        output_flush(n);
+        mark = b->len;
+        node_error(r, ERR_CRASH, "out of memory while building the message");
+    }
+    if (b->len >= OUT_FLUSH)
+        output_flush(n);
+}
+
+void output_free(struct output *o)
+{
+    drop_queued(o);
+    buf_free(&o->out);
+    buf_free(&o->dests);
+    free(o->records);
+    *o = (struct output){0};
+}

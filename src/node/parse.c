@@ -1,0 +1,104 @@
+/* parse.c - the reader's half of a line: checks and parsing.
+ *
+ * Everything here runs on the reader thread, into the arena of the batch the
+ * line belongs to. What the checks find is recorded in struct parsed for the
+ * worker, which turns it into a reply (dispatch.c).
+ */
+#include "node_internal.h"
+
+#include "securitor/codec.h"
+
+/* True when the raw line holds a \u0000 escape (a backslash-u that is not
+ * itself escaped). cJSON's C strings stop at NUL, so such a string would be
+ * silently truncated: it is refused instead (PROTOCOL.md §1). */
+static bool has_escaped_nul(const char *line, size_t len)
+{
+    const char *p = line, *end = line + len;
+    /* memchr is much faster than memmem; backslashes are rare. */
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        const char *run = p;
+        while (p < end && *p == '\\')
+            p++;
+        /* An odd run of backslashes escapes what follows it. */
+        if ((p - run) % 2 == 1 && end - p >= 5 && !memcmp(p, "u0000", 5))
+            return true;
+    }
+    return false;
+}
+
+/* True when a byte below 0x20 stands inside a string token: JSON allows
+ * none there (RFC 8259 §7), though cJSON would take them. Outside strings
+ * tabs are white space, and anything else is refused by the parser. Only
+ * lines that hold such a byte get here. */
+static bool control_in_string(const char *line, size_t len)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (!in_string) {
+            in_string = c == '"';
+        } else if (c == '\\') {
+            i++; /* the escaped character, whatever it is */
+        } else if (c == '"') {
+            in_string = false;
+        } else if (c < 0x20) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void parse_line(struct reader_state *rs, char *line, size_t len, struct parsed *p)
+{
+    struct bulk *b = &rs->bulk;
+    struct arena *a = arena_now;
+    *p = (struct parsed){.line = line, .len = len, .line_no = rs->line_no};
+    /* Checked before parsing, which may change the line. Nearly every line
+     * is printable UTF-8 (JSON encoders escape control characters), and one
+     * pass says so. */
+    bool clean = utf8_printable((const uint8_t *)line, len);
+    p->utf8_ok = clean || utf8_valid((const uint8_t *)line, len);
+    if (!clean && p->utf8_ok) {
+        p->raw_nul = memchr(line, '\0', len) != NULL;
+        p->raw_control = !p->raw_nul && control_in_string(line, len);
+    }
+    const char *text = line, *end = NULL;
+    size_t text_len = len;
+    if (p->utf8_ok && !p->raw_nul && !p->raw_control && bulk_extract(b, line, len)) {
+        text = b->skeleton.data;
+        text_len = b->skeleton.len;
+    }
+    /* A line's tree may take NODE_PARSE_BUDGET beyond the line's length. */
+    a->limit = a->taken + NODE_PARSE_BUDGET + len;
+    p->root = cJSON_ParseWithLengthOpts(text, text_len, &end, false);
+    p->over_budget = !p->root && a->over_budget;
+    a->limit = 0;
+    a->over_budget = false;
+    if (!p->root) {
+        p->error_at = text == line && end && end >= text ? (size_t)(end - text) : SIZE_MAX;
+        size_t cap = len < SALVAGE_SRC_MAX ? len : SALVAGE_SRC_MAX;
+        if ((p->salvaged = arena_alloc(sizeof(*p->salvaged) + cap + 1)) != NULL)
+            salvage_line(line, len, p->salvaged, cap);
+    }
+    if (p->root && b->n) {
+        bulk_resolve(b, p->root);
+        /* Kept beside the tree: the next line reuses b. (Without them
+         * bulk_string_len still answers, with strlen.) */
+        struct bulk_slice *kept = arena_alloc(b->n * sizeof(*kept));
+        if (kept) {
+            memcpy(kept, b->slices, b->n * sizeof(*kept));
+            p->slices = kept;
+            p->n_slices = b->n;
+        }
+    }
+    /* cJSON stops after the first value; anything but whitespace after it is
+     * a second message or garbage, refused rather than ignored. */
+    for (; p->root && end < text + text_len && !p->trailing; end++)
+        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
+            p->trailing = true;
+    /* Only a string with a backslash can hold \u0000, and the long-string
+     * pass has already looked for backslashes. Parsing only replaced closing
+     * quotes of strings without any, so the check below still holds. */
+    p->escaped_nul = p->root && (!b->n || b->escapes) && has_escaped_nul(line, len);
+    bulk_reset(b);
+}
