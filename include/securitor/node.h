@@ -173,6 +173,10 @@ void reply_clear(struct reply *r);
 /* Wipes and frees a reply's memory. */
 void reply_free(struct reply *r);
 
+/* For one-way messages (no reply expected, e.g. a notification): the loop
+ * writes nothing for this request. */
+static inline void reply_none(struct reply *r) { r->deferred = true; }
+
 /* Turns the reply into an error and returns `code`, so handlers can write
  * `return node_error(r, ERR_MALFORMED, "plaintext: expected a string");`.
  * The text should name the field and what was expected. */
@@ -262,6 +266,9 @@ struct node_deferred *node_defer(const struct request *req, struct reply *r);
 /* Sends the reply built with node_message to where d says, with its
  * in_reply_to, and frees d. Replies to one client may go out of order. */
 void node_answer(struct node *n, struct node_deferred *d);
+/* Frees d without answering (the client never hears back): only for work
+ * that is abandoned at end of input. */
+void node_deferred_drop(struct node_deferred *d);
 /* The same with an error reply. */
 __attribute__((format(printf, 4, 5)))
 void node_answer_error(struct node *n, struct node_deferred *d, int code, const char *fmt, ...);

@@ -219,8 +219,10 @@ struct node_deferred *node_defer(const struct request *req, struct reply *r)
     return d;
 }
 
-static void deferred_free(struct node_deferred *d)
+void node_deferred_drop(struct node_deferred *d)
 {
+    if (!d)
+        return;
     free(d->self);
     free(d);
 }
@@ -230,7 +232,7 @@ void node_answer(struct node *n, struct node_deferred *d)
     output_line(n, n->id ? n->id : d->self, d->dest, &n->msg, n->next_msg_id++,
                 d->has_in_reply_to, d->in_reply_to, true);
     reply_clear(&n->msg);
-    deferred_free(d);
+    node_deferred_drop(d);
 }
 
 void node_answer_error(struct node *n, struct node_deferred *d, int code, const char *fmt, ...)

@@ -195,20 +195,22 @@ static bool read_int(struct cursor *c, long long *v)
 
 /* Reads a member's key (just past its quote) and the ':' after it; keeps its
  * first bytes in key for comparing with short names. */
-static bool read_key(struct cursor *c, char key[static 8], size_t *n)
+#define KEY_KEEP 16 /* longer than every name we look for */
+
+static bool read_key(struct cursor *c, char key[static KEY_KEEP], size_t *n)
 {
-    return read_string(c, key, 8, n, NULL) && take(c, ':');
+    return read_string(c, key, KEY_KEEP, n, NULL) && take(c, ':');
 }
 
 static bool key_eq(const char *key, size_t n, const char *name)
 {
-    return n == strlen(name) && !memcmp(key, name, n);
+    return n <= KEY_KEEP && n == strlen(name) && !memcmp(key, name, n);
 }
 
 /* Finds msg_id and in_reply_to in the body object at c (just past its '{'). */
 static void scan_body(struct cursor *c, struct salvaged *out)
 {
-    char key[8];
+    char key[KEY_KEEP];
     size_t n;
     if (take(c, '}'))
         return;
@@ -228,7 +230,7 @@ void salvage_line(const char *line, size_t len, struct salvaged *out, size_t src
 {
     struct cursor c = {line, line + len};
     bool body_seen = false;
-    char key[8];
+    char key[KEY_KEEP];
     size_t n;
     out->has_src = out->has_dest = out->has_msg_id = out->is_reply = false;
     out->src_len = 0;

@@ -1,0 +1,147 @@
+"""netlib - several node processes wired together through a small router.
+
+Standard library only. Each node's stdout is read line by line (select), and
+every line is routed by its dest: to that node's stdin, or, when dest is not
+a node, to the test as a client message. Rules can drop or delay messages in
+flight, as a network would.
+"""
+import json
+import os
+import select
+import subprocess
+import time
+
+
+class Net:
+    def __init__(self, nodes, env=None, wrapper=()):
+        """nodes: {node_id: argv}. wrapper: a command put before each argv
+        (valgrind, say)."""
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.procs = {}
+        self.bufs = {}
+        for nid, argv in nodes.items():
+            self.procs[nid] = subprocess.Popen([*wrapper, *argv], stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                               env=full_env)
+            self.bufs[nid] = b""
+        self.client_inbox = []   # messages to clients, in arrival order
+        self.journal = []        # (time, msg, fate) for every routed message
+        self.rules = []          # fn(msg) -> None | "drop" | seconds of delay
+        self.delayed = []        # (due, msg)
+        self.next_id = 1
+        self.closed = set()
+
+    # --- sending -------------------------------------------------------------
+    def write(self, dest, line):
+        if isinstance(line, str):
+            line = line.encode()
+        p = self.procs[dest]
+        p.stdin.write(line + b"\n")
+        p.stdin.flush()
+
+    def send(self, dest, body, src="c"):
+        body = dict(body)
+        if "msg_id" not in body:
+            body["msg_id"] = self.next_id
+            self.next_id += 1
+        self.write(dest, json.dumps({"src": src, "dest": dest, "body": body}))
+        return body["msg_id"]
+
+    def init_all(self):
+        ids = sorted(self.procs)
+        for nid in ids:
+            self.send(nid, {"type": "init", "node_id": nid, "node_ids": ids})
+        for nid in ids:
+            self.wait_client(lambda m, nid=nid: m["src"] == nid and m["body"]["type"] == "init_ok")
+
+    # --- routing -------------------------------------------------------------
+    def _route(self, msg):
+        for rule in self.rules:
+            fate = rule(msg)
+            if fate == "drop":
+                self.journal.append((time.monotonic(), msg, "dropped"))
+                return
+            if isinstance(fate, (int, float)) and fate > 0:
+                self.delayed.append((time.monotonic() + fate, msg))
+                self.journal.append((time.monotonic(), msg, "delayed"))
+                return
+        self._deliver(msg)
+
+    def _deliver(self, msg):
+        self.journal.append((time.monotonic(), msg, "delivered"))
+        if msg["dest"] in self.procs and msg["dest"] not in self.closed:
+            self.write(msg["dest"], json.dumps(msg))
+        elif msg["dest"] not in self.procs:
+            self.client_inbox.append(msg)
+
+    def step(self, timeout=0.05):
+        """Routes what the nodes have written within `timeout` seconds."""
+        now = time.monotonic()
+        due = [m for t, m in self.delayed if t <= now]
+        self.delayed = [(t, m) for t, m in self.delayed if t > now]
+        for m in due:
+            self._deliver(m)
+        fds = {p.stdout.fileno(): nid for nid, p in self.procs.items() if p.stdout}
+        if self.delayed:
+            timeout = min(timeout, max(0.0, min(t for t, _ in self.delayed) - now))
+        ready, _, _ = select.select(list(fds), [], [], timeout)
+        for fd in ready:
+            nid = fds[fd]
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                continue
+            self.bufs[nid] += chunk
+            *lines, self.bufs[nid] = self.bufs[nid].split(b"\n")
+            for line in lines:
+                msg = json.loads(line)
+                assert set(msg) == {"src", "dest", "body"}, msg
+                assert msg["src"] == nid, (nid, msg)
+                self._route(msg)
+
+    def wait_client(self, pred, timeout=10.0):
+        """The first client message matching pred (removed from the inbox)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in enumerate(self.client_inbox):
+                if pred(m):
+                    return self.client_inbox.pop(i)
+            if time.monotonic() > deadline:
+                raise AssertionError("no matching client message within %.1fs; inbox: %r"
+                                     % (timeout, self.client_inbox))
+            self.step()
+
+    def reply_to(self, msg_id, timeout=10.0):
+        return self.wait_client(lambda m: m["body"].get("in_reply_to") == msg_id, timeout)["body"]
+
+    def call(self, dest, body, timeout=10.0):
+        return self.reply_to(self.send(dest, body), timeout)
+
+    def run_for(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.step(min(0.05, max(0.0, end - time.monotonic())))
+
+    def output_of(self, nid):
+        """Every message node nid has written so far (routed or not)."""
+        return [m for _, m, _ in self.journal if m["src"] == nid]
+
+    def close(self, timeout=60):
+        """Closes every stdin and routes until all nodes exit; returns
+        {node_id: (exit code, stderr text)}."""
+        for nid, p in self.procs.items():
+            self.closed.add(nid)
+            p.stdin.close()
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in self.procs.values()):
+            assert time.monotonic() < deadline, "nodes did not exit"
+            self.step(0.05)
+        self.step(0)
+        out = {}
+        for nid, p in self.procs.items():
+            rest = p.stdout.read()
+            for line in (self.bufs[nid] + rest).split(b"\n"):
+                if line:
+                    self._route(json.loads(line))
+            out[nid] = (p.returncode, p.stderr.read().decode(errors="replace"))
+        return out
