@@ -74,9 +74,9 @@ void arena_hooks_install(void)
 
 void arena_hooks_remove(void) { cJSON_InitHooks(NULL); }
 
-void arena_reset(struct arena *a, size_t keep)
+size_t arena_reset(struct arena *a, size_t keep)
 {
-    size_t kept = 0;
+    size_t kept = 0, freed = 0;
     struct arena_chunk **link = &a->head;
     while (*link) {
         struct arena_chunk *c = *link;
@@ -84,6 +84,7 @@ void arena_reset(struct arena *a, size_t keep)
         c->used = 0;
         if (kept + c->cap > keep && kept) { /* the first chunk always stays */
             *link = c->next;
+            freed += c->cap;
             free(c);
             continue;
         }
@@ -93,6 +94,7 @@ void arena_reset(struct arena *a, size_t keep)
     a->cur = a->head;
     a->taken = a->limit = 0;
     a->over_budget = false;
+    return freed;
 }
 
 void arena_release(struct arena *a)

@@ -34,8 +34,8 @@ void *arena_alloc(size_t n);
 void arena_hooks_install(void);
 void arena_hooks_remove(void);
 /* Wipes and empties the arena. Chunks beyond `keep` bytes in all are freed,
- * so that one huge request does not keep its memory. */
-void arena_reset(struct arena *a, size_t keep);
+ * so that one huge request does not keep its memory. Returns the bytes freed. */
+size_t arena_reset(struct arena *a, size_t keep);
 /* Wipes and frees everything. */
 void arena_release(struct arena *a);
 

@@ -16,6 +16,7 @@
 #include "batch.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -23,6 +24,7 @@
 
 #define BATCH_ARENA_KEEP ((size_t)4 << 20) /* parse memory a batch keeps */
 #define BATCH_TEXT_KEEP ((size_t)4 << 20)  /* line memory a batch keeps */
+#define TRIM_AFTER ((size_t)16 << 20)      /* freed at once: hand it back to the system */
 
 /* Answers a batch's lines in order, wipes them (public requests aside) and
  * their trees at once, and empties the batch but for its text. */
@@ -33,7 +35,12 @@ static void answer_batch(struct node *n, struct batch *b)
         if (n->stop_status || !dispatch_line(n, p))
             wipe_bytes(p->line, p->len); /* the line may have held plaintext */
     }
-    arena_reset(&b->arena, BATCH_ARENA_KEEP); /* the trees held the requests' values */
+    size_t freed = arena_reset(&b->arena, BATCH_ARENA_KEEP); /* the trees held the values */
+    if (b->text.cap > BATCH_TEXT_KEEP) /* one huge line does not keep its memory */
+        freed += b->text.cap;
+    /* glibc keeps freed heap for reuse; after a huge request, give it back. */
+    if (freed > TRIM_AFTER)
+        n->trim_pending = true;
     b->n = 0;
 }
 
@@ -101,8 +108,12 @@ static void *worker_main(void *arg)
         answer_batch(n, b);
         schedule_run_due(n); /* timers do not starve under steady input */
         buf_reset(&b->text);
-        if (b->text.cap > BATCH_TEXT_KEEP) /* one huge line does not keep its memory */
+        if (b->text.cap > BATCH_TEXT_KEEP)
             buf_free(&b->text);
+        if (n->trim_pending) {
+            malloc_trim(0);
+            n->trim_pending = false;
+        }
         pthread_mutex_lock(&n->lock);
         b->next = n->free_list;
         n->free_list = b;
@@ -222,6 +233,10 @@ bool batch_hand_on(struct node *n, struct batch **b, size_t start)
         text->len = rest;
         if (text->cap > BATCH_TEXT_KEEP && rest < BATCH_TEXT_KEEP / 2)
             buf_shrink(text);
+        if (n->trim_pending) {
+            malloc_trim(0);
+            n->trim_pending = false;
+        }
         return true;
     }
     pthread_mutex_lock(&n->lock);

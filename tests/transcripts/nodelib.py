@@ -87,6 +87,52 @@ class Node:
             return ""
 
 
+def memory_holds(pid, needles):
+    """Which of the byte strings in `needles` occur anywhere in the writable
+    memory of process pid (heap, anonymous mappings, thread stacks), read
+    through /proc/pid/mem. Freed heap keeps what was last written there, so
+    this finds secrets that were freed without being wiped."""
+    found = set()
+    longest = max(len(n) for n in needles)
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            parts = line.split()
+            if "w" not in parts[1] or (len(parts) > 5 and parts[5].startswith("/")):
+                continue  # read-only, or a file's own data (code, libraries)
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            at, tail = lo, b""
+            while at < hi:
+                try:
+                    mem.seek(at)
+                    chunk = mem.read(min(1 << 22, hi - at))
+                except OSError:
+                    break  # guard pages and the like
+                data = tail + chunk
+                for n in needles:
+                    if n in data:
+                        found.add(n)
+                tail = data[-(longest - 1):] if longest > 1 else b""
+                at += len(chunk)
+    return found
+
+
+def can_read_memory():
+    """Whether this process may read a child's memory (not under every
+    sandbox)."""
+    p = subprocess.Popen(["sleep", "5"])
+    try:
+        with open("/proc/%d/mem" % p.pid, "rb", 0) as mem, open("/proc/%d/maps" % p.pid) as m:
+            lo = int(m.readline().split("-")[0], 16)
+            mem.seek(lo)
+            mem.read(1)
+        return True
+    except OSError:
+        return False
+    finally:
+        p.kill()
+        p.wait()
+
+
 def run_lines(binary, lines, args=(), env=None, timeout=120):
     """Feeds whole lines with stdin closed; returns (replies, stderr, exit code)."""
     full_env = dict(os.environ)
