@@ -47,6 +47,12 @@ __attribute__((warn_unused_result))
 int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
              const uint8_t theirs[static CURVE_KEY_LEN]);
 
+/* Whether a public key is usable for DH: 1 yes, 0 when it is of low order
+ * (every DH with it gives all zeros, so it binds nothing), -1 when OpenSSL
+ * failed. */
+__attribute__((warn_unused_result))
+int curve_public_usable(const uint8_t pub[static CURVE_KEY_LEN]);
+
 /* A fresh identity (seeds redrawn until the sign bit is 0). 0 or -1. */
 __attribute__((warn_unused_result))
 int curve_identity_generate(struct curve_identity *id);

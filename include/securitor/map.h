@@ -42,9 +42,6 @@ void *map_next(const struct map *m, size_t *pos);
 void map_free(struct map *m);
 
 /* The same with NUL-terminated string keys. */
-static inline void *map_get_str(const struct map *m, const char *key);
-static inline int map_put_str(struct map *m, const char *key, void *value);
-
 #include <string.h>
 static inline void *map_get_str(const struct map *m, const char *key)
 {
@@ -54,6 +51,10 @@ __attribute__((warn_unused_result))
 static inline int map_put_str(struct map *m, const char *key, void *value)
 {
     return map_put(m, key, strlen(key), value);
+}
+static inline void *map_remove_str(struct map *m, const char *key)
+{
+    return map_remove(m, key, strlen(key));
 }
 
 #endif

@@ -1,5 +1,5 @@
-/* ratchet.h - X3DH and the Double Ratchet as Signal protocol v3 keeps them
- * (SIGNAL.md Part 0 items 2-6).
+/* ratchet.h - the Double Ratchet as Signal protocol v3 keeps it (SIGNAL.md
+ * Part 0 items 3-6): key derivation, sessions, encrypt and decrypt.
  *
  * MISUSE WARNING: ratchet_decrypt is transactional. It works on a copy of
  * the session and commits only when the MAC verifies, so a forged, replayed
@@ -15,6 +15,7 @@
 
 #include "securitor/curve.h"
 #include "securitor/wire.h"
+#include "securitor/x3dh.h"
 
 #define RATCHET_MAX_SKIP 2000   /* message keys skipped in one step */
 #define RATCHET_MAX_STORED 2000 /* skipped keys kept per session; oldest go first */
@@ -37,26 +38,6 @@ int message_keys_derive(struct message_keys *mk, const uint8_t seed[static 32]);
 __attribute__((warn_unused_result))
 int root_step(uint8_t rk_out[static 32], uint8_t ck_out[static 32], const uint8_t rk[static 32],
               const uint8_t dh[static 32]);
-
-/* --- X3DH (§1.1; libsignal's order, SIGNAL.md 2.2) -------------------------- */
-
-struct x3dh_result {
-    uint8_t root_key[32];
-    uint8_t chain_key[32]; /* Bob's unused first sending chain */
-};
-
-/* Alice: DH1 = DH(IK_A, SPK_B), DH2 = DH(EK_A, IK_B), DH3 = DH(EK_A, SPK_B),
- * DH4 = DH(EK_A, OPK_B) when their_opk is not NULL. The caller has verified
- * SPK_B's signature already. 0 or -1 (a DH failed or was all zero). */
-__attribute__((warn_unused_result))
-int x3dh_initiate(struct x3dh_result *out, const struct curve_keypair *ik,
-                  const struct curve_keypair *ek, const uint8_t their_ik[static 32],
-                  const uint8_t their_spk[static 32], const uint8_t *their_opk);
-/* Bob: the mirror image. opk may be NULL. 0 or -1. */
-__attribute__((warn_unused_result))
-int x3dh_respond(struct x3dh_result *out, const struct curve_keypair *ik,
-                 const struct curve_keypair *spk, const struct curve_keypair *opk,
-                 const uint8_t their_ik[static 32], const uint8_t their_ek[static 32]);
 
 /* --- sessions ------------------------------------------------------------------ */
 
@@ -143,14 +124,17 @@ enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_messa
 
 const char *ratchet_result_text(enum ratchet_result r);
 
-/* --- safety numbers (SIGNAL.md Part 0 item 7) ------------------------------------ */
+/* A DH ratchet step (one X25519 and two HKDFs) in chain-step units. */
+#define RATCHET_DH_COST 50
+/* The most work one message may cause in all the sessions it is tried on:
+ * enough for the worst honest message on one session (two full skips and a
+ * DH step), so a forged one cannot multiply it by the number of sessions. */
+#define RATCHET_MAX_WORK (2 * RATCHET_MAX_SKIP + RATCHET_DH_COST + 1)
 
-/* 60 digits and a NUL: the two 30-digit halves, smaller first, of Signal's
- * numeric fingerprint (version 0, 5200 iterations). 0 or -1. */
-__attribute__((warn_unused_result))
-int safety_number(char out[static 61], const uint8_t local_identity[static 32],
-                  const char *local_id, size_t local_id_len,
-                  const uint8_t remote_identity[static 32], const char *remote_id,
-                  size_t remote_id_len);
+/* The work ratchet_decrypt would do for m on s, in chain steps (a DH ratchet
+ * step counts RATCHET_DH_COST), before it could tell whether the MAC
+ * verifies; 0 when it would refuse m outright (a replay, too far ahead).
+ * For bounding the work of trying one message on several sessions. */
+uint32_t ratchet_decrypt_cost(const struct session *s, const struct signal_message *m);
 
 #endif

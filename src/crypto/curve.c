@@ -1,6 +1,7 @@
 /* curve.c - X25519, Ed25519 and the libsignal signature map (see curve.h). */
 #include "securitor/curve.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -114,6 +115,27 @@ out:
     EVP_PKEY_free(me); /* cleanses its copy of the private key */
     EVP_PKEY_free(them);
     ERR_clear_error();
+    return rc;
+}
+
+int curve_public_usable(const uint8_t pub[static CURVE_KEY_LEN])
+{
+    /* X25519 with any clamped scalar (a multiple of 8) sends a point of
+     * order 1, 2, 4 or 8 to zero, and only those. The scalar is public: it
+     * only probes the key. */
+    static struct curve_keypair probe = {.priv = {
+        0x48, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+        0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+        0x5a, 0x5a, 0x5a, 0x5a}};
+    static bool ready;
+    uint8_t out[CURVE_KEY_LEN];
+    if (!ready) {
+        if (curve_public(probe.pub, probe.priv))
+            return -1;
+        ready = true;
+    }
+    int rc = curve_dh(out, &probe, pub) == 0;
+    OPENSSL_cleanse(out, sizeof(out));
     return rc;
 }
 

@@ -1,4 +1,4 @@
-/* ratchet.c - X3DH, the Double Ratchet and safety numbers (see ratchet.h). */
+/* ratchet.c - the Double Ratchet as Signal protocol v3 keeps it (see ratchet.h). */
 #include "securitor/ratchet.h"
 
 #include <stdio.h>
@@ -55,57 +55,6 @@ int root_step(uint8_t rk_out[static 32], uint8_t ck_out[static 32], const uint8_
         memcpy(ck_out, okm + 32, 32);
     }
     WIPE_OBJ(okm);
-    return rc;
-}
-
-/* ============================================================================
- * X3DH
- * ========================================================================== */
-
-/* secret = 0xFF*32 || DH1 || DH2 || DH3 [|| DH4]; HKDF(0*32, secret,
- * "WhisperText", 64) -> root key, chain key (X3DH §2.2, SIGNAL.md 2.2). The
- * 0xFF prefix separates these inputs from XEdDSA's. */
-static int x3dh_finish(struct x3dh_result *out, uint8_t secret[static 160], size_t n_dh)
-{
-    uint8_t okm[64];
-    memset(secret, 0xFF, 32);
-    int rc = hkdf_sha256(okm, sizeof(okm), ZERO32, 32, secret, 32 + 32 * n_dh, "WhisperText", 11);
-    if (!rc) {
-        memcpy(out->root_key, okm, 32);
-        memcpy(out->chain_key, okm + 32, 32);
-    }
-    WIPE_OBJ(okm);
-    return rc;
-}
-
-int x3dh_initiate(struct x3dh_result *out, const struct curve_keypair *ik,
-                  const struct curve_keypair *ek, const uint8_t their_ik[static 32],
-                  const uint8_t their_spk[static 32], const uint8_t *their_opk)
-{
-    uint8_t secret[160];
-    int rc = -1;
-    if (curve_dh(secret + 32, ik, their_spk) || curve_dh(secret + 64, ek, their_ik) ||
-        curve_dh(secret + 96, ek, their_spk) ||
-        (their_opk && curve_dh(secret + 128, ek, their_opk)))
-        goto out;
-    rc = x3dh_finish(out, secret, their_opk ? 4 : 3);
-out:
-    WIPE_OBJ(secret); /* X3DH §3.3: delete the DH outputs */
-    return rc;
-}
-
-int x3dh_respond(struct x3dh_result *out, const struct curve_keypair *ik,
-                 const struct curve_keypair *spk, const struct curve_keypair *opk,
-                 const uint8_t their_ik[static 32], const uint8_t their_ek[static 32])
-{
-    uint8_t secret[160];
-    int rc = -1;
-    if (curve_dh(secret + 32, spk, their_ik) || curve_dh(secret + 64, ik, their_ek) ||
-        curve_dh(secret + 96, spk, their_ek) || (opk && curve_dh(secret + 128, opk, their_ek)))
-        goto out;
-    rc = x3dh_finish(out, secret, opk ? 4 : 3);
-out:
-    WIPE_OBJ(secret);
     return rc;
 }
 
@@ -442,6 +391,32 @@ out:
     return r;
 }
 
+uint32_t ratchet_decrypt_cost(const struct session *s, const struct signal_message *m)
+{
+    const struct ratchet_core *c = &s->core;
+    for (size_t i = 0; i < s->n_skipped; i++) /* the same order as ratchet_decrypt */
+        if (s->skipped[i].counter == m->counter &&
+            !CRYPTO_memcmp(s->skipped[i].ratchet_key, m->ratchet_key, 32))
+            return 1;
+    for (uint32_t i = 0; i < c->n_retired; i++)
+        if (!CRYPTO_memcmp(m->ratchet_key, c->retired[i], 32))
+            return 0;
+    uint64_t cost = 0, from = c->recv_n;
+    if (!c->has_recv || CRYPTO_memcmp(m->ratchet_key, c->remote, 32)) {
+        if (c->has_recv) {
+            uint64_t until = (uint64_t)m->previous_counter + 1;
+            if (until > c->recv_n && until - c->recv_n > RATCHET_MAX_SKIP)
+                return 0;
+            cost += until > c->recv_n ? until - c->recv_n : 0;
+        }
+        cost += RATCHET_DH_COST;
+        from = 0;
+    }
+    if (m->counter < from || m->counter - from > RATCHET_MAX_SKIP)
+        return (uint32_t)cost; /* refused after the DH step, if any */
+    return (uint32_t)(cost + (m->counter - from) + 1);
+}
+
 const char *ratchet_result_text(enum ratchet_result r)
 {
     switch (r) {
@@ -456,48 +431,4 @@ const char *ratchet_result_text(enum ratchet_result r)
     case RATCHET_INTERNAL: break;
     }
     return "internal error while decrypting";
-}
-
-/* ============================================================================
- * Safety numbers
- * ========================================================================== */
-
-/* One side's 30 digits: hash_0 = version(0, 2 bytes) || IK || id; then 5200
- * times hash = SHA-512(hash || IK); six 5-byte big-endian chunks mod 100000. */
-static int fingerprint_digits(char out[static 31], const uint8_t identity[static 32],
-                              const char *id, size_t id_len)
-{
-    static const uint8_t version[2] = {0, 0};
-    uint8_t ik[CURVE_ENCODED_LEN], hash[SHA512_LEN];
-    curve_encode(ik, identity);
-    struct bytes first[] = {{version, 2}, {ik, sizeof(ik)}, {(const uint8_t *)id, id_len},
-                            {ik, sizeof(ik)}};
-    if (sha512(hash, first, 4))
-        return -1;
-    for (int i = 1; i < 5200; i++) {
-        struct bytes next[] = {{hash, sizeof(hash)}, {ik, sizeof(ik)}};
-        if (sha512(hash, next, 2))
-            return -1;
-    }
-    for (int chunk = 0; chunk < 6; chunk++) {
-        uint64_t v = 0;
-        for (int b = 0; b < 5; b++)
-            v = v << 8 | hash[chunk * 5 + b];
-        snprintf(out + chunk * 5, 6, "%05u", (unsigned)(v % 100000));
-    }
-    return 0;
-}
-
-int safety_number(char out[static 61], const uint8_t local_identity[static 32],
-                  const char *local_id, size_t local_id_len,
-                  const uint8_t remote_identity[static 32], const char *remote_id,
-                  size_t remote_id_len)
-{
-    char local[31], remote[31];
-    if (fingerprint_digits(local, local_identity, local_id, local_id_len) ||
-        fingerprint_digits(remote, remote_identity, remote_id, remote_id_len))
-        return -1;
-    bool local_first = strcmp(local, remote) <= 0; /* the same order on both sides */
-    snprintf(out, 61, "%s%s", local_first ? local : remote, local_first ? remote : local);
-    return 0;
 }

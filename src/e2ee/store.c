@@ -1,4 +1,4 @@
-/* store.c - users, peers and sessions (see store.h). */
+/* store.c - users, peers, sessions and one-time prekeys (see store.h). */
 #include "store.h"
 
 #include <stdlib.h>
@@ -7,33 +7,23 @@
 #include "securitor/rand.h"
 #include "securitor/wipe.h"
 
-/* Room for one more element after n: returns arr, or arr reallocated (with
- * *cap updated), or NULL when memory runs out (arr is then untouched). */
-static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
+/* ============================================================================
+ * Users
+ * ========================================================================== */
+
+void store_init(struct store *st, size_t max_users)
 {
-    if (n < *cap)
-        return arr;
-    size_t c = *cap ? *cap * 2 : 8;
-    void *p = realloc(arr, c * elem);
-    if (p)
-        *cap = c;
-    return p;
+    *st = (struct store){.max_users = max_users};
 }
 
-struct user *store_find_user(struct store *st, const char *name)
+struct user *store_find_user(const struct store *st, const char *name)
 {
-    for (size_t i = 0; i < st->n_users; i++)
-        if (!strcmp(st->users[i]->name, name))
-            return st->users[i];
-    return NULL;
+    return map_get_str(&st->users, name);
 }
 
 bool store_is_remote(const struct store *st, const char *name)
 {
-    for (size_t i = 0; i < st->n_remote; i++)
-        if (!strcmp(st->remote[i], name))
-            return true;
-    return false;
+    return map_get_str(&st->remote, name) != NULL;
 }
 
 int store_mark_remote(struct store *st, const char *name)
@@ -41,38 +31,88 @@ int store_mark_remote(struct store *st, const char *name)
     if (store_is_remote(st, name))
         return 0;
     char *copy = strdup(name);
-    char **remote = copy ? grow(st->remote, &st->cap_remote, st->n_remote, sizeof(*remote)) : NULL;
-    if (!remote) {
+    if (!copy || map_put_str(&st->remote, copy, copy)) {
         free(copy);
         return -1;
     }
-    st->remote = remote;
-    st->remote[st->n_remote++] = copy;
     return 0;
+}
+
+void store_unmark_remote(struct store *st, const char *name)
+{
+    free(map_remove_str(&st->remote, name));
+}
+
+static void session_free(struct session *s)
+{
+    session_wipe(s);
+    free(s);
+}
+
+static void peer_free(struct peer *p)
+{
+    for (size_t j = 0; j < p->n_sessions; j++)
+        session_free(p->sessions[j]);
+    free(p->name);
+    WIPE_PTR(p);
+    free(p);
 }
 
 static void user_free(struct user *u)
 {
     if (!u)
         return;
-    for (size_t i = 0; i < u->n_peers; i++) {
-        struct peer *p = u->peers[i];
-        for (size_t j = 0; j < p->n_sessions; j++) {
-            session_wipe(p->sessions[j]);
-            free(p->sessions[j]);
-        }
-        free(p->name);
-        WIPE_PTR(p);
-        free(p);
+    size_t pos = 0;
+    struct peer *p;
+    while ((p = map_next(&u->peers, &pos)) != NULL)
+        peer_free(p);
+    map_free(&u->peers);
+    map_free(&u->session_bases);
+    if (u->opks) {
+        OPENSSL_cleanse(u->opks, u->cap_opks * sizeof(*u->opks));
+        free(u->opks);
     }
-    free(u->peers);
+    free(u->seen_bases);
     free(u->name);
     WIPE_PTR(u); /* identity seed, prekey privates */
     free(u);
 }
 
+/* Appends `count` fresh one-time prekeys with new ids. 0, or -1 (nothing
+ * is added when the array cannot grow; keys made before a failing RNG call
+ * are kept, which is fine: each is whole). */
+static int opks_generate(struct user *u, size_t count)
+{
+    if (u->n_opks + count > u->cap_opks) {
+        size_t cap = u->n_opks + count + STORE_OPK_TARGET;
+        struct one_time_prekey *k = calloc(cap, sizeof(*k));
+        if (!k)
+            return -1;
+        if (u->opks) { /* moved by copy: the old array is wiped, not left in freed heap */
+            memcpy(k, u->opks, u->n_opks * sizeof(*k));
+            OPENSSL_cleanse(u->opks, u->cap_opks * sizeof(*k));
+            free(u->opks);
+        }
+        u->opks = k;
+        u->cap_opks = cap;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (u->next_opk_id >= STORE_LAST_RESORT_ID) /* 24-bit ids are used up: never reuse */
+            return -1;
+        struct one_time_prekey *k = &u->opks[u->n_opks];
+        *k = (struct one_time_prekey){.id = u->next_opk_id};
+        if (curve_generate(&k->kp)) {
+            WIPE_PTR(k);
+            return -1;
+        }
+        u->next_opk_id++;
+        u->n_opks++;
+    }
+    return 0;
+}
+
 /* Fresh keys for a new local user: identity, signed prekey (id 1) signed
- * over its 33-byte encoding, and STORE_OPK_COUNT one-time prekeys. */
+ * over its 33-byte encoding, and STORE_OPK_TARGET one-time prekeys. */
 static enum store_result user_create(const char *name, struct user **out)
 {
     struct user *u = calloc(1, sizeof(*u));
@@ -86,14 +126,11 @@ static enum store_result user_create(const char *name, struct user **out)
     /* libsignal's registration ids are 14-bit, 1..16380. */
     u->registration_id = 1 + (uint32_t)((r[0] << 8 | r[1]) % 16380);
     u->spk_id = 1;
+    u->next_opk_id = 1;
     curve_encode(enc, u->spk.pub);
-    if (curve_sign(u->spk_sig, &u->id, enc, sizeof(enc)))
+    if (curve_sign(u->spk_sig, &u->id, enc, sizeof(enc)) ||
+        opks_generate(u, STORE_OPK_TARGET))
         goto crypto;
-    for (size_t i = 0; i < STORE_OPK_COUNT; i++) {
-        u->opks[i].id = (uint32_t)i + 1;
-        if (curve_generate(&u->opks[i].kp))
-            goto crypto;
-    }
     *out = u;
     return STORE_OK;
 crypto:
@@ -110,54 +147,86 @@ enum store_result store_user(struct store *st, const char *name, struct user **o
     }
     if (store_is_remote(st, name))
         return STORE_REMOTE;
-    struct user **users = grow(st->users, &st->cap_users, st->n_users, sizeof(*users));
-    if (!users)
-        return STORE_NO_MEMORY;
-    st->users = users;
+    if (st->n_users >= st->max_users)
+        return STORE_FULL;
     enum store_result rc = user_create(name, &u);
     if (rc)
         return rc;
-    st->users[st->n_users++] = u;
+    if (map_put_str(&st->users, u->name, u)) {
+        user_free(u);
+        return STORE_NO_MEMORY;
+    }
+    st->n_users++;
     *out = u;
     return STORE_OK;
 }
 
-struct peer *user_find_peer(const struct user *u, const char *name)
+void store_free(struct store *st)
 {
-    for (size_t i = 0; i < u->n_peers; i++)
-        if (!strcmp(u->peers[i]->name, name))
-            return u->peers[i];
-    return NULL;
+    size_t pos = 0;
+    struct user *u;
+    char *name;
+    while ((u = map_next(&st->users, &pos)) != NULL)
+        user_free(u);
+    map_free(&st->users);
+    pos = 0;
+    while ((name = map_next(&st->remote, &pos)) != NULL)
+        free(name);
+    map_free(&st->remote);
+    *st = (struct store){0};
 }
 
-struct peer *user_peer(struct user *u, const char *name)
+/* ============================================================================
+ * Peers and sessions
+ * ========================================================================== */
+
+struct peer *user_find_peer(const struct user *u, const char *name)
+{
+    return map_get_str(&u->peers, name);
+}
+
+struct peer *user_add_peer(struct user *u, const char *name)
 {
     struct peer *p = user_find_peer(u, name);
     if (p)
         return p;
-    struct peer **peers = grow(u->peers, &u->cap_peers, u->n_peers, sizeof(*peers));
-    if (!peers)
-        return NULL;
-    u->peers = peers;
     p = calloc(1, sizeof(*p));
-    if (!p || !(p->name = strdup(name))) {
+    if (!p || !(p->name = strdup(name)) || map_put_str(&u->peers, p->name, p)) {
+        if (p)
+            free(p->name);
         free(p);
         return NULL;
     }
-    u->peers[u->n_peers++] = p;
     return p;
 }
 
-void peer_install_session(struct peer *p, struct session *s)
+static void forget_base(struct user *u, const struct session *s)
 {
+    map_remove(&u->session_bases, s->base_key, CURVE_KEY_LEN);
+}
+
+void user_remove_peer(struct user *u, struct peer *p)
+{
+    for (size_t i = 0; i < p->n_sessions; i++)
+        forget_base(u, p->sessions[i]);
+    map_remove_str(&u->peers, p->name);
+    peer_free(p);
+}
+
+int user_install_session(struct user *u, struct peer *p, struct session *s)
+{
+    if (map_put(&u->session_bases, s->base_key, CURVE_KEY_LEN, p))
+        return -1;
     if (p->n_sessions == STORE_SESSIONS_MAX) { /* the oldest archived state goes */
-        session_wipe(p->sessions[STORE_SESSIONS_MAX - 1]);
-        free(p->sessions[STORE_SESSIONS_MAX - 1]);
+        struct session *old = p->sessions[STORE_SESSIONS_MAX - 1];
+        forget_base(u, old);
+        session_free(old);
         p->n_sessions--;
     }
     memmove(p->sessions + 1, p->sessions, p->n_sessions * sizeof(p->sessions[0]));
     p->sessions[0] = s;
     p->n_sessions++;
+    return 0;
 }
 
 void peer_promote_session(struct peer *p, size_t i)
@@ -167,55 +236,108 @@ void peer_promote_session(struct peer *p, size_t i)
     p->sessions[0] = s;
 }
 
-void peer_drop_sessions_except(struct peer *p, const uint8_t identity[static CURVE_KEY_LEN])
+void user_drop_sessions_except(struct user *u, struct peer *p,
+                               const uint8_t identity[static CURVE_KEY_LEN])
 {
     size_t j = 0;
     for (size_t i = 0; i < p->n_sessions; i++) {
-        if (!memcmp(p->sessions[i]->remote_identity, identity, CURVE_KEY_LEN)) {
-            p->sessions[j++] = p->sessions[i];
+        struct session *s = p->sessions[i];
+        if (!memcmp(s->remote_identity, identity, CURVE_KEY_LEN)) {
+            p->sessions[j++] = s;
         } else {
-            session_wipe(p->sessions[i]);
-            free(p->sessions[i]);
+            forget_base(u, s);
+            session_free(s);
         }
     }
     p->n_sessions = j;
 }
 
-struct one_time_prekey *user_take_opk(struct user *u)
+struct peer *user_session_base_owner(const struct user *u,
+                                     const uint8_t base_key[static CURVE_KEY_LEN])
 {
-    while (u->next_opk < STORE_OPK_COUNT) {
-        struct one_time_prekey *k = &u->opks[u->next_opk++];
-        if (!k->handed_out && !k->deleted) {
-            k->handed_out = true;
-            return k;
-        }
-    }
-    return NULL;
+    return map_get(&u->session_bases, base_key, CURVE_KEY_LEN);
 }
 
-struct one_time_prekey *user_find_opk(struct user *u, uint32_t id)
+bool user_base_key_seen(const struct user *u, const uint8_t base_key[static CURVE_KEY_LEN])
 {
-    for (size_t i = 0; i < STORE_OPK_COUNT; i++)
-        if (u->opks[i].id == id && !u->opks[i].deleted)
+    for (size_t i = 0; i < u->n_seen_bases; i++)
+        if (!memcmp(u->seen_bases[i], base_key, CURVE_KEY_LEN))
+            return true;
+    return false;
+}
+
+void user_remember_base_key(struct user *u, const uint8_t base_key[static CURVE_KEY_LEN])
+{
+    if (!u->seen_bases &&
+        !(u->seen_bases = calloc(STORE_SEEN_BASE_KEYS, sizeof(*u->seen_bases))))
+        return; /* best effort: the live sessions still catch a recent replay */
+    memcpy(u->seen_bases[u->next_seen_base], base_key, CURVE_KEY_LEN);
+    u->next_seen_base = (u->next_seen_base + 1) % STORE_SEEN_BASE_KEYS;
+    if (u->n_seen_bases < STORE_SEEN_BASE_KEYS)
+        u->n_seen_bases++;
+}
+
+/* ============================================================================
+ * One-time prekeys
+ *
+ * The array is in ascending id order, and keys are handed out in that
+ * order, so the handed-out ones come first and the fresh ones follow.
+ * ========================================================================== */
+
+size_t user_fresh_opks(const struct user *u)
+{
+    size_t fresh = 0;
+    for (size_t i = u->n_opks; i-- > 0 && !u->opks[i].handed_out;)
+        fresh++;
+    return fresh;
+}
+
+struct one_time_prekey *user_next_opk(struct user *u)
+{
+    for (size_t i = 0; i < u->n_opks; i++)
+        if (!u->opks[i].handed_out)
             return &u->opks[i];
     return NULL;
 }
 
-void user_delete_opk(struct one_time_prekey *k)
+static void opk_remove_at(struct user *u, size_t i)
 {
-    if (k->id == STORE_LAST_RESORT_ID)
-        return;
-    WIPE_OBJ(k->kp.priv); /* X3DH §3.4: forward secrecy for this message */
-    k->deleted = true;
+    WIPE_OBJ(u->opks[i].kp); /* X3DH §3.4: the private key goes */
+    memmove(&u->opks[i], &u->opks[i + 1], (u->n_opks - i - 1) * sizeof(u->opks[0]));
+    u->n_opks--;
+    WIPE_OBJ(u->opks[u->n_opks]);
 }
 
-void store_free(struct store *st)
+int user_hand_out_opk(struct user *u, struct one_time_prekey *k)
 {
-    for (size_t i = 0; i < st->n_users; i++)
-        user_free(st->users[i]);
-    free(st->users);
-    for (size_t i = 0; i < st->n_remote; i++)
-        free(st->remote[i]);
-    free(st->remote);
-    *st = (struct store){0};
+    k->handed_out = true;
+    size_t fresh = user_fresh_opks(u);
+    /* An unused handed-out key is kept for a first message that may still
+     * come, but not forever: the oldest go first. */
+    while (u->n_opks - fresh > STORE_OPK_HANDED_MAX)
+        opk_remove_at(u, 0);
+    if (fresh >= STORE_OPK_REFILL_BELOW)
+        return 0;
+    return opks_generate(u, STORE_OPK_TARGET - fresh);
+}
+
+struct one_time_prekey *user_find_opk(struct user *u, uint32_t id)
+{
+    size_t lo = 0, hi = u->n_opks;
+    while (lo < hi) { /* ids ascend */
+        size_t mid = lo + (hi - lo) / 2;
+        if (u->opks[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < u->n_opks && u->opks[lo].id == id ? &u->opks[lo] : NULL;
+}
+
+void user_delete_opk(struct user *u, uint32_t id)
+{
+    struct one_time_prekey *k = user_find_opk(u, id);
+    if (!k || id == STORE_LAST_RESORT_ID)
+        return;
+    opk_remove_at(u, (size_t)(k - u->opks));
 }

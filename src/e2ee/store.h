@@ -1,10 +1,21 @@
-/* store.h - e2ee-node's in-memory state: local users with their keys, and
- * per user the peers they talk to (pinned identity, sessions).
+/* store.h - e2ee-node's state: local users with their keys, and per user the
+ * peers they talk to (pinned identity, sessions).
  *
  * A standalone node is a small network of devices: every local user name
- * gets an identity key, a signed prekey and 100 one-time prekeys on first
- * use. Names whose keys came from elsewhere (a bundle, a prekey message) are
+ * gets an identity key, a signed prekey and one-time prekeys on first use.
+ * Names whose keys came from elsewhere (a bundle, a prekey message) are
  * remote: the node never invents keys for them.
+ *
+ * Limits, all named here: at most max_users local users (--max-users); names
+ * of at most STORE_NAME_MAX bytes (the handlers refuse longer ones); per
+ * peer STORE_SESSIONS_MAX session states (the current one and the archived
+ * ones, as libsignal keeps); per user STORE_OPK_TARGET fresh one-time
+ * prekeys, refilled with new ids when fewer than STORE_OPK_REFILL_BELOW are
+ * left, and at most STORE_OPK_HANDED_MAX handed out but not yet used.
+ *
+ * Ownership: the store owns every user, peer and session; pointers it hands
+ * out stay valid until the object is removed (or the store freed). Not
+ * thread-safe: the loop's worker only.
  */
 #ifndef SECURITOR_E2EE_STORE_H
 #define SECURITOR_E2EE_STORE_H
@@ -14,22 +25,30 @@
 #include <stdint.h>
 
 #include "securitor/curve.h"
+#include "securitor/map.h"
 #include "securitor/ratchet.h"
 
-#define STORE_OPK_COUNT 100
-#define STORE_SESSIONS_MAX 8   /* current + archived states per peer */
+#define STORE_NAME_MAX 256
+#define STORE_MAX_USERS_DEFAULT 10000
+#define STORE_OPK_TARGET 100
+#define STORE_OPK_REFILL_BELOW 10
+#define STORE_OPK_HANDED_MAX 1000
+#define STORE_SESSIONS_MAX 40
+/* Base keys of prekey messages that used no one-time prekey, remembered so
+ * that a replay of one is refused after its session has been archived away
+ * (X3DH §4.2). */
+#define STORE_SEEN_BASE_KEYS 2000
 #define STORE_LAST_RESORT_ID 0xFFFFFF /* never deleted (SIGNAL.md 2.1) */
 
 struct one_time_prekey {
     uint32_t id;
-    struct curve_keypair kp;
     bool handed_out; /* given out in a bundle: never again */
-    bool deleted;    /* used by an authenticated message: private key wiped */
+    struct curve_keypair kp;
 };
 
 struct peer {
     char *name;
-    bool pinned;                   /* identity pinned on first use */
+    bool pinned; /* identity pinned on first use */
     uint8_t identity[CURVE_KEY_LEN];
     struct session *sessions[STORE_SESSIONS_MAX]; /* [0] is current */
     size_t n_sessions;
@@ -42,45 +61,77 @@ struct user {
     uint32_t spk_id;
     struct curve_keypair spk;
     uint8_t spk_sig[CURVE_SIG_LEN];
-    struct one_time_prekey opks[STORE_OPK_COUNT];
-    size_t next_opk;               /* next one to hand out */
-    struct peer **peers;
-    size_t n_peers, cap_peers;
+    struct one_time_prekey *opks; /* fresh and handed out, by ascending id */
+    size_t n_opks, cap_opks;
+    uint32_t next_opk_id;        /* ids are never reused */
+    struct map peers;            /* name -> struct peer */
+    struct map session_bases;    /* a live session's base key -> its struct peer */
+    uint8_t (*seen_bases)[CURVE_KEY_LEN]; /* ring of STORE_SEEN_BASE_KEYS */
+    size_t n_seen_bases, next_seen_base;
 };
 
 struct store {
-    struct user **users;
-    size_t n_users, cap_users;
-    char **remote;                 /* names known to be remote */
-    size_t n_remote, cap_remote;
+    struct map users;  /* name -> struct user */
+    struct map remote; /* name -> the name (a malloc'd copy) */
+    size_t n_users, max_users;
 };
 
-enum store_result { STORE_OK = 0, STORE_REMOTE = 1, STORE_NO_MEMORY = 2, STORE_CRYPTO = 3 };
+enum store_result {
+    STORE_OK = 0,
+    STORE_REMOTE,    /* the name is a remote peer: no keys are made for it */
+    STORE_FULL,      /* max_users reached */
+    STORE_NO_MEMORY,
+    STORE_CRYPTO,    /* key generation failed (RNG or OpenSSL) */
+};
 
+void store_init(struct store *st, size_t max_users);
 /* The local user `name`, made (with fresh keys) on first use unless the name
- * is remote. *out is owned by the store. */
+ * is remote or the store is full. */
 enum store_result store_user(struct store *st, const char *name, struct user **out);
-struct user *store_find_user(struct store *st, const char *name);
+struct user *store_find_user(const struct store *st, const char *name);
 bool store_is_remote(const struct store *st, const char *name);
+/* 0 or -1 (out of memory). */
 int store_mark_remote(struct store *st, const char *name);
+void store_unmark_remote(struct store *st, const char *name);
+void store_free(struct store *st);
 
-/* The peer record of u for name, made empty when absent (NULL: no memory). */
-struct peer *user_peer(struct user *u, const char *name);
 struct peer *user_find_peer(const struct user *u, const char *name);
+/* The peer record of u for name, made empty when absent (NULL: no memory). */
+struct peer *user_add_peer(struct user *u, const char *name);
+/* Removes and frees a peer record (with its sessions). */
+void user_remove_peer(struct user *u, struct peer *p);
 /* Makes s the current session of p (archiving the others, wiping the oldest
- * beyond STORE_SESSIONS_MAX). Takes ownership of s. */
-void peer_install_session(struct peer *p, struct session *s);
+ * beyond STORE_SESSIONS_MAX). Takes ownership of s. 0, or -1 when out of
+ * memory (then nothing changed and the caller still owns s). */
+int user_install_session(struct user *u, struct peer *p, struct session *s);
 /* Moves sessions[i] to the front. */
 void peer_promote_session(struct peer *p, size_t i);
-/* Wipes and frees sessions whose remote identity is not `identity`. */
-void peer_drop_sessions_except(struct peer *p, const uint8_t identity[static CURVE_KEY_LEN]);
+/* Wipes and frees p's sessions whose remote identity is not `identity`. */
+void user_drop_sessions_except(struct user *u, struct peer *p,
+                               const uint8_t identity[static CURVE_KEY_LEN]);
+/* The peer one of u's live sessions with this base key belongs to, or NULL. */
+struct peer *user_session_base_owner(const struct user *u,
+                                     const uint8_t base_key[static CURVE_KEY_LEN]);
+/* Whether a prekey message with this base key (and no one-time prekey) was
+ * accepted before; remembering it is best effort. */
+bool user_base_key_seen(const struct user *u, const uint8_t base_key[static CURVE_KEY_LEN]);
+void user_remember_base_key(struct user *u, const uint8_t base_key[static CURVE_KEY_LEN]);
 
-/* The next one-time prekey to hand out, marked handed out; NULL when none. */
-struct one_time_prekey *user_take_opk(struct user *u);
+/* The one-time prekey the next bundle would hand out, or NULL when none is
+ * left (the bundle then carries only the signed prekey: the last-resort
+ * path). Nothing changes. */
+struct one_time_prekey *user_next_opk(struct user *u);
+/* Marks k handed out; then refills to STORE_OPK_TARGET when fewer than
+ * STORE_OPK_REFILL_BELOW fresh ones are left, and drops the oldest handed-out
+ * keys beyond STORE_OPK_HANDED_MAX. Returns 0, or -1 when the refill failed
+ * (k is handed out all the same; the next handout tries again). k is invalid
+ * afterwards (the array may move). */
+int user_hand_out_opk(struct user *u, struct one_time_prekey *k);
+/* A one-time prekey still held (fresh or handed out), or NULL. */
 struct one_time_prekey *user_find_opk(struct user *u, uint32_t id);
-/* Deletes the private key of a used one-time prekey (not the last resort). */
-void user_delete_opk(struct one_time_prekey *k);
-
-void store_free(struct store *st);
+/* Deletes (wipes) a used one-time prekey, unless it is the last resort. */
+void user_delete_opk(struct user *u, uint32_t id);
+/* Fresh (never handed out) one-time prekeys left. */
+size_t user_fresh_opks(const struct user *u);
 
 #endif

@@ -243,24 +243,65 @@ def pinning_and_trust():
 
 @test
 def changed_identity_in_a_prekey_message():
-    """A prekey message whose identity key differs from the pinned one gets
-    error 22 until the user trusts it; then it decrypts, and the fingerprint
-    follows the newly trusted key (PROTOCOL.md §3)."""
-    n = Node(BIN)
-    recv(n, "bob", "alice", send(n, "alice", "bob", "from the real alice"))
+    """A prekey message from a remote peer whose identity key differs from
+    the pinned one gets error 22 until the user trusts it; then it decrypts,
+    and the fingerprint follows the newly trusted key (PROTOCOL.md §3). The
+    remote "alice"s are users of two other node processes."""
+    real, fake, n = Node(BIN), Node(BIN), Node(BIN)
+    for other in (real, fake):
+        bob = n.call({"type": "get_bundle"}, src="bob")  # a one-time prekey each
+        for k in ("type", "msg_id", "in_reply_to"):
+            bob.pop(k)
+        r = other.call({"type": "initiate_conversation", "recipient": "bob",
+                        "bob_public_key": bob}, src="alice")
+        assert r["type"] == "conversation_initiated", r
+    recv(n, "bob", "alice", send(real, "alice", "bob", "from the real alice"))
     before = n.call({"type": "fingerprint", "peer": "alice"}, src="bob")["safety_number"]
-    # mallory's own message, delivered to bob as if from "alice".
-    forged = send(n, "mallory", "bob", "I am alice, honest")
+    forged = send(fake, "alice", "bob", "I am alice, honest")
     r = recv(n, "bob", "alice", forged)
     assert r["type"] == "error" and r["code"] == 22 and "changed" in r["text"], r
-    mallory_key = n.call({"type": "get_bundle"}, src="mallory")["identity_key"]
-    r = n.call({"type": "trust_identity", "peer": "alice", "identity_key": mallory_key}, src="bob")
+    fake_key = fake.call({"type": "get_bundle"}, src="alice")["identity_key"]
+    r = n.call({"type": "trust_identity", "peer": "alice", "identity_key": fake_key}, src="bob")
     assert r["type"] == "identity_trusted", r
     after = n.call({"type": "fingerprint", "peer": "alice"}, src="bob")["safety_number"]
     assert after != before and len(after) == 60
     r = recv(n, "bob", "alice", forged)
     assert r["type"] == "message_decrypted" and r["plaintext"] == "I am alice, honest", r
+    for node in (real, fake, n):
+        node.close()
+
+
+@test
+def local_users_cannot_be_impersonated():
+    """alice is a user of this node, so her identity is known: a prekey
+    message from another identity that claims to be alice, a bundle for
+    "alice" with a foreign key, and trusting a foreign key for alice are all
+    refused with error 22, and alice's real conversation goes on."""
+    n, mallory = Node(BIN), Node(BIN)
+    recv(n, "bob", "alice", send(n, "alice", "bob", "from the real alice"))
+    bob = n.call({"type": "get_bundle"}, src="bob")
+    for k in ("type", "msg_id", "in_reply_to"):
+        bob.pop(k)
+    mallory.call({"type": "initiate_conversation", "recipient": "bob", "bob_public_key": bob},
+                 src="alice")
+    forged = send(mallory, "alice", "bob", "I am alice, honest")
+    r = recv(n, "bob", "alice", forged)
+    assert r["type"] == "error" and r["code"] == 22 and "impersonation" in r["text"], r
+    fake = mallory.call({"type": "get_bundle"}, src="alice")
+    for k in ("type", "msg_id", "in_reply_to"):
+        fake.pop(k)
+    r = n.call({"type": "trust_identity", "peer": "alice", "identity_key": fake["identity_key"]},
+               src="bob")
+    assert r["type"] == "error" and r["code"] == 22, r
+    r = n.call({"type": "initiate_conversation", "recipient": "alice", "bob_public_key": fake},
+               src="carol")
+    assert r["type"] == "error" and r["code"] == 22, r
+    r = recv(n, "bob", "alice", forged)  # still refused after all that
+    assert r["type"] == "error" and r["code"] == 22, r
+    reply = send(n, "bob", "alice", "to the real alice")
+    assert recv(n, "alice", "bob", reply)["plaintext"] == "to the real alice"
     n.close()
+    mallory.close()
 
 
 @test
@@ -303,8 +344,9 @@ def bad_signatures_and_substituted_prekeys():
 @test
 def one_time_prekeys_once():
     n = Node(BIN)
-    ids = [n.call({"type": "get_bundle"}, src="bob").get("one_time_pre_key_id") for _ in range(101)]
-    assert ids[:100] == list(range(1, 101)) and ids[100] is None
+    # Handed out once each, refilled before they run out, never reused.
+    ids = [n.call({"type": "get_bundle"}, src="bob").get("one_time_pre_key_id") for _ in range(350)]
+    assert ids == list(range(1, 351)), ids
     n.close()
     # A second prekey message naming a used one-time prekey is refused.
     n = Node(BIN)
@@ -394,6 +436,182 @@ def property_random_schedules():
     _, err, code = n.close()
     assert code == 0, (seed, code, err[-2000:])
     print("property: %d schedules, %d steps" % (schedules, steps))
+
+
+def bare(bundle):
+    """A bundle reply as bob_public_key (without the reply's own fields)."""
+    return {k: v for k, v in bundle.items() if k not in ("type", "msg_id", "in_reply_to")}
+
+
+def fault_env(path):
+    """Runs the node with the fault shim: RAND fails while `path` exists."""
+    shim = os.environ.get("SECURITOR_FAULTS")
+    if not shim:
+        return None
+    # The sanitizer runtimes want to come first among preloaded libraries.
+    return {"LD_PRELOAD": shim, "SECURITOR_FAULT_RAND": path,
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
+@test
+def rng_failure_is_error_13():
+    """The RNG failing while the node makes a key is its own failure (error
+    13), not something wrong with the peer's keys; nothing changes, and once
+    the RNG works again so does the node."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        flag = os.path.join(d, "rand-fails")
+        env = fault_env(flag)
+        if not env:
+            print("note: SECURITOR_FAULTS not set; skipped")
+            return
+        n = Node(BIN, env=env)
+        bob = bare(n.call({"type": "get_bundle"}, src="bob"))
+        n.call({"type": "get_bundle"}, src="alice")
+        open(flag, "w").close()
+        for req in ({"type": "initiate_conversation", "recipient": "bob", "bob_public_key": bob},
+                    {"type": "initiate_conversation", "recipient": "bob"},
+                    {"type": "send_message", "recipient": "bob", "plaintext": "x"},
+                    {"type": "get_bundle", "user": "carol"}):
+            r = n.call(req, src="alice")
+            assert r["type"] == "error" and r["code"] == 13, (req["type"], r)
+        os.remove(flag)
+        em = send(n, "alice", "bob", "after the fault")
+        assert recv(n, "bob", "alice", em)["plaintext"] == "after the fault"
+        # bob's first one-time prekey went to the bundle above; the failed
+        # requests took none: the next bundle names id 2... plus the one
+        # initiate used: 3.
+        assert n.call({"type": "get_bundle"}, src="bob")["one_time_pre_key_id"] == 3
+        n.close()
+
+
+@test
+def failed_requests_change_nothing():
+    """A request that fails leaves no trace: no one-time prekey handed out, no
+    user made, no peer pinned."""
+    n = Node(BIN, args=["--max-users", "3"])
+    mallory = bare(n.call({"type": "get_bundle"}, src="mallory"))
+    # alice pins a foreign key for carol (who has no keys here yet): an
+    # initiation to carol must fail before carol's keys are even made.
+    r = n.call({"type": "trust_identity", "peer": "carol", "identity_key": mallory["identity_key"]},
+               src="alice")
+    assert r["type"] == "identity_trusted", r
+    r = n.call({"type": "initiate_conversation", "recipient": "carol"}, src="alice")
+    assert r["type"] == "error" and r["code"] == 22 and "changed" in r["text"], r
+    # The fingerprint of an unknown peer makes no user.
+    for who in ("dave", "erin", "frank"):
+        r = n.call({"type": "fingerprint", "peer": "nobody"}, src=who)
+        assert r["type"] == "error" and r["code"] == 20, r
+    # So carol is the third user (mallory, alice, carol), and her first
+    # one-time prekey is still id 1.
+    assert n.call({"type": "get_bundle"}, src="carol")["one_time_pre_key_id"] == 1
+    r = n.call({"type": "get_bundle"}, src="dave")
+    assert r["type"] == "error" and r["code"] == 22 and "user limit" in r["text"], r
+    # A bad bundle for a new remote name leaves no peer behind: a later good
+    # bundle for the same name is not refused as a changed identity.
+    bad = dict(mallory, signed_pre_key_signature=base64.b64encode(b"\x00" * 64).decode())
+    r = n.call({"type": "initiate_conversation", "recipient": "remote", "bob_public_key": bad},
+               src="alice")
+    assert r["code"] == 22, r
+    n.close()
+
+
+@test
+def replayed_prekey_message_is_refused_after_its_session_is_archived():
+    """X3DH §4.2: alice's first message without a one-time prekey (the
+    last-resort path) can be replayed. Once bob's session with it has been
+    pushed out of his 40 archived states (here: by 45 initiations of his
+    own), the replay must still be refused, not set up a session that
+    alice does not have."""
+    n = Node(BIN)
+    bob = bare(n.call({"type": "get_bundle"}, src="bob"))
+    for k in ("one_time_pre_key", "one_time_pre_key_id"):
+        bob.pop(k)
+    n.call({"type": "initiate_conversation", "recipient": "bob", "bob_public_key": bob},
+           src="alice-remote")
+    first = send(n, "alice-remote", "bob", "hello, no one-time prekey")
+    assert recv(n, "bob", "alice-remote", first)["type"] == "message_decrypted"
+    alice = bare(n.call({"type": "get_bundle"}, src="alice-remote"))
+    for _ in range(45):
+        r = n.call({"type": "initiate_conversation", "recipient": "alice-remote",
+                    "bob_public_key": alice}, src="bob")
+        assert r["type"] == "conversation_initiated", r
+        alice = bare(n.call({"type": "get_bundle"}, src="alice-remote"))
+    r = recv(n, "bob", "alice-remote", first)
+    assert r["type"] == "decryption_failed" and "replay" in r["error"], r
+    n.close()
+
+
+@test
+def forged_message_work_is_bounded_across_sessions():
+    """A forged message far ahead on a new ratchet key costs each session it
+    is tried on a full skip (4,000 chain steps). With 40 sessions that must
+    not cost 40 times what it costs with one: the work is bounded per
+    message."""
+    import struct
+    import time as _time
+
+    def varint(v):
+        out = b""
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                out += bytes([b | 0x80])
+            else:
+                return out + bytes([b])
+
+    def forged():
+        body = (b"\x0a\x21\x05" + os.urandom(32) + b"\x10" + varint(1999) + b"\x18" +
+                varint(1999) + b"\x22\x10" + os.urandom(16))
+        return {"ciphertext": base64.b64encode(b"\x33" + body + os.urandom(8)).decode(),
+                "kind": "message"}
+
+    def cost(sessions):
+        # Each session has received a message, so a new ratchet key on it
+        # costs both skips and a DH step.
+        n = Node(BIN)
+        for _ in range(sessions):
+            n.call({"type": "initiate_conversation", "recipient": "bob"}, src="alice")
+            recv(n, "bob", "alice", send(n, "alice", "bob", "hi"))
+        lines = [json.dumps({"src": "bob", "dest": "n1", "body": {
+            "type": "receive_message", "msg_id": i, "sender": "alice",
+            "encrypted_message": forged()}}) for i in range(50)]
+        t0 = _time.monotonic()
+        for l in lines:
+            n.send_line(l)
+        for _ in lines:
+            assert n.recv()["body"]["type"] == "decryption_failed"
+        spent = _time.monotonic() - t0
+        n.close()
+        return spent
+
+    one, forty = cost(1), cost(40)
+    print("forged messages: %.3fs with one session, %.3fs with 40" % (one, forty))
+    assert forty < 3 * one + 0.05, (one, forty)
+
+
+@test
+def names_and_self_sends():
+    n = Node(BIN)
+    long_name = "n" * 257
+    for req, src in (({"type": "get_bundle"}, long_name),
+                     ({"type": "send_message", "recipient": long_name, "plaintext": "x"}, "a"),
+                     ({"type": "fingerprint", "peer": ""}, "a"),
+                     ({"type": "get_bundle", "user": long_name}, "a")):
+        r = n.call(req, src=src)
+        assert r["type"] == "error" and r["code"] == 12, (req, r)
+    assert n.call({"type": "get_bundle"}, src="n" * 256)["type"] == "bundle"
+    r = n.call({"type": "send_message", "recipient": "alice", "plaintext": "me"}, src="alice")
+    assert r["type"] == "error" and r["code"] == 12 and "itself" in r["text"], r
+    r = n.call({"type": "initiate_conversation", "recipient": "alice"}, src="alice")
+    assert r["type"] == "error" and r["code"] == 12, r
+    # A low-order identity key binds nothing: refused, as bundles are.
+    zero = base64.b64encode(b"\x05" + b"\x00" * 32).decode()
+    r = n.call({"type": "trust_identity", "peer": "bob", "identity_key": zero}, src="alice")
+    assert r["type"] == "error" and r["code"] == 22, r
+    _, err, code = n.close()
+    assert code == 0 and "memory only" in err, err
 
 
 @test

@@ -14,6 +14,8 @@
 #include "securitor/curve.h"
 #include "securitor/kdf.h"
 #include "securitor/ratchet.h"
+#include "securitor/safety.h"
+#include "securitor/x3dh.h"
 #include "securitor/wire.h"
 
 /* 32 key bytes from hex, with an optional 05 prefix dropped. */
