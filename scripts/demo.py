@@ -37,7 +37,8 @@ enc = n.call("client", {"type": "encrypt", "plaintext": "Secret message", "aad":
 dec = n.call("client", {"type": "decrypt", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
                         "authTag": enc["authTag"], "aad": "invoice-42"})
 print("  -> round trip: %r" % dec["plaintext"])
-bad = dict(iv=enc["iv"], encryptedData="00" + enc["encryptedData"][2:], authTag=enc["authTag"],
+flipped = "%02x" % (int(enc["encryptedData"][:2], 16) ^ 0x01)  # always a change
+bad = dict(iv=enc["iv"], encryptedData=flipped + enc["encryptedData"][2:], authTag=enc["authTag"],
            aad="invoice-42")
 print("  -> one flipped byte: %s" % n.call("client", dict(type="decrypt", **bad))["type"])
 n.close()

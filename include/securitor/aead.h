@@ -5,6 +5,11 @@
  * catastrophically under nonce reuse (the authentication key leaks). Draw
  * every IV with rand_public(); with 96-bit random IVs, stay well below 2^32
  * messages per key (NIST SP 800-38D §8.3), i.e. rotate keys.
+ *
+ * Threads: the cipher is fetched once into static storage, and a key's
+ * contexts are reused by every call: one thread at a time per key, and the
+ * first call from one thread only. In the nodes that is the loop's worker
+ * (or main, before the loop starts).
  */
 #ifndef SECURITOR_AEAD_H
 #define SECURITOR_AEAD_H

@@ -1,6 +1,9 @@
 /* cbc.h - AES-256-CBC with PKCS#7 padding, the cipher of Signal's message
  * keys (SIGNAL.md Part 0 item 3). Unauthenticated on its own: callers verify
  * the HMAC before decrypting.
+ *
+ * Threads: one cipher context in static storage, reused by every call: one
+ * thread at a time (the loop's worker).
  */
 #ifndef SECURITOR_CBC_H
 #define SECURITOR_CBC_H

@@ -4,6 +4,9 @@
  * Keys are raw 32-byte little-endian values; the 33-byte wire form
  * (0x05 || u) is handled by curve_encode/curve_decode. Private keys are
  * secrets: callers keep them in fixed arrays and wipe them.
+ *
+ * Threads: key imports go through cached contexts in static storage: one
+ * thread at a time (the loop's worker, or main before the loop starts).
  */
 #ifndef SECURITOR_CURVE_H
 #define SECURITOR_CURVE_H

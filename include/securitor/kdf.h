@@ -3,6 +3,9 @@
  * Algorithms are fetched once and contexts reused: these run several times
  * per ratchet message. All return 0 or -1 (OpenSSL failed); outputs are
  * unspecified on failure and callers must not use them.
+ *
+ * Threads: the contexts live in static storage and every call reuses them:
+ * one thread at a time (the loop's worker, or main before the loop starts).
  */
 #ifndef SECURITOR_KDF_H
 #define SECURITOR_KDF_H

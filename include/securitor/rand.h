@@ -5,6 +5,9 @@
  * pool byte is handed out once. Only public values (IVs, ids) come from the
  * pool; secrets bypass it and come from RAND_priv_bytes, OpenSSL's separate
  * DRBG for private values, so no key material sits in a long-lived buffer.
+ *
+ * Threads: the pool is static storage: one thread at a time (the loop's
+ * worker, or main before the loop starts).
  */
 #ifndef SECURITOR_RAND_H
 #define SECURITOR_RAND_H

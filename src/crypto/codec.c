@@ -18,7 +18,7 @@
 static const char B64_ALPHABET[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* Lookup table, built once on first use (the nodes are single-threaded):
+/* Lookup table, built once on first use (see codec.h, Threads):
  * B64_VALUE maps a character to its value, or -1 when it is not in the
  * alphabet. */
 static int8_t B64_VALUE[256];

@@ -18,18 +18,24 @@ _Thread_local struct arena *arena_now;
 
 #define ARENA_CHUNK ((size_t)64 << 10)
 
-/* Takes n more bytes from the chunks after the current one, or a new chunk. */
+/* Takes n more bytes from the chunks after the current one, or a new chunk,
+ * within the arena's limit. */
 static void *arena_alloc_slow(struct arena *a, size_t n)
 {
-    for (struct arena_chunk *c = a->cur ? a->cur->next : NULL; c; c = c->next) {
+    for (struct arena_chunk *c = a->cur ? a->cur->next : a->head; c; c = c->next) {
+        if (a->limit && a->reached + c->cap > a->limit)
+            goto over;
+        a->reached += c->cap;
+        a->cur = c;
         if (c->cap - c->used >= n) {
             void *p = (char *)c->data + c->used;
             c->used += n;
-            a->cur = c;
             return p;
         }
     }
     size_t cap = n > ARENA_CHUNK / 2 ? n : ARENA_CHUNK;
+    if (a->limit && a->reached + cap > a->limit)
+        goto over;
     struct arena_chunk *c = malloc(sizeof(*c) + cap);
     if (!c)
         return NULL;
@@ -43,18 +49,17 @@ static void *arena_alloc_slow(struct arena *a, size_t n)
         t->next = c;
     }
     a->cur = c;
+    a->reached += cap;
     return c->data;
+over:
+    a->over_budget = true;
+    return NULL;
 }
 
 void *arena_alloc(size_t n)
 {
     struct arena *a = arena_now;
     n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (a->limit && n > a->limit - a->taken) {
-        a->over_budget = true;
-        return NULL;
-    }
-    a->taken += n;
     struct arena_chunk *c = a->cur;
     if (c && c->cap - c->used >= n) { /* nearly always */
         void *p = (char *)c->data + c->used;
@@ -62,6 +67,12 @@ void *arena_alloc(size_t n)
         return p;
     }
     return arena_alloc_slow(a, n);
+}
+
+void arena_limit(struct arena *a, size_t bytes)
+{
+    a->limit = bytes ? a->reached + bytes : 0;
+    a->over_budget = false;
 }
 
 static void arena_free_noop(void *p) { (void)p; }
@@ -92,7 +103,8 @@ size_t arena_reset(struct arena *a, size_t keep)
         link = &c->next;
     }
     a->cur = a->head;
-    a->taken = a->limit = 0;
+    a->reached = a->head ? a->head->cap : 0;
+    a->limit = 0;
     a->over_budget = false;
     return freed;
 }

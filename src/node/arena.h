@@ -21,8 +21,12 @@
 struct arena_chunk;
 struct arena {
     struct arena_chunk *head, *cur;
-    size_t taken;      /* bytes handed out since the last reset */
-    size_t limit;      /* taken may not pass it (0: no limit) */
+    /* The budget is checked only when an allocation needs the next chunk,
+     * so the common path stays a bump of a pointer: `reached` is the
+     * capacity of the chunks up to cur, and may pass `limit` by at most one
+     * chunk. */
+    size_t reached;
+    size_t limit;      /* reached may not pass it (0: no limit) */
     bool over_budget;  /* an allocation was refused for the limit */
 };
 
@@ -30,6 +34,8 @@ extern _Thread_local struct arena *arena_now;
 
 /* n bytes from arena_now (max_align_t-aligned), or NULL. */
 void *arena_alloc(size_t n);
+/* From now on at most `bytes` more (to within one chunk); 0: no limit. */
+void arena_limit(struct arena *a, size_t bytes);
 /* Installs arena_alloc as cJSON's allocator (for both threads). */
 void arena_hooks_install(void);
 void arena_hooks_remove(void);

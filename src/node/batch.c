@@ -42,6 +42,7 @@ static void answer_batch(struct node *n, struct batch *b)
     if (freed > TRIM_AFTER)
         n->trim_pending = true;
     b->n = 0;
+    wipe_stack(); /* what the handlers' callees left on the stack */
 }
 
 /* The worker's last steps at end of input: the program's on_close, pending

@@ -289,6 +289,7 @@ void schedule_run_due(struct node *n)
 {
     struct schedule *s = &n->schedule;
     uint64_t now = node_now_ms();
+    bool ran = false;
     /* Only what was due when we started: a callback that arms a timer for
      * now runs on the next pass, so this loop always ends. */
     while (s->n_heap && s->heap[0].at <= now && !n->stop_status) {
@@ -316,7 +317,10 @@ void schedule_run_due(struct node *n)
                 timer_free(t);
         }
         arena_reset(&n->own, (size_t)1 << 20); /* what the callback built with cJSON */
+        ran = true;
     }
+    if (ran)
+        wipe_stack();
 }
 
 void schedule_close(struct node *n)

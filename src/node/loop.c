@@ -60,6 +60,7 @@ int node_run(const struct node_program *prog, struct app *app)
     n->app = app;
     n->max_line = node_opt_max_line;
     n->next_msg_id = 1;
+    output_init(&n->output);
     size_t start = 0, scan = 0; /* unparsed data begins at start; no '\n' before scan */
     bool dropping = false;      /* skipping the rest of a line we could not keep */
 
@@ -107,7 +108,9 @@ int node_run(const struct node_program *prog, struct app *app)
             scan = in->len;
             continue; /* the lines just answered may have stopped the node */
         }
-        if (!n->threaded && !wait_for_input(n))
+        if (n->threaded)
+            wipe_stack(); /* the reader's: cJSON's parse of the lines just handed on */
+        else if (!wait_for_input(n))
             continue;
         if (!buf_reserve(in, READ_CHUNK)) {
             /* No memory to grow the line: it is dropped (error 13 to its src

@@ -148,6 +148,7 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
                  bool is_reply);
 /* Commits (the program's hook) and writes everything queued. */
 void output_flush(struct node *n);
+void output_init(struct output *o);
 void output_free(struct output *o);
 /* Pipes hold 64 KiB by default; asks for 1 MiB (best effort). */
 void output_grow_pipe(int fd);

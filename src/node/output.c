@@ -84,15 +84,17 @@ static void drop_queued(struct output *o)
     buf_reset(&o->out);
     o->n_records = 0;
     buf_reset(&o->dests);
-    if (o->out.cap > OUT_KEEP) /* one huge reply does not keep its memory */
+    if (o->out.cap > OUT_KEEP) { /* one huge reply does not keep its memory */
         buf_free(&o->out);
+        output_init(o);
+    }
 }
 
 /* Writes the header of a line: {"src":self,"dest":dest,"body":{"type":T
  * [,"msg_id":M][,"in_reply_to":I] */
-static void write_head(struct node *n, struct buf *b, const char *self, const char *dest,
-                       const char *type, long long msg_id, bool has_in_reply_to,
-                       long long in_reply_to)
+static inline __attribute__((always_inline)) void
+write_head(struct node *n, struct buf *b, const char *self, const char *dest, const char *type,
+           long long msg_id, bool has_in_reply_to, long long in_reply_to)
 {
     if (self == n->id && n->head.len) { /* formatted once at init */
         buf_append(b, n->head.data, n->head.len);
@@ -179,8 +181,6 @@ static void record_line(struct node *n, const char *self, const char *dest, long
                         bool has_in_reply_to, long long in_reply_to, bool is_reply)
 {
     struct output *o = &n->output;
-    if (!n->prog->commit)
-        return;
     if (o->n_records == o->cap_records) {
         size_t cap = o->cap_records ? 2 * o->cap_records : 64;
         struct out_record *r = realloc(o->records, cap * sizeof(*r));
@@ -212,8 +212,9 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
 
     if (!r->type) /* a handler that filled nothing is a bug: say so */
         node_error(r, ERR_CRASH, "internal error: handler produced no reply");
-    record_line(n, self, dest, msg_id, has_in_reply_to, in_reply_to, is_reply);
     for (int attempt = 0; attempt < 2; attempt++) {
+        if (n->prog->commit)
+            record_line(n, self, dest, msg_id, has_in_reply_to, in_reply_to, is_reply);
         write_head(n, b, self, dest, r->type, msg_id, has_in_reply_to, in_reply_to);
         if (r->fields.len >= OUT_DIRECT && buf_ok(b) && buf_ok(&r->fields)) {
             /* A large body goes out from where it was written: queued lines,
@@ -241,6 +242,15 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
     }
     if (b->len >= OUT_FLUSH)
         output_flush(n);
+}
+
+void output_init(struct output *o)
+{
+    /* The queue fills to OUT_FLUSH under load: take the room once, rather
+     * than grow through a dozen sizes, each copied and wiped. Untouched
+     * pages cost nothing; without the memory, buffers grow as they need. */
+    if (!buf_reserve(&o->out, OUT_FLUSH + OUT_DIRECT))
+        buf_reset(&o->out);
 }
 
 void output_free(struct output *o)

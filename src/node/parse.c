@@ -69,11 +69,10 @@ void parse_line(struct reader_state *rs, char *line, size_t len, struct parsed *
         text_len = b->skeleton.len;
     }
     /* A line's tree may take NODE_PARSE_BUDGET beyond the line's length. */
-    a->limit = a->taken + NODE_PARSE_BUDGET + len;
+    arena_limit(a, NODE_PARSE_BUDGET + len);
     p->root = cJSON_ParseWithLengthOpts(text, text_len, &end, false);
     p->over_budget = !p->root && a->over_budget;
-    a->limit = 0;
-    a->over_budget = false;
+    arena_limit(a, 0);
     if (!p->root) {
         p->error_at = text == line && end && end >= text ? (size_t)(end - text) : SIZE_MAX;
         size_t cap = len < SALVAGE_SRC_MAX ? len : SALVAGE_SRC_MAX;

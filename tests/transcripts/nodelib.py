@@ -16,6 +16,14 @@ import traceback
 _TESTS = []
 
 
+class Skipped(Exception):
+    """Raised by skip(): the test could not run here; counted, not passed."""
+
+
+def skip(reason):
+    raise Skipped(reason)
+
+
 def test(fn):
     _TESTS.append(fn)
     return fn
@@ -276,7 +284,7 @@ def check_golden(binary, stem, args=(), env=None):
 
 def run_all():
     only = os.environ.get("SECURITOR_ONLY")
-    passed = failed = 0
+    passed = failed = skipped = 0
     for fn in _TESTS:
         if only and only not in fn.__name__:
             continue
@@ -286,9 +294,12 @@ def run_all():
             passed += 1
             if os.environ.get("SECURITOR_TIMING"):
                 print("  %-40s %.2fs" % (fn.__name__, time.monotonic() - t0))
+        except Skipped as why:
+            skipped += 1
+            print("SKIP %s: %s" % (fn.__name__, why))
         except Exception:  # noqa: BLE001 - every failure is reported, then counted
             failed += 1
             print("FAIL %s" % fn.__name__)
             traceback.print_exc(limit=3, file=sys.stdout)
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed" % (passed, failed) + (", %d skipped" % skipped if skipped else ""))
     sys.exit(1 if failed else 0)

@@ -10,7 +10,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import Node, check_fuzz, matches, run_all, run_lines, test  # noqa: E402
+from nodelib import Node, check_fuzz, matches, run_all, run_lines, skip, test  # noqa: E402
 
 BIN = sys.argv[1]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,8 +37,7 @@ def flip_b64(b64, i, bit=0x01):
 def seed_cases():
     path = os.path.join(SHARED, "seed-cases/cases.json")
     if not os.path.exists(path):
-        print("note: seed cases absent; skipped")
-        return
+        skip("seed cases absent")
     cases = [c for c in json.load(open(path))["cases"] if c["binary"] == "e2ee-node"]
     assert cases
     for case in cases:
@@ -463,8 +462,7 @@ def rng_failure_is_error_13():
         flag = os.path.join(d, "rand-fails")
         env = fault_env(flag)
         if not env:
-            print("note: SECURITOR_FAULTS not set; skipped")
-            return
+            skip("SECURITOR_FAULTS (the fault shim) not set")
         n = Node(BIN, env=env)
         bob = bare(n.call({"type": "get_bundle"}, src="bob"))
         n.call({"type": "get_bundle"}, src="alice")

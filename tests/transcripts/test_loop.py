@@ -15,7 +15,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import Node, can_read_memory, memory_holds, run_all, run_lines, test  # noqa: E402
+from nodelib import (Node, can_read_memory, memory_holds, run_all, run_lines, skip,  # noqa: E402
+                     test)
 
 BIN = sys.argv[1]
 KEY_ENV = {"SECURITOR_KEY": "11" * 32}
@@ -46,8 +47,7 @@ def no_plaintext_left_in_freed_memory():
     half way (malformed base64). Once the replies are out, none of them may
     be found anywhere in the node's memory, freed heap included."""
     if not can_read_memory():
-        print("note: cannot read a child's memory here; skipped")
-        return
+        skip("cannot read a child's memory here")
     node = Node(BIN, env=KEY_ENV)
     t_long, t_reply, t_b64, t_split = token("long"), token("reply"), token("b64"), token("split")
     # 1. A 300 KB line: the input buffer grows several times holding it.
@@ -109,8 +109,7 @@ def out_of_memory_is_an_error_not_a_spin():
     reply, if it fits), the next line is answered, and the node exits 0 at
     end of input."""
     if SANITIZED:
-        print("note: sanitizer runtimes do not run under an address-space limit; skipped")
-        return
+        skip("sanitizer runtimes do not run under an address-space limit")
     big = msg({"type": "encrypt", "msg_id": 1, "plaintext": "p" * (20 << 20)})
     small = msg({"type": "echo", "msg_id": 2, "echo": "still here"})
     for limit_mib in (40, 60, 100, 300):  # from "cannot hold the line" to "fits"

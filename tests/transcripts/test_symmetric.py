@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import (Node, check_fuzz, check_golden, matches, run_all, run_lines,  # noqa: E402
-                     test)
+                     skip, test)
 
 BIN = sys.argv[1]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,8 +50,7 @@ def seed_cases():
     (encrypt, then decrypt what came back) must give the plaintext."""
     path = os.path.join(SHARED, "seed-cases/cases.json")
     if not os.path.exists(path):
-        print("note: %s absent; seed cases skipped" % path)
-        return
+        skip("%s absent" % path)
     cases = [c for c in json.load(open(path))["cases"] if c["binary"] == "symmetric-node"]
     assert cases
     for case in cases:
@@ -373,8 +372,7 @@ def known_answer_through_binary():
 def wycheproof_through_binary():
     path = os.path.join(VECTORS, "wycheproof/aes_gcm_test.json")
     if not os.path.exists(path):
-        print("note: %s absent; skipped" % path)
-        return
+        skip("%s absent" % path)
     checked = 0
     for group in json.load(open(path))["testGroups"]:
         if group["keySize"] != 256:

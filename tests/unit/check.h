@@ -24,13 +24,18 @@ bool check_bytes_eq(const uint8_t *got, const uint8_t *want, size_t n, const cha
 #define CHECK_BYTES(got, want, n) check_bytes_eq((got), (want), (n), __FILE__, __LINE__, #got)
 
 int check_finish(const char *suite);
+/* The exit status ctest reads as "skipped" (SKIP_RETURN_CODE). */
+#define CHECK_SKIPPED 77
+/* For suites that only check vectors: check_finish, or CHECK_SKIPPED (with a
+ * line saying so) when no vector file could be loaded. */
+int check_finish_vectors(const char *suite);
 
 /* Decodes a hex literal into a fresh buffer (never NULL: aborts on bad hex
  * or no memory, since that is a broken test, not a failed check). */
 uint8_t *unhex(const char *hex, size_t *len);
 
 /* Loads a JSON file from $SECURITOR_VECTORS/<rel>; NULL (with a note) when
- * the vectors folder or file is absent. */
+ * the vectors folder or file is absent. Counts the files it loaded. */
 cJSON *load_vectors(const char *rel);
 
 /* A reproducible PRNG for property tests (xorshift64*); not for keys. */

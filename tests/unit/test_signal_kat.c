@@ -342,6 +342,19 @@ static void test_wire_fuzz(void)
         if (signal_message_parse(&m, exact, len) == NULL) {
             accepted++;
             CHECK(m.ciphertext + m.ciphertext_len <= exact + len && m.mac == exact + len - 8);
+            /* What was accepted means what it says: encoded again from its
+             * fields, it parses to the same fields. */
+            uint8_t again[700];
+            struct signal_message m2;
+            size_t k = signal_message_encode_body(again, m.ratchet_key, m.counter,
+                                                  m.previous_counter, m.ciphertext,
+                                                  m.ciphertext_len);
+            memcpy(again + k, m.mac, WIRE_MAC_LEN);
+            CHECK(signal_message_parse(&m2, again, k + WIRE_MAC_LEN) == NULL &&
+                  !memcmp(m2.ratchet_key, m.ratchet_key, 32) && m2.counter == m.counter &&
+                  m2.previous_counter == m.previous_counter &&
+                  m2.ciphertext_len == m.ciphertext_len &&
+                  !memcmp(m2.ciphertext, m.ciphertext, m.ciphertext_len));
         }
         if (prekey_message_parse(&pm, exact, len) == NULL) {
             accepted++;
@@ -351,7 +364,9 @@ static void test_wire_fuzz(void)
         free(exact);
     }
     printf("wire fuzz: %lu inputs, %lu parses accepted\n", total, accepted);
-    CHECK(total == 200000);
+    /* The mutations reached both sides of the parsers: some were accepted
+     * (and checked above), most refused. */
+    CHECK(accepted > total / 100 && accepted < total / 2);
 }
 
 int main(void)
