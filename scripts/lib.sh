@@ -26,7 +26,7 @@ need_packages() {
   fi
 }
 
-BUILD_PACKAGES=(build-essential cmake pkg-config libssl-dev libcjson-dev uuid-dev python3)
+BUILD_PACKAGES=(build-essential cmake pkg-config libssl-dev libcjson-dev uuid-dev libsqlite3-dev python3)
 
 # build DIR [cmake args...]: configures (once) and builds.
 build() {
