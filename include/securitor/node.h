@@ -286,6 +286,12 @@ uint64_t node_timer(struct node *n, uint64_t delay_ms, uint64_t period_ms, node_
 /* Stops a timer (an unknown or finished id is ignored). */
 void node_timer_cancel(struct node *n, uint64_t id);
 
+/* Turns output commit on or off: with it on, the program's commit hook runs
+ * before any line leaves (and rollback after a failed commit). A program
+ * turns it on once it has opened a state; without one, the hooks are not
+ * called and cost nothing. */
+void node_set_durable(struct node *n, bool on);
+
 /* The node's id once init (or the first request) has named it, else NULL. */
 const char *node_id(const struct node *n);
 /* The highest msg_id the node has given its own messages so far, and where

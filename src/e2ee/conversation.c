@@ -66,10 +66,8 @@ static enum conv_result install(struct store *st, struct user *u, const char *na
     }
     if (user_install_session(u, p, s))
         goto undo;
-    if (!p->pinned) { /* pinned on first use */
-        memcpy(p->identity, identity, CURVE_KEY_LEN);
-        p->pinned = true;
-    }
+    if (!p->pinned) /* pinned on first use */
+        user_pin_peer(u, p, identity);
     return CONV_OK;
 undo:
     if (new_remote)
@@ -191,6 +189,9 @@ enum conv_result conv_encrypt(struct store *st, struct user *u, const char *peer
         return CONV_NO_MEMORY;
     if (ratchet_encrypt(s, pt, len, out, &msg_len))
         return CONV_CRYPTO;
+    if (!p)
+        p = user_find_peer(u, peer); /* made by the initiation above */
+    user_session_changed(st, u, p, s);
     sent->mac = out + msg_len - WIRE_MAC_LEN;
     sent->wire = out;
     total = msg_len;
@@ -210,8 +211,9 @@ enum conv_result conv_encrypt(struct store *st, struct user *u, const char *peer
 /* Tries each session of p on m, current first, and promotes the one that
  * works. The work is bounded across sessions (RATCHET_MAX_WORK): a forged
  * message cannot cost a full skip on each of them. */
-static enum ratchet_result decrypt_on_peer(struct peer *p, const struct signal_message *m,
-                                           uint8_t *pt, size_t *pt_len, struct session **used)
+static enum ratchet_result decrypt_on_peer(struct user *u, struct peer *p,
+                                           const struct signal_message *m, uint8_t *pt,
+                                           size_t *pt_len, struct session **used)
 {
     enum ratchet_result first = RATCHET_BAD_MAC;
     uint32_t budget = RATCHET_MAX_WORK;
@@ -223,7 +225,8 @@ static enum ratchet_result decrypt_on_peer(struct peer *p, const struct signal_m
         enum ratchet_result res = ratchet_decrypt(p->sessions[i], m, pt, pt_len);
         if (res == RATCHET_OK) {
             *used = p->sessions[i];
-            peer_promote_session(p, i);
+            user_session_changed(u->store, u, p, *used);
+            user_promote_session(u, p, i);
             return RATCHET_OK;
         }
         if (res == RATCHET_INTERNAL)
@@ -265,7 +268,8 @@ static enum conv_result receive_prekey(struct store *st, struct user *u, const c
         if (res != RATCHET_OK)
             return ratchet_verdict(res, detail);
         *used = p->sessions[i];
-        peer_promote_session(p, i);
+        user_session_changed(u->store, u, p, *used);
+        user_promote_session(u, p, i);
         return CONV_OK;
     }
     /* A base key that set up a session before, with anyone: a replay. The
@@ -353,7 +357,7 @@ enum conv_result conv_decrypt(struct store *st, struct user *u, const char *send
         struct peer *p = user_find_peer(u, sender);
         if (!p || !p->n_sessions)
             return CONV_NO_SESSION;
-        enum ratchet_result res = decrypt_on_peer(p, m, pt, pt_len, used);
+        enum ratchet_result res = decrypt_on_peer(u, p, m, pt, pt_len, used);
         rc = res == RATCHET_OK ? CONV_OK : ratchet_verdict(res, detail);
     }
     if (rc == CONV_OK)

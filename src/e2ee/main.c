@@ -416,8 +416,7 @@ static int h_trust_identity(struct app *app, const struct request *req, struct r
         return node_error(r, ERR_CRASH, "out of memory");
     /* Sessions with the old identity are from another device: drop them. */
     user_drop_sessions_except(u, p, identity);
-    memcpy(p->identity, identity, CURVE_KEY_LEN);
-    p->pinned = true;
+    user_pin_peer(u, p, identity);
     reply_type(r, "identity_trusted");
     reply_cstring(r, "peer", peer_name);
     return 0;

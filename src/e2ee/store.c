@@ -1,6 +1,7 @@
 /* store.c - users, peers, sessions and one-time prekeys (see store.h). */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,13 +9,184 @@
 #include "securitor/wipe.h"
 
 /* ============================================================================
- * Users
+ * Changes (kept only while a state is open: store_track)
+ *
+ * Each mutation below records what it changed; the state's commit writes
+ * those objects (persist.c). An object freed before the commit marks its
+ * records dead; its row's deletion is recorded instead.
  * ========================================================================== */
 
 void store_init(struct store *st, size_t max_users)
 {
     *st = (struct store){.max_users = max_users};
 }
+
+void store_track(struct store *st) { st->tracking = true; }
+
+static struct store_change *change_new(struct store *st, enum store_change_kind kind)
+{
+    if (!st->tracking)
+        return NULL;
+    if (st->n_changes == st->cap_changes) {
+        size_t cap = st->cap_changes ? 2 * st->cap_changes : 256;
+        struct store_change *c = realloc(st->changes, cap * sizeof(*c));
+        if (!c) {
+            st->changes_lost = true; /* the commit then fails, and the state is read back */
+            return NULL;
+        }
+        st->changes = c;
+        st->cap_changes = cap;
+    }
+    struct store_change *c = &st->changes[st->n_changes++];
+    *c = (struct store_change){.kind = kind};
+    return c;
+}
+
+static void note_user(struct user *u)
+{
+    struct store_change *c;
+    if (!u->changed && (c = change_new(u->store, CHANGE_USER))) {
+        c->u = u;
+        u->changed = true;
+    }
+}
+
+static void note_seen(struct user *u)
+{
+    struct store_change *c;
+    if (!u->seen_changed && (c = change_new(u->store, CHANGE_SEEN))) {
+        c->u = u;
+        u->seen_changed = true;
+    }
+}
+
+static void note_opk(struct user *u, uint32_t id)
+{
+    struct store_change *c = change_new(u->store, CHANGE_OPK);
+    if (c) {
+        c->u = u;
+        c->opk_id = id;
+    }
+}
+
+static void note_peer(struct user *u, struct peer *p)
+{
+    struct store_change *c = change_new(u->store, CHANGE_PEER);
+    if (c) {
+        c->u = u;
+        c->p = p;
+    }
+}
+
+void user_session_changed(struct store *st, struct user *u, struct peer *p, struct session *s)
+{
+    struct store_change *c = change_new(st, CHANGE_SESSION);
+    if (c) {
+        c->u = u;
+        c->p = p;
+        c->s = s;
+    }
+}
+
+/* Records that a row must go (a copy of its key is kept). */
+static void note_delete(struct store *st, const char *kind, const uint8_t *key, size_t len)
+{
+    struct store_change *c = change_new(st, CHANGE_DELETE);
+    if (!c)
+        return;
+    c->row_kind = (char *)kind; /* a string literal */
+    if (!(c->row_key = malloc(len ? len : 1))) {
+        st->n_changes--;
+        st->changes_lost = true;
+        return;
+    }
+    memcpy(c->row_key, key, len);
+    c->row_key_len = len;
+}
+
+static void note_remote(struct store *st, const char *name, bool marked)
+{
+    if (!marked) {
+        note_delete(st, "remote", (const uint8_t *)name, strlen(name));
+        return;
+    }
+    struct store_change *c = change_new(st, CHANGE_REMOTE);
+    if (c && !(c->row_key = (uint8_t *)strdup(name))) {
+        st->n_changes--;
+        st->changes_lost = true;
+    } else if (c) {
+        c->row_key_len = strlen(name);
+    }
+}
+
+/* A session (or, with s NULL, a whole peer) goes: its records are dead. */
+static void forget_changes(struct store *st, const struct peer *p, const struct session *s)
+{
+    for (size_t i = 0; i < st->n_changes; i++) {
+        struct store_change *c = &st->changes[i];
+        if ((s && c->s == s) || (!s && c->p == p))
+            c->dead = true;
+    }
+}
+
+void store_changes_clear(struct store *st)
+{
+    for (size_t i = 0; i < st->n_changes; i++) {
+        struct store_change *c = &st->changes[i];
+        if (c->u)
+            c->u->changed = c->u->seen_changed = false;
+        free(c->row_key);
+    }
+    st->n_changes = 0;
+    st->changes_lost = false;
+}
+
+/* --- row keys ---------------------------------------------------------------- */
+
+static size_t put_name(uint8_t *at, const char *name)
+{
+    size_t n = strlen(name);
+    memcpy(at, name, n);
+    return n;
+}
+
+size_t store_opk_key(uint8_t *key, const struct user *u, uint32_t id)
+{
+    size_t n = put_name(key, u->name);
+    key[n++] = 0;
+    for (int i = 3; i >= 0; i--)
+        key[n++] = (uint8_t)(id >> (8 * i));
+    return n;
+}
+
+size_t store_peer_key(uint8_t *key, const struct user *u, const struct peer *p)
+{
+    size_t n = put_name(key, u->name);
+    key[n++] = 0;
+    return n + put_name(key + n, p->name);
+}
+
+size_t store_session_key(uint8_t *key, const struct user *u, const struct peer *p,
+                         const struct session *s)
+{
+    size_t n = store_peer_key(key, u, p);
+    key[n++] = 0;
+    memcpy(key + n, s->base_key, CURVE_KEY_LEN);
+    return n + CURVE_KEY_LEN;
+}
+
+static void delete_session_row(struct user *u, struct peer *p, struct session *s)
+{
+    uint8_t key[STORE_ROW_KEY_MAX];
+    if (!u->store->tracking)
+        return;
+    forget_changes(u->store, p, s);
+    note_delete(u->store, "session", key, store_session_key(key, u, p, s));
+}
+
+/* ============================================================================
+ * Users
+ * ========================================================================== */
 
 struct user *store_find_user(const struct store *st, const char *name)
 {
@@ -35,12 +207,16 @@ int store_mark_remote(struct store *st, const char *name)
         free(copy);
         return -1;
     }
+    note_remote(st, name, true);
     return 0;
 }
 
 void store_unmark_remote(struct store *st, const char *name)
 {
-    free(map_remove_str(&st->remote, name));
+    char *copy = map_remove_str(&st->remote, name);
+    if (copy)
+        note_remote(st, name, false);
+    free(copy);
 }
 
 static void session_free(struct session *s)
@@ -107,13 +283,15 @@ static int opks_generate(struct user *u, size_t count)
         }
         u->next_opk_id++;
         u->n_opks++;
+        note_opk(u, k->id);
+        note_user(u); /* its next prekey id */
     }
     return 0;
 }
 
 /* Fresh keys for a new local user: identity, signed prekey (id 1) signed
  * over its 33-byte encoding, and STORE_OPK_TARGET one-time prekeys. */
-static enum store_result user_create(const char *name, struct user **out)
+static enum store_result user_create(struct store *st, const char *name, struct user **out)
 {
     struct user *u = calloc(1, sizeof(*u));
     uint8_t enc[CURVE_ENCODED_LEN], r[2];
@@ -121,6 +299,7 @@ static enum store_result user_create(const char *name, struct user **out)
         free(u);
         return STORE_NO_MEMORY;
     }
+    u->store = st;
     if (curve_identity_generate(&u->id) || curve_generate(&u->spk) || rand_public(r, 2))
         goto crypto;
     /* libsignal's registration ids are 14-bit, 1..16380. */
@@ -128,8 +307,7 @@ static enum store_result user_create(const char *name, struct user **out)
     u->spk_id = 1;
     u->next_opk_id = 1;
     curve_encode(enc, u->spk.pub);
-    if (curve_sign(u->spk_sig, &u->id, enc, sizeof(enc)) ||
-        opks_generate(u, STORE_OPK_TARGET))
+    if (curve_sign(u->spk_sig, &u->id, enc, sizeof(enc)))
         goto crypto;
     *out = u;
     return STORE_OK;
@@ -149,20 +327,30 @@ enum store_result store_user(struct store *st, const char *name, struct user **o
         return STORE_REMOTE;
     if (st->n_users >= st->max_users)
         return STORE_FULL;
-    enum store_result rc = user_create(name, &u);
+    enum store_result rc = user_create(st, name, &u);
     if (rc)
         return rc;
     if (map_put_str(&st->users, u->name, u)) {
         user_free(u);
         return STORE_NO_MEMORY;
     }
+    /* Recorded from here on: the user is in the store, so a failure below
+     * leaves it there (without one-time prekeys yet), never half-freed. */
     st->n_users++;
+    note_user(u);
+    if (opks_generate(u, STORE_OPK_TARGET)) {
+        /* The user exists, its keys made; the prekeys come with the next
+         * handout's refill. */
+        fprintf(stderr, "e2ee-node: could not make one-time prekeys for \"%s\"\n", u->name);
+    }
     *out = u;
     return STORE_OK;
 }
 
 void store_free(struct store *st)
 {
+    store_changes_clear(st);
+    free(st->changes);
     size_t pos = 0;
     struct user *u;
     char *name;
@@ -197,7 +385,16 @@ struct peer *user_add_peer(struct user *u, const char *name)
         free(p);
         return NULL;
     }
+    p->next_rank = 1;
+    note_peer(u, p);
     return p;
+}
+
+void user_pin_peer(struct user *u, struct peer *p, const uint8_t identity[static CURVE_KEY_LEN])
+{
+    memcpy(p->identity, identity, CURVE_KEY_LEN);
+    p->pinned = true;
+    note_peer(u, p);
 }
 
 static void forget_base(struct user *u, const struct session *s)
@@ -207,8 +404,15 @@ static void forget_base(struct user *u, const struct session *s)
 
 void user_remove_peer(struct user *u, struct peer *p)
 {
-    for (size_t i = 0; i < p->n_sessions; i++)
+    for (size_t i = 0; i < p->n_sessions; i++) {
         forget_base(u, p->sessions[i]);
+        delete_session_row(u, p, p->sessions[i]);
+    }
+    if (u->store->tracking) {
+        uint8_t key[STORE_ROW_KEY_MAX];
+        forget_changes(u->store, p, NULL);
+        note_delete(u->store, "peer", key, store_peer_key(key, u, p));
+    }
     map_remove_str(&u->peers, p->name);
     peer_free(p);
 }
@@ -220,20 +424,29 @@ int user_install_session(struct user *u, struct peer *p, struct session *s)
     if (p->n_sessions == STORE_SESSIONS_MAX) { /* the oldest archived state goes */
         struct session *old = p->sessions[STORE_SESSIONS_MAX - 1];
         forget_base(u, old);
+        delete_session_row(u, p, old);
         session_free(old);
         p->n_sessions--;
     }
     memmove(p->sessions + 1, p->sessions, p->n_sessions * sizeof(p->sessions[0]));
+    memmove(p->ranks + 1, p->ranks, p->n_sessions * sizeof(p->ranks[0]));
     p->sessions[0] = s;
+    p->ranks[0] = p->next_rank++;
     p->n_sessions++;
+    user_session_changed(u->store, u, p, s);
     return 0;
 }
 
-void peer_promote_session(struct peer *p, size_t i)
+void user_promote_session(struct user *u, struct peer *p, size_t i)
 {
     struct session *s = p->sessions[i];
+    if (!i)
+        return;
     memmove(p->sessions + 1, p->sessions, i * sizeof(p->sessions[0]));
+    memmove(p->ranks + 1, p->ranks, i * sizeof(p->ranks[0]));
     p->sessions[0] = s;
+    p->ranks[0] = p->next_rank++;
+    user_session_changed(u->store, u, p, s);
 }
 
 void user_drop_sessions_except(struct user *u, struct peer *p,
@@ -243,9 +456,11 @@ void user_drop_sessions_except(struct user *u, struct peer *p,
     for (size_t i = 0; i < p->n_sessions; i++) {
         struct session *s = p->sessions[i];
         if (!memcmp(s->remote_identity, identity, CURVE_KEY_LEN)) {
+            p->ranks[j] = p->ranks[i];
             p->sessions[j++] = s;
         } else {
             forget_base(u, s);
+            delete_session_row(u, p, s);
             session_free(s);
         }
     }
@@ -275,6 +490,7 @@ void user_remember_base_key(struct user *u, const uint8_t base_key[static CURVE_
     u->next_seen_base = (u->next_seen_base + 1) % STORE_SEEN_BASE_KEYS;
     if (u->n_seen_bases < STORE_SEEN_BASE_KEYS)
         u->n_seen_bases++;
+    note_seen(u);
 }
 
 /* ============================================================================
@@ -302,6 +518,10 @@ struct one_time_prekey *user_next_opk(struct user *u)
 
 static void opk_remove_at(struct user *u, size_t i)
 {
+    if (u->store->tracking) {
+        uint8_t key[STORE_ROW_KEY_MAX];
+        note_delete(u->store, "opk", key, store_opk_key(key, u, u->opks[i].id));
+    }
     WIPE_OBJ(u->opks[i].kp); /* X3DH §3.4: the private key goes */
     memmove(&u->opks[i], &u->opks[i + 1], (u->n_opks - i - 1) * sizeof(u->opks[0]));
     u->n_opks--;
@@ -311,6 +531,7 @@ static void opk_remove_at(struct user *u, size_t i)
 int user_hand_out_opk(struct user *u, struct one_time_prekey *k)
 {
     k->handed_out = true;
+    note_opk(u, k->id);
     size_t fresh = user_fresh_opks(u);
     /* An unused handed-out key is kept for a first message that may still
      * come, but not forever: the oldest go first. */

@@ -51,10 +51,15 @@ struct peer {
     bool pinned; /* identity pinned on first use */
     uint8_t identity[CURVE_KEY_LEN];
     struct session *sessions[STORE_SESSIONS_MAX]; /* [0] is current */
+    /* Each session's place in recency: a state keeps the order through it
+     * (the current session has the highest). */
+    uint64_t ranks[STORE_SESSIONS_MAX];
+    uint64_t next_rank;
     size_t n_sessions;
 };
 
 struct user {
+    struct store *store; /* its store, where changes are recorded */
     char *name;
     struct curve_identity id;
     uint32_t registration_id;
@@ -68,12 +73,41 @@ struct user {
     struct map session_bases;    /* a live session's base key -> its struct peer */
     uint8_t (*seen_bases)[CURVE_KEY_LEN]; /* ring of STORE_SEEN_BASE_KEYS */
     size_t n_seen_bases, next_seen_base;
+    bool changed, seen_changed; /* recorded in the store's changes */
+};
+
+/* What changed since the last commit, when a state is kept (see
+ * store_track): the objects to write, and the rows to delete. */
+enum store_change_kind {
+    CHANGE_USER,    /* the user's own keys (and next prekey id) */
+    CHANGE_SEEN,    /* the user's remembered base keys */
+    CHANGE_OPK,     /* one one-time prekey (by id: the array moves) */
+    CHANGE_PEER,    /* a peer's pin */
+    CHANGE_SESSION, /* one session of a peer */
+    CHANGE_REMOTE,  /* a name marked remote */
+    CHANGE_DELETE,  /* a row that must go */
+};
+
+struct store_change {
+    enum store_change_kind kind;
+    struct user *u;
+    struct peer *p;
+    struct session *s;
+    uint32_t opk_id;
+    char *row_kind;   /* CHANGE_DELETE */
+    uint8_t *row_key; /* CHANGE_DELETE, CHANGE_REMOTE: a copy */
+    size_t row_key_len;
+    bool dead;        /* the object went before the commit: skip */
 };
 
 struct store {
     struct map users;  /* name -> struct user */
     struct map remote; /* name -> the name (a malloc'd copy) */
     size_t n_users, max_users;
+    bool tracking;     /* a state is kept: record changes */
+    struct store_change *changes;
+    size_t n_changes, cap_changes;
+    bool changes_lost; /* a change could not be recorded (no memory) */
 };
 
 enum store_result {
@@ -85,6 +119,21 @@ enum store_result {
 };
 
 void store_init(struct store *st, size_t max_users);
+/* Starts recording changes (a state is kept). */
+void store_track(struct store *st);
+/* Forgets the recorded changes (after they were written, or dropped). */
+void store_changes_clear(struct store *st);
+/* The row keys of a state: user "name"; opk "name\0id"; peer
+ * "user\0peer"; session "user\0peer\0base key"; remote "name"; seen
+ * "user". Write into key (room for STORE_ROW_KEY_MAX bytes); return the
+ * length. */
+#define STORE_ROW_KEY_MAX (2 * STORE_NAME_MAX + 2 + CURVE_KEY_LEN)
+size_t store_opk_key(uint8_t *key, const struct user *u, uint32_t id);
+size_t store_peer_key(uint8_t *key, const struct user *u, const struct peer *p);
+size_t store_session_key(uint8_t *key, const struct user *u, const struct peer *p,
+                         const struct session *s);
+/* Records that s (a session of p) changed: the ratchet moved. */
+void user_session_changed(struct store *st, struct user *u, struct peer *p, struct session *s);
 /* The local user `name`, made (with fresh keys) on first use unless the name
  * is remote or the store is full. */
 enum store_result store_user(struct store *st, const char *name, struct user **out);
@@ -105,7 +154,9 @@ void user_remove_peer(struct user *u, struct peer *p);
  * memory (then nothing changed and the caller still owns s). */
 int user_install_session(struct user *u, struct peer *p, struct session *s);
 /* Moves sessions[i] to the front. */
-void peer_promote_session(struct peer *p, size_t i);
+void user_promote_session(struct user *u, struct peer *p, size_t i);
+/* Pins identity for p (on first use, or trust_identity). */
+void user_pin_peer(struct user *u, struct peer *p, const uint8_t identity[static CURVE_KEY_LEN]);
 /* Wipes and frees p's sessions whose remote identity is not `identity`. */
 void user_drop_sessions_except(struct user *u, struct peer *p,
                                const uint8_t identity[static CURVE_KEY_LEN]);

@@ -349,6 +349,8 @@ const char *node_id(const struct node *n) { return n->id ? n->id : n->first_dest
 
 long long node_last_msg_id(const struct node *n) { return n->next_msg_id - 1; }
 
+void node_set_durable(struct node *n, bool on) { n->durable = on && n->prog->commit; }
+
 void node_set_next_msg_id(struct node *n, long long next)
 {
     if (next > n->next_msg_id)

@@ -187,6 +187,7 @@ struct node {
     size_t n_logged_kinds;
     bool closing;        /* input ended: no new calls or timers */
     bool trim_pending;   /* much memory was freed: malloc_trim after the batch */
+    bool durable;        /* node_set_durable: the commit hooks run */
     _Atomic int stop_status; /* non-zero: stop now and exit with it (nothing more is written) */
 
     /* The reader's, on cache lines of their own: the two threads write their

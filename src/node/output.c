@@ -149,7 +149,7 @@ static bool commit_queued(struct node *n)
 {
     struct output *o = &n->output;
     const struct node_program *prog = n->prog;
-    if (!prog->commit || prog->commit(n->app) == 0)
+    if (!n->durable || !prog->commit || prog->commit(n->app) == 0)
         return true;
     node_log("%s: the state could not be saved; %zu queued lines are replaced by error 13 "
              "replies and the state goes back to its last commit", prog->name, o->n_records);
@@ -213,7 +213,7 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
     if (!r->type) /* a handler that filled nothing is a bug: say so */
         node_error(r, ERR_CRASH, "internal error: handler produced no reply");
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (n->prog->commit)
+        if (n->durable)
             record_line(n, self, dest, msg_id, has_in_reply_to, in_reply_to, is_reply);
         write_head(n, b, self, dest, r->type, msg_id, has_in_reply_to, in_reply_to);
         if (r->fields.len >= OUT_DIRECT && buf_ok(b) && buf_ok(&r->fields)) {

@@ -219,11 +219,12 @@ static int h_get(struct app *app, const struct request *req, struct reply *r)
 static int on_init(struct app *app, struct node *n, const char *node_id,
                    const cJSON *node_ids, struct reply *r)
 {
-    (void)app, (void)n, (void)node_ids, (void)r;
+    (void)app, (void)node_ids, (void)r;
     if (getenv("RUNTIME_FAIL_INIT")) {
         node_log("runtime-node: refusing to start as %s (RUNTIME_FAIL_INIT)", node_id);
         return NODE_FATAL;
     }
+    node_set_durable(n, true); /* its one-integer "state" is committed */
     return 0;
 }
 

@@ -1,0 +1,53 @@
+/* durable.h - what every node binary does with its state (PROTOCOL.md §4).
+ *
+ * --state-dir DIR (or SECURITOR_STATE_DIR) names the folder; the state is
+ * opened when the node learns its id (on_init), which fixes the file for
+ * the process's life. The msg_ids the node gives its own messages are
+ * reserved in the state ahead of use, so that none repeats across restarts:
+ * a commit that lets out a msg_id past the reservation first extends it by
+ * DURABLE_MSG_ID_BLOCK (one row write in that many messages).
+ *
+ * Threads: the loop's worker (on_init and the commit hook run there).
+ */
+#ifndef SECURITOR_DURABLE_H
+#define SECURITOR_DURABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "securitor/node.h"
+#include "securitor/state.h"
+
+#define DURABLE_MSG_ID_BLOCK 65536LL
+
+struct durable {
+    const char *dir;           /* NULL: no state, everything in memory */
+    uint8_t key[STATE_KEY_LEN]; /* the node's key, from which the state keys come */
+    struct state *st;          /* open once the node id is known */
+    char *node_id;
+    long long reserved;        /* msg_ids up to here are durably reserved */
+    const char *program;       /* for messages */
+    state_row_fn load;         /* the program's rows */
+    void *ctx;
+};
+
+/* The state folder from --state-dir DIR / --state-dir=DIR in argv (taken out
+ * of argv, as node_main_options does) or SECURITOR_STATE_DIR; NULL when
+ * neither is given. Returns 0, or -1 after saying what is wrong. */
+int durable_options(struct durable *d, const char *program, int *argc, char **argv);
+
+/* For on_init: opens the state of `node_id`, loads it through load(ctx),
+ * turns output commit on and sets where msg_ids go on. A later call with
+ * the same id changes nothing; with another id it fills r with error 22.
+ * Returns 0, that error code, or NODE_FATAL (after a line on stderr naming
+ * the file and what is wrong: the loop then exits 2). */
+int durable_on_init(struct durable *d, struct node *n, const char *node_id, struct reply *r);
+/* The commit hook's part: the msg_id reservation, then the transaction.
+ * 0 or -1. */
+int durable_commit(struct durable *d, struct node *n);
+/* After a failed commit: reads every row again through load. 0 or -1. */
+int durable_reload(struct durable *d);
+/* Checkpoints, closes and wipes the key. */
+void durable_close(struct durable *d);
+
+#endif

@@ -1,0 +1,124 @@
+/* durable.c - the state's part common to every node (see durable.h). */
+#include "securitor/durable.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "securitor/wipe.h"
+
+#define KIND_NODE "node"
+#define KEY_MSG_IDS "msg_ids"
+
+int durable_options(struct durable *d, const char *program, int *argc, char **argv)
+{
+    int kept = 1;
+    d->program = program;
+    d->dir = getenv("SECURITOR_STATE_DIR");
+    for (int i = 1; i < *argc; i++) {
+        if (!strcmp(argv[i], "--state-dir")) {
+            if (i + 1 >= *argc || !*argv[i + 1]) {
+                fprintf(stderr, "%s: --state-dir: expected a folder\n", program);
+                return -1;
+            }
+            d->dir = argv[++i];
+        } else if (!strncmp(argv[i], "--state-dir=", 12)) {
+            d->dir = argv[i] + 12;
+        } else {
+            argv[kept++] = argv[i];
+        }
+    }
+    *argc = kept;
+    argv[kept] = NULL;
+    if (d->dir && !*d->dir)
+        d->dir = NULL;
+    return 0;
+}
+
+/* The loader every state goes through: the node's own rows here, the
+ * program's to its loader. */
+static int load_row(void *ctx, const char *kind, const uint8_t *key, size_t key_len,
+                    const uint8_t *value, size_t value_len)
+{
+    struct durable *d = ctx;
+    if (!strcmp(kind, KIND_NODE)) {
+        if (key_len == sizeof(KEY_MSG_IDS) - 1 && !memcmp(key, KEY_MSG_IDS, key_len) &&
+            value_len == 8) {
+            long long v = 0;
+            for (int i = 0; i < 8; i++)
+                v = v << 8 | value[i];
+            d->reserved = v;
+            return 0;
+        }
+        return -1;
+    }
+    return d->load(d->ctx, kind, key, key_len, value, value_len);
+}
+
+int durable_on_init(struct durable *d, struct node *n, const char *node_id, struct reply *r)
+{
+    char why[512];
+    if (!d->dir)
+        return 0;
+    if (d->st) {
+        if (!strcmp(node_id, d->node_id))
+            return 0;
+        return node_error(r, ERR_PRECONDITION, "this node keeps the state of \"%s\" (fixed by "
+                                               "its first message); it cannot become \"%s\"",
+                          d->node_id, node_id);
+    }
+    d->reserved = 0;
+    enum state_status rc = state_open(&d->st, d->dir, node_id, d->key, load_row, d, why,
+                                      sizeof(why));
+    if (rc != STATE_OK) {
+        node_log("%s: cannot use the state: %s", d->program, why);
+        return NODE_FATAL;
+    }
+    if (!(d->node_id = strdup(node_id))) {
+        node_log("%s: out of memory", d->program);
+        return NODE_FATAL;
+    }
+    node_set_next_msg_id(n, d->reserved + 1);
+    node_set_durable(n, true);
+    return 0;
+}
+
+int durable_commit(struct durable *d, struct node *n)
+{
+    if (!d->st)
+        return 0;
+    long long last = node_last_msg_id(n), reserve = d->reserved;
+    if (last > d->reserved) {
+        uint8_t v[8];
+        reserve = last + DURABLE_MSG_ID_BLOCK;
+        for (int i = 0; i < 8; i++)
+            v[i] = (uint8_t)((unsigned long long)reserve >> (56 - 8 * i));
+        if (state_put(d->st, KIND_NODE, KEY_MSG_IDS, sizeof(KEY_MSG_IDS) - 1, v, sizeof(v)))
+            return -1;
+    }
+    if (state_commit(d->st))
+        return -1;
+    d->reserved = reserve;
+    return 0;
+}
+
+int durable_reload(struct durable *d)
+{
+    char why[512];
+    if (!d->st)
+        return 0;
+    if (state_reload(d->st, load_row, d, why, sizeof(why)) != STATE_OK) {
+        node_log("%s: cannot read the state back: %s", d->program, why);
+        return -1;
+    }
+    return 0;
+}
+
+void durable_close(struct durable *d)
+{
+    state_close(d->st);
+    d->st = NULL;
+    free(d->node_id);
+    d->node_id = NULL;
+    WIPE_OBJ(d->key);
+}
