@@ -29,6 +29,7 @@ struct durable {
     const char *program;       /* for messages */
     state_row_fn load;         /* the program's rows */
     void *ctx;
+    struct node *node;         /* set by durable_on_init, for the commit hook */
 };
 
 /* The state folder from --state-dir DIR / --state-dir=DIR in argv (taken out

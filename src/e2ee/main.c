@@ -13,16 +13,21 @@
 
 #include "securitor/codec.h"
 #include "securitor/curve.h"
+#include "securitor/durable.h"
+#include "securitor/keysource.h"
 #include "securitor/node.h"
 #include "securitor/rand.h"
 #include "securitor/safety.h"
 #include "securitor/wipe.h"
 #include "securitor/wire.h"
 #include "conversation.h"
+#include "persist.h"
 #include "store.h"
 
 struct app {
     struct store store;
+    size_t max_users;
+    struct durable durable; /* --state-dir: the store kept in a state */
     struct buf wire;  /* encoded messages */
     struct buf bytes; /* decoded ciphertexts / plaintexts */
     struct buf plain; /* decrypted plaintext */
@@ -422,6 +427,67 @@ static int h_trust_identity(struct app *app, const struct request *req, struct r
     return 0;
 }
 
+/* ============================================================================
+ * The state (PROTOCOL.md §4)
+ * ========================================================================== */
+
+/* Builds the store from the state's rows; 0 or -1 (a damaged state). */
+static int load_store(struct app *app, bool reload)
+{
+    struct persist_loader *l = persist_loader_new();
+    if (!l)
+        return -1;
+    app->durable.load = persist_load_row;
+    app->durable.ctx = l;
+    if (reload && durable_reload(&app->durable)) {
+        persist_loader_free(l);
+        return -1;
+    }
+    store_free(&app->store);
+    store_init(&app->store, app->max_users);
+    if (persist_finish(l, &app->store))
+        return -1;
+    store_track(&app->store);
+    return 0;
+}
+
+static int on_init(struct app *app, struct node *n, const char *node_id, const cJSON *node_ids,
+                   struct reply *r)
+{
+    (void)node_ids;
+    bool opening = app->durable.dir && !app->durable.st;
+    struct persist_loader *l = opening ? persist_loader_new() : NULL;
+    if (opening && !l)
+        return node_error(r, ERR_CRASH, "out of memory");
+    app->durable.load = persist_load_row;
+    app->durable.ctx = l;
+    int rc = durable_on_init(&app->durable, n, node_id, r);
+    if (!opening || rc) {
+        persist_loader_free(l);
+        return rc;
+    }
+    if (persist_finish(l, &app->store)) {
+        node_log("e2ee-node: cannot use the state: its rows do not fit together (damaged)");
+        return NODE_FATAL;
+    }
+    store_track(&app->store);
+    return 0;
+}
+
+static int commit(struct app *app)
+{
+    struct node *n = app->durable.node;
+    if (!app->durable.st)
+        return 0;
+    if (persist_changes(&app->store, app->durable.st)) {
+        state_discard(app->durable.st);
+        return -1;
+    }
+    return durable_commit(&app->durable, n);
+}
+
+static int rollback(struct app *app) { return load_store(app, true); }
+
 static const struct node_handler HANDLERS[] = {
     {.type = "get_bundle", .fn = h_get_bundle},
     {.type = "initiate_conversation", .fn = h_initiate_conversation},
@@ -434,15 +500,21 @@ static const struct node_handler HANDLERS[] = {
 static const struct node_program PROGRAM = {
     .name = "e2ee-node",
     .summary = "End-to-end encryption with X3DH and the Double Ratchet (Signal protocol v3).",
-    .extra_usage = " [--max-users N]",
+    .extra_usage = " [--max-users N] [--state-dir DIR] [--key-file PATH]",
     .extra_help =
         "\nRequests: get_bundle, initiate_conversation, send_message, receive_message,\n"
         "fingerprint, trust_identity. The acting user is body.user, else the envelope's src;\n"
         "local users get keys on first use. See PROTOCOL.md §3 and SIGNAL.md Part 0.\n"
         "  --max-users N      at most N local users (default 10000); past it error 22\n"
+        "  --state-dir DIR    keep every key and session in DIR/<node id>.db (also\n"
+        "                     SECURITOR_STATE_DIR); it needs the node's key:\n"
+        "  --key-file PATH    64 hex characters or 32 raw bytes (or SECURITOR_KEY)\n"
         "Names (users, peers) are at most 256 bytes.\n",
     .handlers = HANDLERS,
     .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
+    .on_init = on_init,
+    .commit = commit,
+    .rollback = rollback,
 };
 
 static int parse_count(const char *s, size_t *out)
@@ -459,10 +531,19 @@ static int parse_count(const char *s, size_t *out)
 int main(int argc, char **argv)
 {
     int status;
-    size_t max_users = STORE_MAX_USERS_DEFAULT;
+    const char *key_file = NULL;
+    enum keysource_origin origin;
+    struct app app = {.max_users = STORE_MAX_USERS_DEFAULT};
     if (node_main_options(&PROGRAM, &argc, argv, &status))
         return status;
+    if (durable_options(&app.durable, PROGRAM.name, &argc, argv))
+        return 2;
     for (int i = 1; i < argc; i++) {
+        int took = keysource_option(PROGRAM.name, argc, argv, &i, &key_file);
+        if (took < 0)
+            return 2;
+        if (took)
+            continue;
         const char *value = NULL;
         if (!strcmp(argv[i], "--max-users") && i + 1 < argc)
             value = argv[++i];
@@ -472,17 +553,25 @@ int main(int argc, char **argv)
             fprintf(stderr, "e2ee-node: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
-        if (parse_count(value, &max_users)) {
+        if (parse_count(value, &app.max_users)) {
             fprintf(stderr, "e2ee-node: --max-users: expected a count from 1 to 100000000\n");
             return 2;
         }
     }
-    node_log("e2ee-node: no --state-dir: identities, prekeys and sessions live in memory "
-             "only and die with this process");
-    struct app app = {0};
-    store_init(&app.store, max_users);
+    if (keysource_load(app.durable.key, PROGRAM.name, key_file, &origin))
+        return 2;
+    if (app.durable.dir && origin == KEYSOURCE_FROM_NONE) {
+        node_log("e2ee-node: --state-dir needs the node's key, to seal the state: give "
+                 "--key-file PATH or SECURITOR_KEY");
+        return 2;
+    }
+    if (!app.durable.dir)
+        node_log("e2ee-node: no --state-dir: identities, prekeys and sessions live in memory "
+                 "only and die with this process");
+    store_init(&app.store, app.max_users);
     status = node_run(&PROGRAM, &app);
     store_free(&app.store);
+    durable_close(&app.durable);
     buf_free(&app.wire);
     buf_free(&app.bytes);
     buf_free(&app.plain);

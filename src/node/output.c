@@ -165,8 +165,14 @@ static bool commit_queued(struct node *n)
 void output_flush(struct node *n)
 {
     struct output *o = &n->output;
-    if (!o->out.len)
-        return;
+    if (!o->out.len) {
+        /* Nothing to let out, but changes made without output (a timer's,
+         * a callback's) become durable too, soon. */
+        if (n->durable && !commit_queued(n))
+            drop_queued(o);
+        if (!o->out.len)
+            return;
+    }
     commit_queued(n);
     struct iovec iov = {o->out.data, o->out.len};
     if (o->out.len)

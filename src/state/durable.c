@@ -60,6 +60,7 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
     char why[512];
     if (!d->dir)
         return 0;
+    d->node = n;
     if (d->st) {
         if (!strcmp(node_id, d->node_id))
             return 0;

@@ -468,6 +468,14 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
         goto fail;
     }
     rc = STATE_IO;
+    if (!exists) { /* only its owner reads a state (SQLite gives the WAL the same mode) */
+        int fd = open(st->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            say(why, why_len, "cannot create %s: %s", st->path, strerror(errno));
+            goto fail;
+        }
+        close(fd);
+    }
     /* SQLite makes an empty WAL file next to a WAL database it reads; a
      * state that is refused takes it away again. */
     size_t wlen = strlen(st->path) + 5;
