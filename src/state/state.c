@@ -378,7 +378,9 @@ static enum state_status load_rows(struct state *st, state_row_fn load, void *ct
     }
     rc = step == SQLITE_DONE ? STATE_OK : sqlite_status(st->db);
 out:
-    if (rc != STATE_OK && !*why)
+    if (rc == STATE_DAMAGED && !*why)
+        say(why, why_len, "%s is damaged (SQLite: %s)", st->path, sqlite3_errmsg(st->db));
+    else if (rc != STATE_OK && !*why)
         say(why, why_len, "%s: cannot read: %s", st->path, sqlite3_errmsg(st->db));
     sqlite3_finalize(q);
     return rc;
@@ -393,6 +395,8 @@ static enum state_status verify_and_load(struct state *st, state_row_fn load, vo
         enum state_status rc = sqlite_status(st->db);
         if (rc == STATE_IN_USE)
             say(why, why_len, "%s is in use by another process", st->path);
+        else if (rc == STATE_DAMAGED)
+            say(why, why_len, "%s is damaged (SQLite: %s)", st->path, sqlite3_errmsg(st->db));
         else
             say(why, why_len, "%s: %s", st->path, sqlite3_errmsg(st->db));
         return rc;
