@@ -255,7 +255,7 @@ static int meta_put(sqlite3 *db, const char *name, const void *value, size_t len
     return rc;
 }
 
-/* A new state: tables and the meta rows, in one transaction. */
+/* A new state's tables and meta rows, in one transaction on st->db. */
 static enum state_status create(struct state *st)
 {
     static const uint8_t check_id[ID_LEN];
@@ -265,7 +265,7 @@ static enum state_status create(struct state *st)
     uint8_t *check = seal(st, check_id, (const uint8_t *)CHECK_TEXT, sizeof(CHECK_TEXT) - 1, &len);
     if (!check)
         return STATE_NO_MEMORY;
-    int rc = exec(st->db, "PRAGMA journal_mode=WAL") || exec(st->db, "BEGIN IMMEDIATE") ||
+    int rc = exec(st->db, "BEGIN IMMEDIATE") ||
              exec(st->db, "CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) "
                           "WITHOUT ROWID") ||
              exec(st->db, "CREATE TABLE rows (id BLOB PRIMARY KEY, value BLOB NOT NULL) "
@@ -280,6 +280,68 @@ static enum state_status create(struct state *st)
         return sqlite3_errcode(st->db) == SQLITE_BUSY ? STATE_IN_USE : STATE_IO;
     }
     return STATE_OK;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Makes a new state at st->path atomically: built whole in a file beside
+ * it, made durable, then renamed into place. A kill at any instant leaves
+ * either no state (and a stale temporary file, removed by the next start)
+ * or a whole one, never a file that is neither. */
+static enum state_status make_new(struct state *st, const char *dir, char *why, size_t why_len)
+{
+    size_t n = strlen(dir) + strlen(st->node_id) + 32;
+    char *tmp = malloc(n), *tmp_wal = malloc(n + 4);
+    enum state_status rc = STATE_NO_MEMORY;
+    if (!tmp || !tmp_wal)
+        goto out;
+    snprintf(tmp, n, "%s/.%s.db.creating", dir, st->node_id);
+    snprintf(tmp_wal, n + 4, "%s-wal", tmp);
+    unlink(tmp); /* what a start killed half way left */
+    unlink(tmp_wal);
+    rc = STATE_IO;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* only its owner reads it */
+    if (fd < 0) {
+        say(why, why_len, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    if (sqlite3_open_v2(tmp, &st->db, SQLITE_OPEN_READWRITE, NULL) ||
+        exec(st->db, "PRAGMA journal_mode=WAL") || exec(st->db, "PRAGMA synchronous=FULL") ||
+        (rc = create(st)) != STATE_OK) {
+        say(why, why_len, "cannot create %s: %s", tmp, sqlite3_errmsg(st->db));
+        rc = rc == STATE_OK ? STATE_IO : rc;
+        goto out;
+    }
+    /* Closing checkpoints everything into the file and removes the WAL. */
+    if (sqlite3_close(st->db) != SQLITE_OK) {
+        say(why, why_len, "cannot create %s", tmp);
+        goto out;
+    }
+    st->db = NULL;
+    if (fsync_path(tmp, O_RDONLY) || rename(tmp, st->path) || fsync_path(dir, O_RDONLY)) {
+        say(why, why_len, "cannot create %s: %s", st->path, strerror(errno));
+        goto out;
+    }
+    rc = STATE_OK;
+out:
+    if (rc != STATE_OK) {
+        sqlite3_close(st->db);
+        st->db = NULL;
+        if (tmp)
+            unlink(tmp);
+    }
+    free(tmp);
+    free(tmp_wal);
+    return rc;
 }
 
 /* Checks what the file says it is, and the key. */
@@ -471,15 +533,9 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
             say(why, why_len, "%s is not a securitor state", st->path);
         goto fail;
     }
+    if (!exists && (rc = make_new(st, dir, why, why_len)) != STATE_OK)
+        goto fail;
     rc = STATE_IO;
-    if (!exists) { /* only its owner reads a state (SQLite gives the WAL the same mode) */
-        int fd = open(st->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            say(why, why_len, "cannot create %s: %s", st->path, strerror(errno));
-            goto fail;
-        }
-        close(fd);
-    }
     /* SQLite makes an empty WAL file next to a WAL database it reads; a
      * state that is refused takes it away again. */
     size_t wlen = strlen(st->path) + 5;
@@ -487,7 +543,7 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
         goto fail;
     snprintf(wal, wlen, "%s-wal", st->path);
     wal_existed = access(wal, F_OK) == 0;
-    if (sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+    if (sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE, NULL)) {
         say(why, why_len, "cannot open %s: %s", st->path, st->db ? sqlite3_errmsg(st->db) : "");
         goto fail;
     }
@@ -496,13 +552,6 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
     sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     if (exec(st->db, "PRAGMA locking_mode=EXCLUSIVE") || exec(st->db, "PRAGMA busy_timeout=0"))
         goto fail;
-    if (!exists && (rc = create(st)) != STATE_OK) {
-        if (rc == STATE_IN_USE)
-            say(why, why_len, "%s is in use by another process", st->path);
-        else
-            say(why, why_len, "cannot create %s: %s", st->path, sqlite3_errmsg(st->db));
-        goto fail;
-    }
     if ((rc = verify_and_load(st, load, ctx, why, why_len)) != STATE_OK)
         goto fail;
     rc = STATE_IO;

@@ -109,6 +109,22 @@ def e2ee_conversation_survives_restarts():
 
 
 @test
+def a_state_killed_while_it_was_made_starts_afresh():
+    """A new state is built in a file beside its place and renamed into it:
+    a kill half way leaves that file (here: garbage in it), never a state
+    that is neither whole nor absent. The next start makes a whole one."""
+    d = state_dir()
+    with open(os.path.join(d, ".n1.db.creating"), "wb") as f:
+        f.write(b"SQLite format 3\0" + os.urandom(100))
+    n = e2ee_node(d)
+    assert n.call({"type": "init", "node_id": "n1", "node_ids": ["n1"]})["type"] == "init_ok"
+    assert n.call({"type": "get_bundle"}, src="alice")["type"] == "bundle"
+    n.close()
+    assert sorted(os.listdir(d)) == ["n1.db"], os.listdir(d)
+    shutil.rmtree(d)
+
+
+@test
 def msg_ids_never_repeat_across_restarts():
     d = state_dir()
     seen = set()
