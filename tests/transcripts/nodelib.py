@@ -57,7 +57,7 @@ class Node:
                                    "body": body}))
         return body["msg_id"]
 
-    def recv(self, timeout=10.0):
+    def recv(self, timeout=30.0):
         """One reply line, parsed; fails the test on a timeout."""
         fd = self.proc.stdout.fileno()
         parts = [self._buf]
