@@ -6,12 +6,14 @@
  * not the first device alone or not self-signed, a flipped signature, a
  * signer not in the version before, a ghost device signed by someone else,
  * a version gap, a swapped identity, a reused device id, duplicate or
- * unordered ids, a rollback below the pin and a fork at it.
+ * unordered ids, a rollback below the pin and a fork at it. Signed requests
+ * verify as signed and not with any field changed.
  */
 #include <string.h>
 
 #include "check.h"
 #include "devlist.h"
+#include "signed.h"
 #include "securitor/rand.h"
 
 #define USER "alice"
@@ -152,12 +154,42 @@ static void test_broken(void)
     CHECK(devlist_verify_next(USER, &c[0], h2, &c[2]) == DEVLIST_BAD_FORM);     /* a gap */
 }
 
+/* Signed requests: valid as signed; any field changed, not. */
+static void test_signed_requests(void)
+{
+    uint64_t idv[3] = {7, 8, 9}, other[3] = {7, 8, 10};
+    uint8_t digest[32] = {1}, sig[CURVE_SIG_LEN];
+    struct signed_request r = {.type = "relay_ack", .user = USER, .device_id = 2,
+                               .counter = 41, .ids = idv, .n_ids = 3, .digest = digest};
+    CHECK(signed_request_sign(sig, &ids[2], &r) == 0);
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &r) == 1);
+    CHECK(signed_request_verify(ids[3].x.pub, sig, &r) == 0); /* another device's key */
+    struct signed_request t = r;
+    t.type = "relay_fetch";
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    t = r, t.user = "bob";
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    t = r, t.device_id = 3;
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    t = r, t.counter = 42;
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    t = r, t.ids = other;
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    t = r, t.n_ids = 2;
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    t = r, t.digest = NULL;
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &t) == 0);
+    sig[5] ^= 1;
+    CHECK(signed_request_verify(ids[2].x.pub, sig, &r) == 0);
+}
+
 int main(void)
 {
     for (size_t i = 1; i < 6; i++)
         CHECK(curve_identity_generate(&ids[i]) == 0);
     test_valid();
     test_broken();
+    test_signed_requests();
     rand_pool_wipe();
     return check_finish("test_devlist");
 }
