@@ -32,8 +32,9 @@
  *
  * Prints one JSON line per workload:
  *   {"impl":"libolm 3.2.13","workload":"setups","unit":"setup","ops":N,
- *    "seconds":S,"rate":R}
- * (ping-pong adds "messages"). Under `valgrind --tool=callgrind
+ *    "seconds":S,"rate":R,"cpu_seconds":C}
+ * (ping-pong adds "messages"); cpu_seconds is the process's CPU time over the
+ * same timed sections. Under `valgrind --tool=callgrind
  * --collect-atstart=no` only the timed operations are counted (the timed
  * sections toggle collection), so instructions per operation are
  * Collected / ops.
@@ -80,11 +81,16 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-static double now(void)
+static double clock_seconds(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now(void)
+{
+    return clock_seconds(CLOCK_MONOTONIC);
 }
 
 /* ============================================================================
@@ -128,7 +134,8 @@ struct limit {
 };
 
 struct timer {
-    double spent, start;
+    double spent, start;         /* wall-clock */
+    double cpu_spent, cpu_start; /* this process's CPU time */
     long ops;
     bool running;
 };
@@ -141,6 +148,7 @@ static void timer_start(struct timer *t)
 {
     if (collecting)
         COLLECT_TOGGLE();
+    t->cpu_start = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
     t->start = now();
     t->running = true;
 }
@@ -148,6 +156,7 @@ static void timer_start(struct timer *t)
 static void timer_stop(struct timer *t)
 {
     t->spent += now() - t->start;
+    t->cpu_spent += clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - t->cpu_start;
     t->running = false;
     if (collecting)
         COLLECT_TOGGLE();
@@ -173,8 +182,9 @@ static const char *impl_name(void)
 static void report(const char *workload, const char *unit, const struct timer *t, int per_op)
 {
     printf("{\"impl\":\"%s\",\"workload\":\"%s\",\"unit\":\"%s\",\"ops\":%ld,"
-           "\"seconds\":%.6f,\"rate\":%.1f",
-           impl_name(), workload, unit, t->ops, t->spent, t->spent > 0 ? t->ops / t->spent : 0.0);
+           "\"seconds\":%.6f,\"rate\":%.1f,\"cpu_seconds\":%.6f",
+           impl_name(), workload, unit, t->ops, t->spent, t->spent > 0 ? t->ops / t->spent : 0.0,
+           t->cpu_spent);
     if (per_op > 1)
         printf(",\"messages\":%ld", t->ops * per_op);
     printf("}\n");
