@@ -240,54 +240,62 @@ def openssl_speed():
 
 # ---- instruction counts ---------------------------------------------------------
 
-def callgrind_total(argv, script=None):
-    """Instructions callgrind collects over a run of argv (driven by script(d)
-    when given), all threads; None when valgrind is missing."""
+def callgrind_total(argv):
+    """Instructions callgrind collects over a run of argv, or None when
+    valgrind is missing."""
     if not shutil.which("valgrind"):
         return None
     with tempfile.TemporaryFile() as err:
-        cg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-        if script:
-            d = Driver(cg + argv, stderr=err)
-            script(d)
-            assert d.close() == 0
-        else:
-            assert subprocess.run(cg + argv, stdout=subprocess.DEVNULL, stderr=err).returncode == 0
+        assert subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+                              + argv, stdout=subprocess.DEVNULL, stderr=err).returncode == 0
         err.seek(0)
         return int(re.search(rb"Collected : (\d+)", err.read()).group(1))
 
 
 def node_instructions(binary):
-    """Instructions per setup, per round trip and per one-way message: each
-    the difference between two runs that differ only by the measured
-    operations (keys, start-up and exit cancel out), divided by their number."""
-    k = 4  # pairs: every user's 100 one-time prekeys are made under callgrind too
-    s0, s1, p0, p1 = 1, 5, 1, 6
+    """Instructions per setup, per round trip and per one-way message, both
+    threads. One run under callgrind: an echo request between the phases is
+    a marker at which callgrind writes out what it counted since the last one
+    (--dump-before on the echo handler), so the keys made beforehand (whose
+    cost is random: identity keys are redrawn until their sign bit is 0),
+    start-up and exit are left out. Returns (counts, None) or (None, why)."""
+    if not shutil.which("valgrind"):
+        return None, "valgrind is missing"
+    k, setup_rounds, ping_rounds, one_way = 4, 4, 5, 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg")
+        d = Driver(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                    "--dump-before=*echo*", binary])
 
-    def pairs(setup_rounds, ping_rounds):
-        def script(d):
-            prepare_pairs(d, k)
-            node_setups(d, k, setup_rounds)
-            answer_all(d, k)
-            node_ping_pong(d, k, ping_rounds)
-        return script
-
-    def one_way(n):
-        def script(d):
-            prepare_one_way(d)
-            node_one_way(d, n)
-        return script
-
-    base = callgrind_total([binary], pairs(s0, p0))
-    if base is None:
-        return None
-    more_setups = callgrind_total([binary], pairs(s1, p0))
-    more_pings = callgrind_total([binary], pairs(s0, p1))
-    ow0, ow1 = 200, 1200
-    ow = callgrind_total([binary], one_way(ow1)) - callgrind_total([binary], one_way(ow0))
-    return {"setups": (more_setups - base) / (k * (s1 - s0)),
-            "ping-pong": (more_pings - base) / (k * (p1 - p0)),
-            "one-way": ow / (ow1 - ow0)}
+        def mark():
+            assert d.call("bench", {"type": "echo", "echo": "mark"})["type"] == "echo_ok"
+        prepare_pairs(d, k)
+        node_setups(d, k, 1)         # warm-up: the pairs' peers are made
+        prepare_one_way(d)
+        mark()                       # dump 1: everything before
+        mark()                       # dump 2: an empty interval (the marker's own cost)
+        node_setups(d, k, setup_rounds)
+        mark()                       # dump 3
+        answer_all(d, k)
+        mark()                       # dump 4
+        node_ping_pong(d, k, ping_rounds)
+        mark()                       # dump 5
+        node_one_way(d, one_way)
+        mark()                       # dump 6
+        assert d.close() == 0
+        totals = {}
+        for i in range(2, 7):
+            try:
+                with open("%s.%d" % (out, i)) as f:
+                    totals[i] = int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
+            except (OSError, AttributeError):
+                return None, "no callgrind dump at the echo markers (is echo's handler renamed?)"
+    empty = totals[2]
+    if empty > 200_000:
+        return None, "the echo marker costs %d instructions: not a marker" % empty
+    return {"setups": (totals[3] - empty) / (k * setup_rounds),
+            "ping-pong": (totals[5] - empty) / (k * ping_rounds),
+            "one-way": (totals[6] - empty) / one_way}, None
 
 
 def olm_instructions(olm):
@@ -371,13 +379,13 @@ def run_all(build):
     per_session = (d.rss_kib() - before) * 1024 / (2 * pairs)
     d.close()
 
-    node_ins = node_instructions(binary)
+    node_ins, ins_why = node_instructions(binary)
     olm_ins = olm_instructions(olm) if olm else None
 
     rate = {w: [n / s for n, s, _ in node[w]] for w, _, _ in WORKLOADS}
     cpu_rate = {w: [n / max(c, 1e-9) for n, _, c in node[w]] for w, _, _ in WORKLOADS}
 
-    print("\ne2ee-node against %s: %d rounds, interleaved (node, %s, node, ...);\n"
+    print("\ne2ee-node against %s: %d round(s), interleaved (node, %s, node, ...);\n"
           "14-byte plaintexts; the node through its pipe with JSON, %s in-process without"
           % (impl[0], ROUNDS, "libolm", "libolm"))
     row = "  %-16s %-10s %10s %10s %6s %11s %13s %7s %10s %10s"
@@ -405,6 +413,8 @@ def run_all(build):
           "  move with the VM's pace. A round trip is two messages, each a DH ratchet step.\n"
           "  libolm's setups verify no signature (Olm's session API has none); the node's\n"
           "  verify the signed prekey's.")
+    if ins_why:
+        print("  (no instruction counts for the node: %s)" % ins_why)
     if olm:
         print("  each round, node / libolm:")
         for r in range(ROUNDS):
@@ -422,6 +432,8 @@ def run_all(build):
           % (rss["pairs"] / 1024, rss["one-way"] / 1024, per_session))
 
     # The setup bound: X25519 derives/s over the X25519-equivalents of a setup.
+    # openssl speed divides by CPU (user) time, so the like-for-like figure of
+    # the node is its setups per CPU second; wall-clock is shown too.
     print("  setup bound, from openssl speed and olm_bench keygen in each round:")
     per_round = []
     for r in range(ROUNDS):
@@ -429,23 +441,27 @@ def run_all(build):
             continue
         x, v = speed[r]
         eq = SETUP_DH + SETUP_KEYGEN * keygen[r] + SETUP_VERIFY * x / v
-        per_round.append((x / eq, x, v, keygen[r], eq, rate["setups"][r] * eq / x))
+        per_round.append((x / eq, x, v, keygen[r], eq, cpu_rate["setups"][r] * eq / x,
+                          rate["setups"][r] * eq / x))
     if not per_round:
         print("    (unavailable: openssl speed or olm_bench is missing)")
         return
-    bound, x, v, kg, eq, _ = max(per_round)
-    frac = max(rate["setups"]) / bound
-    fracs = [p[5] for p in per_round]
-    print("    X25519: %s derives; Ed25519: %s verifications (1 = %.2f X25519);\n"
-          "    an X25519 key generation = %.2f X25519 (EVP_PKEY_keygen against EVP_PKEY_derive)"
-          % (fmt_rate(x), fmt_rate(v), x / v, kg))
+    bound, x, v, kg, eq, _, _ = max(per_round)
+    print("    X25519: %s derives; Ed25519: %s verifications (1 = %.2f X25519), per CPU\n"
+          "    second; an X25519 key generation = %.2f X25519 (EVP_PKEY_keygen against\n"
+          "    EVP_PKEY_derive)" % (fmt_rate(x), fmt_rate(v), x / v, kg))
     print("    a node setup: %d X25519 + %d key generations + %d Ed25519 verification\n"
           "      = %d + %d x %.2f + %.2f = %.1f X25519-equivalents (%.1f-%.1f over the rounds)"
           % (SETUP_DH, SETUP_KEYGEN, SETUP_VERIFY, SETUP_DH, SETUP_KEYGEN, kg, x / v, eq,
              min(p[4] for p in per_round), max(p[4] for p in per_round)))
-    print("    bound: %s setups; the node's best %s is %.0f%% of it (rounds: %.0f-%.0f%%);\n"
-          "    target >= %.0f%%: %s"
-          % (fmt_rate(bound), fmt_rate(max(rate["setups"])), 100 * frac, 100 * min(fracs),
-             100 * max(fracs), 100 * BOUND_TARGET, "PASS" if frac >= BOUND_TARGET else "FAIL"))
-    print("    (the highest of the rounds' bounds; each round's fraction is its\n"
-          "    node rate over its own bound)")
+    print("    bound: %s setups per CPU second (the highest of the rounds' bounds)"
+          % fmt_rate(bound))
+    for label, best, fracs in (
+            ("per CPU second (both threads)", max(cpu_rate["setups"]), [p[5] for p in per_round]),
+            ("wall-clock, through its pipe", max(rate["setups"]), [p[6] for p in per_round])):
+        frac = best / bound
+        print("    the node %-29s %8s = %3.0f%% of it (rounds %.0f-%.0f%%), >= %.0f%%: %s"
+              % (label, fmt_rate(best), 100 * frac, 100 * min(fracs), 100 * max(fracs),
+                 100 * BOUND_TARGET, "PASS" if frac >= BOUND_TARGET else "FAIL"))
+    print("    (each round's fraction: its node rate over its own bound. openssl speed divides\n"
+          "    by CPU time: the node's CPU rate is the like-for-like figure)")
