@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -416,11 +417,13 @@ def run_all(build):
     if ins_why:
         print("  (no instruction counts for the node: %s)" % ins_why)
     if olm:
-        print("  each round, node / libolm:")
+        print("  each round, node / libolm (and the same per CPU second):")
         for r in range(ROUNDS):
-            print("    %d  %s" % (r + 1, "   ".join(
-                "%s %s / %s = %.2fx" % (w, "{:,.0f}".format(rate[w][r]),
-                                        "{:,.0f}".format(peer[w][r]), rate[w][r] / peer[w][r])
+            print("    %d  %s" % (r + 1, "  ".join(
+                "%s %s/%s = %.2fx (%.2fx)" % (w, "{:,.0f}".format(rate[w][r]),
+                                              "{:,.0f}".format(peer[w][r]),
+                                              rate[w][r] / peer[w][r],
+                                              cpu_rate[w][r] / peer_cpu[w][r])
                 for w, _, _ in WORKLOADS)))
     print("  per second of CPU time, best: the node (both threads) %s setups, %s round\n"
           "  trips, %s one-way messages"
@@ -436,29 +439,32 @@ def run_all(build):
     # the node is its setups per CPU second; wall-clock is shown too.
     print("  setup bound, from openssl speed and olm_bench keygen in each round:")
     per_round = []
+    kgs = [k for k in keygen if k is not None]
+    kg = statistics.median(kgs) if kgs else None
     for r in range(ROUNDS):
-        if not speed[r] or keygen[r] is None:
+        if not speed[r] or kg is None:
             continue
         x, v = speed[r]
-        eq = SETUP_DH + SETUP_KEYGEN * keygen[r] + SETUP_VERIFY * x / v
-        per_round.append((x / eq, x, v, keygen[r], eq, cpu_rate["setups"][r] * eq / x,
+        eq = SETUP_DH + SETUP_KEYGEN * kg + SETUP_VERIFY * x / v
+        per_round.append((x / eq, x, v, eq, cpu_rate["setups"][r] * eq / x,
                           rate["setups"][r] * eq / x))
     if not per_round:
         print("    (unavailable: openssl speed or olm_bench is missing)")
         return
-    bound, x, v, kg, eq, _, _ = max(per_round)
+    bound, x, v, eq, _, _ = max(per_round)
     print("    X25519: %s derives; Ed25519: %s verifications (1 = %.2f X25519), per CPU\n"
           "    second; an X25519 key generation = %.2f X25519 (EVP_PKEY_keygen against\n"
-          "    EVP_PKEY_derive)" % (fmt_rate(x), fmt_rate(v), x / v, kg))
+          "    EVP_PKEY_derive per CPU second, the median of the rounds: %.2f-%.2f)"
+          % (fmt_rate(x), fmt_rate(v), x / v, kg, min(kgs), max(kgs)))
     print("    a node setup: %d X25519 + %d key generations + %d Ed25519 verification\n"
           "      = %d + %d x %.2f + %.2f = %.1f X25519-equivalents (%.1f-%.1f over the rounds)"
           % (SETUP_DH, SETUP_KEYGEN, SETUP_VERIFY, SETUP_DH, SETUP_KEYGEN, kg, x / v, eq,
-             min(p[4] for p in per_round), max(p[4] for p in per_round)))
+             min(p[3] for p in per_round), max(p[3] for p in per_round)))
     print("    bound: %s setups per CPU second (the highest of the rounds' bounds)"
           % fmt_rate(bound))
     for label, best, fracs in (
-            ("per CPU second (both threads)", max(cpu_rate["setups"]), [p[5] for p in per_round]),
-            ("wall-clock, through its pipe", max(rate["setups"]), [p[6] for p in per_round])):
+            ("per CPU second (both threads)", max(cpu_rate["setups"]), [p[4] for p in per_round]),
+            ("wall-clock, through its pipe", max(rate["setups"]), [p[5] for p in per_round])):
         frac = best / bound
         print("    the node %-29s %8s = %3.0f%% of it (rounds %.0f-%.0f%%), >= %.0f%%: %s"
               % (label, fmt_rate(best), 100 * frac, 100 * min(fracs), 100 * max(fracs),
