@@ -27,9 +27,10 @@
  *
  * Plaintexts are 14 bytes. Every decrypted message is checked. Random input
  * comes from OpenSSL's CSPRNG (RAND_bytes) in the sizes libolm asks for, and
- * is wiped after use. --count runs exactly N operations; --seconds (default
- * 1) runs until that much time has been timed. --warmup (default 20) runs
- * that many operations untimed first.
+ * is wiped after use. --count runs exactly N operations (keygen: at least
+ * N/2 of each kind, in turns of 50); --seconds (default 1) runs until that
+ * much time has been timed. --warmup (default 20) runs that many operations
+ * untimed first.
  *
  * Prints one JSON line per workload:
  *   {"impl":"libolm 3.2.13","workload":"setups","unit":"setup","ops":N,
