@@ -21,6 +21,7 @@
 #include "securitor/wipe.h"
 #include "securitor/wire.h"
 #include "conversation.h"
+#include "fields.h"
 #include "persist.h"
 #include "store.h"
 
@@ -124,70 +125,6 @@ static int conv_reply(struct app *app, struct reply *r, enum conv_result rc, con
     return node_error(r, ERR_CRASH, "internal error");
 }
 
-/* Decodes base64 of a public key (33 bytes 0x05 || u, or 32 raw bytes). */
-static int parse_key(struct reply *r, const cJSON *obj, const char *obj_name, const char *key,
-                     bool optional, uint8_t out[static CURVE_KEY_LEN], bool *present)
-{
-    const char *s;
-    size_t len, n;
-    uint8_t raw[CURVE_ENCODED_LEN + 2];
-    int rc = req_string(r, obj, key, optional, &s, &len);
-    if (present)
-        *present = s != NULL;
-    if (rc || !s)
-        return rc;
-    if (len != 44 || base64_decode(raw, &n, s, len) || curve_decode(out, raw, n))
-        return node_error(r, ERR_MALFORMED,
-                          "%s%s%s: expected base64 of a 33-byte public key (0x05 || u) or of "
-                          "32 raw bytes", obj_name, *obj_name ? "." : "", key);
-    return 0;
-}
-
-static int parse_u32(struct reply *r, const cJSON *obj, const char *key, bool optional,
-                     uint32_t *out)
-{
-    long long v = 0;
-    int rc = req_int(r, obj, key, optional, 0, UINT32_MAX, &v, NULL);
-    *out = (uint32_t)v;
-    return rc;
-}
-
-/* Reads bob_public_key. Fields as in a bundle; errors name the field. */
-static int parse_bundle(struct reply *r, const cJSON *obj, struct bundle *b)
-{
-    const char *sig;
-    size_t sig_len, n;
-    uint8_t raw[CURVE_SIG_LEN + 2];
-    int rc;
-    memset(b, 0, sizeof(*b));
-    if (!cJSON_IsObject(obj))
-        return node_error(r, ERR_MALFORMED, "bob_public_key: expected an object with the "
-                                            "fields of a bundle (see get_bundle)");
-    if ((rc = parse_key(r, obj, "bob_public_key", "identity_key", false, b->identity, NULL)) ||
-        (rc = parse_key(r, obj, "bob_public_key", "signed_pre_key", false, b->spk, NULL)) ||
-        (rc = req_string(r, obj, "signed_pre_key_signature", false, &sig, &sig_len)))
-        return rc;
-    if (sig_len != 88 || base64_decode(raw, &n, sig, sig_len) || n != CURVE_SIG_LEN)
-        return node_error(r, ERR_MALFORMED, "bob_public_key.signed_pre_key_signature: expected "
-                                            "base64 of a 64-byte signature");
-    memcpy(b->spk_sig, raw, CURVE_SIG_LEN);
-    if ((rc = parse_u32(r, obj, "signed_pre_key_id", false, &b->spk_id)) ||
-        (rc = parse_u32(r, obj, "registration_id", true, &b->registration_id)) ||
-        (rc = parse_u32(r, obj, "device_id", true, &b->device_id)) ||
-        (rc = parse_key(r, obj, "bob_public_key", "one_time_pre_key", true, b->opk, &b->has_opk)))
-        return rc;
-    if (b->has_opk && (rc = parse_u32(r, obj, "one_time_pre_key_id", false, &b->opk_id)))
-        return rc;
-    return 0;
-}
-
-static void reply_key(struct reply *r, const char *field, const uint8_t key[static CURVE_KEY_LEN])
-{
-    uint8_t enc[CURVE_ENCODED_LEN];
-    curve_encode(enc, key);
-    reply_base64(r, field, enc, sizeof(enc));
-}
-
 /* ============================================================================
  * Handlers
  * ========================================================================== */
@@ -203,16 +140,7 @@ static int h_get_bundle(struct app *app, const struct request *req, struct reply
     conv_bundle(u, &b, true);
     reply_type(r, "bundle");
     reply_cstring(r, "user", u->name);
-    reply_int(r, "registration_id", b.registration_id);
-    reply_int(r, "device_id", b.device_id);
-    reply_key(r, "identity_key", b.identity);
-    reply_key(r, "signed_pre_key", b.spk);
-    reply_int(r, "signed_pre_key_id", b.spk_id);
-    reply_base64(r, "signed_pre_key_signature", b.spk_sig, CURVE_SIG_LEN);
-    if (b.has_opk) {
-        reply_key(r, "one_time_pre_key", b.opk);
-        reply_int(r, "one_time_pre_key_id", b.opk_id);
-    }
+    reply_bundle_fields(r, &b);
     return 0;
 }
 
@@ -229,7 +157,7 @@ static int h_initiate_conversation(struct app *app, const struct request *req, s
     bool has_bundle = bundle_json && !cJSON_IsNull(bundle_json);
     if ((rc = name_field(r, req->body, "recipient", &recipient)) ||
         (rc = acting_name(req, r, &name)) ||
-        (has_bundle && (rc = parse_bundle(r, bundle_json, &b))))
+        (has_bundle && (rc = field_bundle(r, bundle_json, "bob_public_key", &b))))
         return rc;
     if (!strcmp(recipient, name))
         return node_error(r, ERR_MALFORMED, "recipient: a user cannot start a conversation "
@@ -400,7 +328,7 @@ static int h_trust_identity(struct app *app, const struct request *req, struct r
     struct user *u;
     int rc;
     if ((rc = name_field(r, req->body, "peer", &peer_name)) ||
-        (rc = parse_key(r, req->body, "", "identity_key", false, identity, NULL)) ||
+        (rc = field_key(r, req->body, "", "identity_key", false, identity, NULL)) ||
         (rc = acting_name(req, r, &name)))
         return rc;
     int usable = curve_public_usable(identity);
