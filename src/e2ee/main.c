@@ -20,19 +20,12 @@
 #include "securitor/safety.h"
 #include "securitor/wipe.h"
 #include "securitor/wire.h"
+#include "app.h"
 #include "conversation.h"
 #include "fields.h"
 #include "persist.h"
 #include "store.h"
 
-struct app {
-    struct store store;
-    size_t max_users;
-    struct durable durable; /* --state-dir: the store kept in a state */
-    struct buf wire;  /* encoded messages */
-    struct buf bytes; /* decoded ciphertexts / plaintexts */
-    struct buf plain; /* decrypted plaintext */
-};
 
 /* ============================================================================
  * Request helpers
