@@ -1,0 +1,2429 @@
+/* device.c - the device role (see device.h).
+ *
+ * Everything here runs on the loop's worker. Work that waits for the
+ * directory or the relay (a call with a deadline) keeps what it needs in
+ * its own context and finds its device again by user name when the answer
+ * comes: after a failed commit the devices are read back from the state,
+ * and a device that is gone means the work stops.
+ */
+#include "device.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <uuid/uuid.h>
+
+#include "securitor/codec.h"
+#include "securitor/kdf.h"
+#include "securitor/map.h"
+#include "securitor/safety.h"
+#include "securitor/state.h"
+#include "securitor/wipe.h"
+#include "conversation.h"
+#include "devlist.h"
+#include "directory.h"
+#include "fields.h"
+#include "relay.h"
+#include "rows.h"
+#include "signed.h"
+
+#define KNOWN_MAX DIR_DEVICES_MAX   /* devices a user's chain can ever list */
+#define FAILURES_KEPT 64            /* envelopes whose failures are counted */
+#define LOOKUPS_MAX 16              /* senders looked up after one fetch */
+#define OUTBOX_MAX 1000             /* messages waiting per device */
+#define PEER_NAME_MAX (DEVICE_USER_MAX + 12)
+#define MESSAGE_ID_LEN 36
+#define INNER_DOMAIN "securitor message v1"
+#define CODE_DOMAIN "securitor device code v1"
+
+enum dev_status { DEV_NEW, DEV_PENDING, DEV_ACTIVE, DEV_REVOKED };
+
+/* A user's device list as this device verified it. */
+struct known {
+    char *of;
+    struct devlist_pin pin;   /* where the verified chain got to */
+    struct devlist newest;    /* that version */
+    struct devlist_device seen[KNOWN_MAX]; /* every device any version listed */
+    size_t n_seen;
+};
+
+struct message {
+    uint64_t seq;
+    char *message_id, *from;
+    uint32_t from_device;
+    uint8_t *text;
+    size_t len;
+};
+
+struct outgoing {
+    char message_id[MESSAGE_ID_LEN + 1];
+    char *to;
+    uint8_t *text;
+    size_t len;
+};
+
+struct failure {
+    uint64_t id;
+    unsigned n;
+};
+
+struct device {
+    char *user;
+    uint32_t device_id;     /* 0 until the directory gave one */
+    enum dev_status status;
+    uint64_t counter;       /* the last signed request's (never repeats) */
+    uint32_t dir_opks;      /* one-time prekeys the directory holds, as last told */
+    struct map known;       /* user -> struct known */
+    struct message *inbox;  /* inbox[i].seq == i + 1 */
+    size_t n_inbox, cap_inbox;
+    struct map inbox_ids;   /* message_id -> 1 + index */
+    struct map outbox;      /* message_id -> struct outgoing */
+    /* Work in flight; not kept in the state. */
+    bool fetching, fetch_again, polling, check_self, topping_up;
+    uint64_t last_fetch_ms, next_topup_ms;
+    struct failure failures[FAILURES_KEPT];
+    size_t next_failure;
+};
+
+struct send_op;
+
+struct devices {
+    struct map by_user; /* user -> struct device */
+    struct map ops;     /* message_id -> struct send_op */
+    uint64_t tick;
+    bool closing;
+};
+
+static void fail_row(void) { node_log("e2ee-node: cannot record a device row: the commit will fail"); }
+
+/* ============================================================================
+ * Rows: dev_dev user; dev_known user\0of; dev_msg user\0seq; dev_out
+ * user\0message_id. Inbox and outbox rows hold text: sealed like every
+ * row, and their buffers wiped.
+ * ========================================================================== */
+
+static size_t key_pair(uint8_t *k, const char *user, const void *rest, size_t rest_len)
+{
+    size_t n = strlen(user);
+    memcpy(k, user, n);
+    k[n] = 0;
+    memcpy(k + n + 1, rest, rest_len);
+    return n + 1 + rest_len;
+}
+
+static void put_row(struct app *app, const char *kind, const uint8_t *k, size_t k_len,
+                    struct buf *b)
+{
+    struct state *st = app_state(app);
+    if (st && (!buf_ok(b) || state_put(st, kind, k, k_len, b->data, b->len)))
+        fail_row();
+    if (b->data)
+        wipe_bytes(b->data, b->len);
+    buf_free(b);
+}
+
+static void del_row(struct app *app, const char *kind, const uint8_t *k, size_t k_len)
+{
+    struct state *st = app_state(app);
+    if (st && state_del(st, kind, k, k_len))
+        fail_row();
+}
+
+static void put_device(struct app *app, const struct device *d)
+{
+    struct buf b = {0};
+    if (!app_state(app))
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_u32(&b, d->device_id);
+    row_u8(&b, (uint8_t)d->status);
+    row_u64(&b, d->counter);
+    row_u32(&b, d->dir_opks);
+    put_row(app, "dev_dev", (const uint8_t *)d->user, strlen(d->user), &b);
+}
+
+static void row_devices(struct buf *b, const struct devlist_device *x, size_t n)
+{
+    row_u32(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        row_u32(b, x[i].device_id);
+        row_bytes(b, x[i].identity, CURVE_KEY_LEN);
+        row_u32(b, x[i].registration_id);
+    }
+}
+
+static void put_known(struct app *app, const struct device *d, const struct known *k)
+{
+    struct buf b = {0};
+    uint8_t key[2 * DEVICE_USER_MAX + 2];
+    if (!app_state(app))
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_u32(&b, k->pin.version);
+    row_bytes(&b, k->pin.hash, DEVLIST_HASH_LEN);
+    row_u32(&b, k->newest.version);
+    row_u32(&b, k->newest.signer);
+    row_bytes(&b, k->newest.signature, CURVE_SIG_LEN);
+    row_devices(&b, k->newest.devices, k->newest.n);
+    row_devices(&b, k->seen, k->n_seen);
+    put_row(app, "dev_known", key, key_pair(key, d->user, k->of, strlen(k->of)), &b);
+}
+
+static void seq_bytes(uint8_t out[static 8], uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static void put_message(struct app *app, const struct device *d, const struct message *m)
+{
+    struct buf b = {0};
+    uint8_t key[DEVICE_USER_MAX + 9], seq[8];
+    if (!app_state(app))
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_str(&b, m->message_id, strlen(m->message_id));
+    row_str(&b, m->from, strlen(m->from));
+    row_u32(&b, m->from_device);
+    row_bytes(&b, m->text, m->len);
+    seq_bytes(seq, m->seq);
+    put_row(app, "dev_msg", key, key_pair(key, d->user, seq, 8), &b);
+}
+
+static void put_outgoing(struct app *app, const struct device *d, const struct outgoing *o)
+{
+    struct buf b = {0};
+    uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
+    if (!app_state(app))
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_str(&b, o->to, strlen(o->to));
+    row_bytes(&b, o->text, o->len);
+    put_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN), &b);
+}
+
+/* ============================================================================
+ * Devices
+ * ========================================================================== */
+
+static void outgoing_free(struct outgoing *o)
+{
+    if (!o)
+        return;
+    if (o->text)
+        wipe_bytes(o->text, o->len);
+    free(o->text);
+    free(o->to);
+    free(o);
+}
+
+static void device_free(struct device *d)
+{
+    size_t pos = 0;
+    void *v;
+    while ((v = map_next(&d->known, &pos)) != NULL) {
+        free(((struct known *)v)->of);
+        free(v);
+    }
+    map_free(&d->known);
+    pos = 0;
+    while ((v = map_next(&d->outbox, &pos)) != NULL)
+        outgoing_free(v);
+    map_free(&d->outbox);
+    for (size_t i = 0; i < d->n_inbox; i++) {
+        struct message *m = &d->inbox[i];
+        if (m->text)
+            wipe_bytes(m->text, m->len);
+        free(m->text);
+        free(m->message_id);
+        free(m->from);
+    }
+    free(d->inbox);
+    map_free(&d->inbox_ids);
+    free(d->user);
+    free(d);
+}
+
+static struct device *device_find(struct app *app, const char *user)
+{
+    return app->devs ? map_get_str(&app->devs->by_user, user) : NULL;
+}
+
+static struct device *device_get(struct app *app, const char *user)
+{
+    struct device *d = device_find(app, user);
+    if (d)
+        return d;
+    if (!(d = calloc(1, sizeof(*d))) || !(d->user = strdup(user)) ||
+        map_put_str(&app->devs->by_user, d->user, d)) {
+        if (d)
+            free(d->user);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int peer_name(char out[static PEER_NAME_MAX + 1], const char *user, uint32_t id)
+{
+    int n = snprintf(out, PEER_NAME_MAX + 1, "%s/%u", user, id);
+    return n > 0 && n <= PEER_NAME_MAX ? 0 : -1;
+}
+
+/* The 12 digits a person compares on both devices before approving one. */
+static int device_code(char out[static 13], const uint8_t identity[static CURVE_KEY_LEN])
+{
+    uint8_t in[sizeof(CODE_DOMAIN) - 1 + CURVE_ENCODED_LEN], h[32];
+    uint64_t v = 0;
+    memcpy(in, CODE_DOMAIN, sizeof(CODE_DOMAIN) - 1);
+    curve_encode(in + sizeof(CODE_DOMAIN) - 1, identity);
+    if (sha256(h, in, sizeof(in)))
+        return -1;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | h[i];
+    snprintf(out, 13, "%012llu", (unsigned long long)(v % 1000000000000ULL));
+    return 0;
+}
+
+/* A name field of a device request: 1 to DEVICE_USER_MAX bytes, no '/'
+ * (peer devices are "user/id" in the store). */
+static int device_name_field(struct reply *r, const cJSON *body, const char *field,
+                             bool optional, const char *fallback, const char **out)
+{
+    int rc = req_string(r, body, field, optional, out, NULL);
+    if (rc)
+        return rc;
+    if (!*out)
+        *out = fallback;
+    size_t len = strlen(*out);
+    if (!len || len > DEVICE_USER_MAX || strchr(*out, '/'))
+        return node_error(r, ERR_MALFORMED, "%s: expected a name of 1 to %d bytes without '/'",
+                          field, DEVICE_USER_MAX);
+    return 0;
+}
+
+static bool valid_remote_name(const char *s)
+{
+    size_t len = strlen(s);
+    return len && len <= DEVICE_USER_MAX && !strchr(s, '/');
+}
+
+/* The acting device, which must have registered; a revoked one gets error
+ * 22, and so does a pending one when `active` is asked for. */
+static int acting_device(struct app *app, const struct request *req, struct reply *r,
+                         bool active, struct device **out, struct user **u)
+{
+    const char *name;
+    int rc = device_name_field(r, req->body, "user", true, req->src, &name);
+    if (rc)
+        return rc;
+    struct device *d = device_find(app, name);
+    *u = store_find_user(&app->store, name);
+    if (!d || d->status == DEV_NEW || !*u)
+        return node_error(r, ERR_KEY_DOES_NOT_EXIST, "user: \"%s\" has no device on this node: "
+                                                     "register first", name);
+    if (d->status == DEV_REVOKED)
+        return node_error(r, ERR_PRECONDITION, "device %u of \"%s\" is revoked", d->device_id,
+                          name);
+    if (active && d->status != DEV_ACTIVE)
+        return node_error(r, ERR_PRECONDITION, "device %u of \"%s\" is pending: an active "
+                                               "device of the user must approve it first",
+                          d->device_id, name);
+    *out = d;
+    return 0;
+}
+
+/* Pins a peer device's identity from a verified chain, and marks its name
+ * remote (the node never makes keys for it). */
+static struct peer *pin_device(struct app *app, struct user *u, const char *of,
+                               const struct devlist_device *x)
+{
+    char name[PEER_NAME_MAX + 1];
+    if (peer_name(name, of, x->device_id))
+        return NULL;
+    struct peer *p = user_find_peer(u, name);
+    if (!p && !(p = user_add_peer(u, name)))
+        return NULL;
+    if (!store_is_remote(&app->store, name) && store_mark_remote(&app->store, name))
+        return NULL;
+    if (!p->pinned)
+        user_pin_peer(u, p, x->identity);
+    else if (memcmp(p->identity, x->identity, CURVE_KEY_LEN))
+        return NULL; /* cannot happen with a verified chain: ids are never reused */
+    return p;
+}
+
+static const struct devlist_device *known_device(const struct known *k, uint32_t id)
+{
+    for (size_t i = 0; k && i < k->n_seen; i++)
+        if (k->seen[i].device_id == id)
+            return &k->seen[i];
+    return NULL;
+}
+
+/* Drops every session of a revoked device's user: it will not use them. */
+static void drop_sessions(struct user *u)
+{
+    size_t pos = 0;
+    struct peer *p, *all[256];
+    size_t n = 0;
+    while ((p = map_next(&u->peers, &pos)) != NULL && n < 256)
+        all[n++] = p;
+    for (size_t i = 0; i < n; i++)
+        user_remove_peer(u, all[i]);
+}
+
+/* ============================================================================
+ * Device lists from the directory (dir_devices), verified against the pin
+ * ========================================================================== */
+
+struct chain {
+    int status; /* 0 lists, 1 no such account (error 20), -1 no usable answer */
+    struct devlist *lists;
+    size_t n;
+    struct devlist_device pending[DIR_DEVICES_MAX];
+    size_t n_pending;
+};
+
+static void chain_free(struct chain *c)
+{
+    free(c->lists);
+    memset(c, 0, sizeof(*c));
+}
+
+static void chain_read(struct chain *c, enum node_call_status st, const cJSON *body)
+{
+    struct reply scratch = {0};
+    const cJSON *type = body ? req_field(body, "type") : NULL, *lists, *pending, *it;
+    chain_free(c);
+    c->status = -1;
+    if (st != NODE_CALL_REPLY || !cJSON_IsString(type))
+        return;
+    if (!strcmp(type->valuestring, "error")) {
+        const cJSON *code = req_field(body, "code");
+        if (cJSON_IsNumber(code) && code->valuedouble == ERR_KEY_DOES_NOT_EXIST)
+            c->status = 1;
+        return;
+    }
+    lists = req_field(body, "lists");
+    pending = req_field(body, "pending");
+    int n = cJSON_IsArray(lists) ? cJSON_GetArraySize(lists) : 0;
+    if (!n || n > DEVICE_CHAIN_MAX || !(c->lists = calloc((size_t)n, sizeof(*c->lists))))
+        return;
+    cJSON_ArrayForEach(it, lists) {
+        if (field_devlist(&scratch, it, "list", &c->lists[c->n]))
+            goto bad;
+        c->n++;
+    }
+    if (!cJSON_IsArray(pending))
+        pending = NULL;
+    cJSON_ArrayForEach(it, pending) {
+        struct devlist_device *x = &c->pending[c->n_pending];
+        if (c->n_pending == DIR_DEVICES_MAX ||
+            field_u32(&scratch, it, "pending[]", "device_id", false, &x->device_id) ||
+            field_key(&scratch, it, "pending[]", "identity_key", false, x->identity, NULL) ||
+            field_u32(&scratch, it, "pending[]", "registration_id", false, &x->registration_id))
+            goto bad;
+        c->n_pending++;
+    }
+    reply_free(&scratch);
+    c->status = 0;
+    return;
+bad:
+    reply_free(&scratch);
+    chain_free(c);
+    c->status = -1;
+}
+
+static void known_add_seen(struct known *k, const struct devlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!known_device(k, l->devices[i].device_id) && k->n_seen < KNOWN_MAX)
+            k->seen[k->n_seen++] = l->devices[i];
+}
+
+/* Verifies c as `of`'s chain from version 1 and against d's pin, and moves
+ * the pin to its newest version. */
+static enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
+                                      const struct chain *c, struct known **out)
+{
+    struct known *k = map_get_str(&d->known, of);
+    struct devlist_pin newest;
+    enum devlist_result v = devlist_verify_chain(of, c->lists, c->n, k ? &k->pin : NULL,
+                                                 &newest);
+    if (v != DEVLIST_OK)
+        return v;
+    if (!k) {
+        if (!(k = calloc(1, sizeof(*k))) || !(k->of = strdup(of)) ||
+            map_put_str(&d->known, k->of, k)) {
+            if (k)
+                free(k->of);
+            free(k);
+            return DEVLIST_INTERNAL;
+        }
+    }
+    bool moved = k->pin.version != newest.version;
+    k->pin = newest;
+    k->newest = c->lists[c->n - 1];
+    for (size_t i = 0; i < c->n; i++)
+        known_add_seen(k, &c->lists[i]);
+    if (moved)
+        put_known(app, d, k);
+    *out = k;
+    return DEVLIST_OK;
+}
+
+/* A version this device made and the directory took: the pin moves to it. */
+static int known_extend(struct app *app, struct device *d, struct known *k,
+                        const struct devlist *next)
+{
+    uint8_t hash[DEVLIST_HASH_LEN];
+    if (k->pin.version + 1 != next->version || devlist_hash(hash, d->user, next, k->pin.hash))
+        return -1;
+    k->pin.version = next->version;
+    memcpy(k->pin.hash, hash, DEVLIST_HASH_LEN);
+    k->newest = *next;
+    known_add_seen(k, next);
+    put_known(app, d, k);
+    return 0;
+}
+
+static int ask_devices(struct app *app, const char *of, node_call_fn fn, void *ctx)
+{
+    struct reply *m = node_message(app->node, "dir_get_devices");
+    reply_cstring(m, "user", of);
+    return node_call(app->node, app->directory_id, DEVICE_CALL_MS, fn, ctx) ? 0 : -1;
+}
+
+static void reply_active(struct reply *r, const char *key, const struct devlist *l)
+{
+    reply_begin_array(r, key);
+    for (size_t i = 0; i < l->n; i++) {
+        reply_begin_object(r, NULL);
+        reply_int(r, "device_id", l->devices[i].device_id);
+        reply_key(r, "identity_key", l->devices[i].identity);
+        reply_int(r, "registration_id", l->devices[i].registration_id);
+        reply_cstring(r, "status", "active");
+        reply_end_object(r);
+    }
+    reply_end_array(r);
+}
+
+/* An error reply from a backend node, passed on: its code and text. */
+static void answer_backend_error(struct node *n, struct node_deferred *to, const cJSON *body,
+                                 const char *who)
+{
+    const cJSON *code = req_field(body, "code"), *text = req_field(body, "text");
+    long long c = ERR_CRASH;
+    if (!json_exact_int(code, &c) || c < 0 || c > 1000)
+        c = ERR_CRASH;
+    node_answer_error(n, to, (int)c, "the %s refused: %s", who,
+                      cJSON_IsString(text) ? text->valuestring : "(no text)");
+}
+
+static bool is_type(const cJSON *body, const char *type)
+{
+    const cJSON *t = body ? req_field(body, "type") : NULL;
+    return cJSON_IsString(t) && !strcmp(t->valuestring, type);
+}
+
+/* ============================================================================
+ * register
+ * ========================================================================== */
+
+struct register_op {
+    char *user;
+    struct node_deferred *client;
+};
+
+static void reply_registered(struct reply *m, const struct device *d, const struct user *u)
+{
+    char code[13];
+    if (device_code(code, u->id.x.pub)) {
+        node_error(m, ERR_CRASH, "hash failed internally");
+        return;
+    }
+    reply_type(m, "registered");
+    reply_cstring(m, "user", d->user);
+    reply_int(m, "device_id", d->device_id);
+    reply_cstring(m, "status", d->status == DEV_ACTIVE ? "active" : "pending");
+    reply_cstring(m, "code", code);
+}
+
+static void register_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                          const cJSON *body)
+{
+    struct register_op *op = ctx;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    const cJSON *status = body ? req_field(body, "status") : NULL;
+    uint32_t id = 0;
+    struct reply scratch = {0};
+    if (!d || !u) {
+        node_answer_error(n, op->client, ERR_CRASH, "the device was lost (a failed commit)");
+    } else if (st != NODE_CALL_REPLY) {
+        node_answer_error(n, op->client, ERR_TIMEOUT, "the directory did not answer in time; "
+                                                      "register again (it is idempotent)");
+    } else if (!is_type(body, "dir_published")) {
+        answer_backend_error(n, op->client, body, "directory");
+    } else if (field_u32(&scratch, body, "", "device_id", false, &id) || !id ||
+               !cJSON_IsString(status) || (strcmp(status->valuestring, "active") &&
+                                           strcmp(status->valuestring, "pending"))) {
+        node_answer_error(n, op->client, ERR_CRASH, "the directory's answer is malformed");
+    } else {
+        if (d->status == DEV_NEW) { /* else a concurrent register got here first */
+            d->device_id = id;
+            d->status = strcmp(status->valuestring, "active") ? DEV_PENDING : DEV_ACTIVE;
+            d->next_topup_ms = node_now_ms() + DEVICE_TOPUP_MS;
+            put_device(app, d);
+        }
+        reply_registered(node_message(n, "registered"), d, u);
+        node_answer(n, op->client);
+    }
+    reply_free(&scratch);
+    free(op->user);
+    free(op);
+}
+
+/* The fresh one-time prekeys of u (not the last resort), at most max. */
+static size_t fresh_opk_ids(const struct user *u, uint32_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < u->n_opks && n < max; i++)
+        if (!u->opks[i].handed_out && u->opks[i].id != STORE_LAST_RESORT_ID)
+            ids[n++] = u->opks[i].id;
+    return n;
+}
+
+/* Writes the keys into m and marks them handed out: they leave the device
+ * in this commit, so a lost answer never makes one go out twice. */
+static void add_opks(struct reply *m, struct user *u, const uint32_t *ids, size_t n)
+{
+    reply_begin_array(m, "one_time_pre_keys");
+    for (size_t i = 0; i < n; i++) {
+        struct one_time_prekey *k = user_find_opk(u, ids[i]);
+        if (!k)
+            continue;
+        reply_begin_object(m, NULL);
+        reply_int(m, "id", k->id);
+        reply_key(m, "key", k->kp.pub);
+        reply_end_object(m);
+    }
+    reply_end_array(m);
+    for (size_t i = 0; i < n; i++) {
+        struct one_time_prekey *k = user_find_opk(u, ids[i]);
+        if (k && !k->handed_out && user_hand_out_opk(u, k))
+            node_log("e2ee-node: could not refill one-time prekeys (RNG): will try again");
+    }
+}
+
+int h_register(struct app *app, const struct request *req, struct reply *r)
+{
+    const char *name;
+    struct user *u;
+    int rc = device_name_field(r, req->body, "user", true, req->src, &name);
+    if (rc)
+        return rc;
+    switch (store_user(&app->store, name, &u)) {
+    case STORE_OK: break;
+    case STORE_FULL:
+        return node_error(r, ERR_PRECONDITION, "user limit reached: this node holds at most %zu "
+                                               "devices (--max-users)", app->store.max_users);
+    case STORE_NO_MEMORY: return node_error(r, ERR_CRASH, "out of memory");
+    default: return node_error(r, ERR_CRASH, "key generation failed (RNG or OpenSSL)");
+    }
+    struct device *d = device_get(app, name);
+    if (!d)
+        return node_error(r, ERR_CRASH, "out of memory");
+    if (d->status == DEV_REVOKED)
+        return node_error(r, ERR_PRECONDITION, "device %u of \"%s\" is revoked", d->device_id,
+                          name);
+    if (d->status != DEV_NEW) { /* registering again is a no-op */
+        reply_registered(r, d, u);
+        return 0;
+    }
+    struct register_op *op = calloc(1, sizeof(*op));
+    uint32_t ids[STORE_OPK_TARGET];
+    struct devlist first = {.version = 1, .n = 1, .signer = 1};
+    first.devices[0] = (struct devlist_device){1, {0}, u->registration_id};
+    memcpy(first.devices[0].identity, u->id.x.pub, CURVE_KEY_LEN);
+    if (!op || !(op->user = strdup(name))) {
+        free(op);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    /* Version 1 of the list, for when the account is new (then this is
+     * device 1); the directory ignores it for a later device. */
+    if (devlist_sign(&first, name, NULL, &u->id)) {
+        free(op->user);
+        free(op);
+        return node_error(r, ERR_CRASH, "signing failed (OpenSSL)");
+    }
+    if (!(op->client = node_defer(req, r))) {
+        free(op->user);
+        free(op);
+        return ERR_CRASH;
+    }
+    struct reply *m = node_message(app->node, "dir_publish");
+    reply_cstring(m, "user", name);
+    reply_int(m, "registration_id", u->registration_id);
+    reply_key(m, "identity_key", u->id.x.pub);
+    reply_begin_object(m, "signed_pre_key");
+    reply_int(m, "id", u->spk_id);
+    reply_key(m, "key", u->spk.pub);
+    reply_base64(m, "signature", u->spk_sig, CURVE_SIG_LEN);
+    reply_end_object(m);
+    add_opks(m, u, ids, fresh_opk_ids(u, ids, STORE_OPK_TARGET));
+    reply_devlist(m, "list", &first);
+    if (!node_call(app->node, app->directory_id, DEVICE_CALL_MS, register_done, op)) {
+        node_answer_error(app->node, op->client, ERR_CRASH, "out of memory");
+        free(op->user);
+        free(op);
+    }
+    return 0;
+}
+
+/* ============================================================================
+ * approve_device, revoke_device: the acting device signs the next version
+ * ========================================================================== */
+
+struct change_op {
+    char *user;
+    struct node_deferred *client;
+    bool approve;
+    uint32_t target;
+    char code[13];
+    int attempts;
+    struct devlist next;
+};
+
+static void change_free(struct change_op *op)
+{
+    node_deferred_drop(op->client);
+    free(op->user);
+    free(op);
+}
+
+static void change_start(struct app *app, struct change_op *op);
+
+static void change_answer(struct app *app, struct change_op *op, const struct devlist *l)
+{
+    struct reply *m = node_message(app->node, op->approve ? "device_approved" : "device_revoked");
+    reply_cstring(m, "user", op->user);
+    reply_active(m, "devices", l);
+    node_answer(app->node, op->client);
+    op->client = NULL;
+    change_free(op);
+}
+
+static void change_fail(struct app *app, struct change_op *op, int code, const char *text)
+{
+    node_answer_error(app->node, op->client, code, "%s", text);
+    op->client = NULL;
+    change_free(op);
+}
+
+static void change_updated(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                           const cJSON *body)
+{
+    (void)n;
+    struct change_op *op = ctx;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    struct known *k = d ? map_get_str(&d->known, op->user) : NULL;
+    if (!d || !u || !k)
+        return change_fail(app, op, ERR_CRASH, "the device was lost (a failed commit)");
+    if (st != NODE_CALL_REPLY)
+        return change_fail(app, op, ERR_TIMEOUT, "the directory did not answer in time: the "
+                                                 "change may or may not have been made");
+    if (!is_type(body, "dir_devices_updated")) {
+        const cJSON *code = req_field(body, "code");
+        if (cJSON_IsNumber(code) && code->valuedouble == ERR_PRECONDITION && ++op->attempts < 3)
+            return change_start(app, op); /* another change came first: again */
+        answer_backend_error(app->node, op->client, body, "directory");
+        op->client = NULL;
+        return change_free(op);
+    }
+    if (known_extend(app, d, k, &op->next)) /* the pin moved meanwhile: read it afresh */
+        node_log("e2ee-node: device list of \"%s\" moved during a change", op->user);
+    if (!op->approve && op->target == d->device_id) { /* it revoked itself */
+        d->status = DEV_REVOKED;
+        drop_sessions(u);
+        put_device(app, d);
+    }
+    change_answer(app, op, &op->next);
+}
+
+static void change_got_list(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                            const cJSON *body)
+{
+    struct change_op *op = ctx;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    struct chain c = {0};
+    struct known *k;
+    char text[200];
+    if (!d || !u || d->status != DEV_ACTIVE)
+        return change_fail(app, op, ERR_PRECONDITION, "the acting device is no longer active");
+    chain_read(&c, st, body);
+    if (c.status) {
+        chain_free(&c);
+        return change_fail(app, op, c.status > 0 ? ERR_KEY_DOES_NOT_EXIST : ERR_TIMEOUT,
+                           c.status > 0 ? "the directory has no account for this user"
+                                        : "the directory did not answer in time");
+    }
+    enum devlist_result v = chain_take(app, d, op->user, &c, &k);
+    if (v != DEVLIST_OK) {
+        chain_free(&c);
+        snprintf(text, sizeof(text), "the directory's device list does not verify: %s",
+                 devlist_result_text(v));
+        return change_fail(app, op, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION, text);
+    }
+    const struct devlist *cur = &k->newest;
+    if (!devlist_find(cur, d->device_id)) {
+        chain_free(&c);
+        d->status = DEV_REVOKED;
+        drop_sessions(u);
+        put_device(app, d);
+        return change_fail(app, op, ERR_PRECONDITION, "the acting device has been revoked");
+    }
+    struct devlist next = *cur;
+    if (op->approve) {
+        const struct devlist_device *p = NULL;
+        char code[13];
+        for (size_t i = 0; i < c.n_pending && !p; i++)
+            if (c.pending[i].device_id == op->target)
+                p = &c.pending[i];
+        if (devlist_find(cur, op->target)) { /* approved already */
+            op->next = *cur;
+            chain_free(&c);
+            return change_answer(app, op, cur);
+        }
+        if (!p) {
+            chain_free(&c);
+            return change_fail(app, op, ERR_KEY_DOES_NOT_EXIST,
+                               "device_id: no pending device with that id");
+        }
+        if (device_code(code, p->identity)) {
+            chain_free(&c);
+            return change_fail(app, op, ERR_CRASH, "hash failed internally");
+        }
+        /* The code binds the approval to the key the new device showed its
+         * person: a directory that swapped the key is caught here. */
+        if (CRYPTO_memcmp(code, op->code, 12)) {
+            chain_free(&c);
+            return change_fail(app, op, ERR_PRECONDITION, "code: does not match the pending "
+                                                          "device's identity key");
+        }
+        if (next.n == DEVLIST_MAX_DEVICES) {
+            chain_free(&c);
+            return change_fail(app, op, ERR_PRECONDITION, "the user has the most active "
+                                                          "devices a list holds");
+        }
+        next.devices[next.n++] = *p;
+    } else {
+        size_t j = 0;
+        if (!devlist_find(cur, op->target)) {
+            bool was = known_device(k, op->target) != NULL;
+            chain_free(&c);
+            if (was) { /* revoked already */
+                op->next = *cur;
+                return change_answer(app, op, cur);
+            }
+            return change_fail(app, op, ERR_KEY_DOES_NOT_EXIST,
+                               "device_id: no such device of the user");
+        }
+        if (cur->n == 1) {
+            chain_free(&c);
+            return change_fail(app, op, ERR_PRECONDITION, "the last device of a user cannot be "
+                                                          "revoked");
+        }
+        for (size_t i = 0; i < cur->n; i++)
+            if (cur->devices[i].device_id != op->target)
+                next.devices[j++] = cur->devices[i];
+        next.n = j;
+    }
+    chain_free(&c);
+    next.version = cur->version + 1;
+    next.signer = d->device_id;
+    if (devlist_sign(&next, op->user, k->pin.hash, &u->id))
+        return change_fail(app, op, ERR_CRASH, "signing failed (OpenSSL)");
+    op->next = next;
+    struct reply *m = node_message(n, "dir_update_devices");
+    reply_cstring(m, "user", op->user);
+    reply_devlist(m, "list", &next);
+    if (!node_call(n, app->directory_id, DEVICE_CALL_MS, change_updated, op))
+        change_fail(app, op, ERR_CRASH, "out of memory");
+}
+
+static void change_start(struct app *app, struct change_op *op)
+{
+    if (ask_devices(app, op->user, change_got_list, op))
+        change_fail(app, op, ERR_CRASH, "out of memory");
+}
+
+static int change_request(struct app *app, const struct request *req, struct reply *r,
+                          bool approve)
+{
+    struct device *d;
+    struct user *u;
+    uint32_t target;
+    const char *code = NULL;
+    size_t code_len = 0;
+    int rc;
+    if ((rc = field_u32(r, req->body, "", "device_id", false, &target)) ||
+        (approve && (rc = req_string(r, req->body, "code", false, &code, &code_len))))
+        return rc;
+    if (approve && code_len != 12)
+        return node_error(r, ERR_MALFORMED, "code: expected the 12 digits the new device "
+                                            "showed");
+    if ((rc = acting_device(app, req, r, true, &d, &u)))
+        return rc;
+    struct change_op *op = calloc(1, sizeof(*op));
+    if (!op || !(op->user = strdup(d->user))) {
+        free(op);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    op->approve = approve;
+    op->target = target;
+    if (code)
+        memcpy(op->code, code, 12);
+    if (!(op->client = node_defer(req, r))) {
+        change_free(op);
+        return ERR_CRASH;
+    }
+    change_start(app, op);
+    return 0;
+}
+
+int h_approve_device(struct app *app, const struct request *req, struct reply *r)
+{
+    return change_request(app, req, r, true);
+}
+
+int h_revoke_device(struct app *app, const struct request *req, struct reply *r)
+{
+    return change_request(app, req, r, false);
+}
+
+/* ============================================================================
+ * devices, fingerprint: a list read afresh and verified
+ * ========================================================================== */
+
+struct view_op {
+    char *user, *of;
+    struct node_deferred *client;
+    bool fingerprint;
+    uint32_t device_id; /* fingerprint: 0 for the lowest in the newest list */
+};
+
+static void view_free(struct view_op *op)
+{
+    node_deferred_drop(op->client);
+    free(op->user);
+    free(op->of);
+    free(op);
+}
+
+/* The safety number of the acting device and one device of `of`. */
+static int fingerprint_reply(struct reply *m, const struct user *u, const struct known *k,
+                             const char *of, uint32_t device_id)
+{
+    const struct devlist_device *x = NULL;
+    char number[61];
+    if (device_id)
+        x = known_device(k, device_id);
+    else if (k && k->newest.n)
+        x = &k->newest.devices[0];
+    if (!x)
+        return node_error(m, ERR_KEY_DOES_NOT_EXIST, "device_id: \"%s\" has no such device", of);
+    if (safety_number(number, u->id.x.pub, u->name, strlen(u->name), x->identity, of,
+                      strlen(of)))
+        return node_error(m, ERR_CRASH, "fingerprint computation failed internally");
+    reply_type(m, "fingerprint");
+    reply_cstring(m, "safety_number", number);
+    reply_int(m, "device_id", x->device_id);
+    return 0;
+}
+
+static void view_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                      const cJSON *body)
+{
+    struct view_op *op = ctx;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    struct chain c = {0};
+    struct known *k;
+    chain_read(&c, st, body);
+    if (!d || !u) {
+        node_answer_error(n, op->client, ERR_CRASH, "the device was lost (a failed commit)");
+    } else if (c.status) {
+        node_answer_error(n, op->client, c.status > 0 ? ERR_KEY_DOES_NOT_EXIST : ERR_TIMEOUT,
+                          c.status > 0 ? "\"%s\" has no account" : "the directory did not "
+                                                                   "answer about \"%s\" in time",
+                          op->of);
+    } else {
+        enum devlist_result v = chain_take(app, d, op->of, &c, &k);
+        if (v != DEVLIST_OK) {
+            node_answer_error(n, op->client, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION,
+                              "the directory's device list of \"%s\" does not verify: %s", op->of,
+                              devlist_result_text(v));
+        } else if (op->fingerprint) {
+            struct reply *m = node_message(n, "fingerprint");
+            fingerprint_reply(m, u, k, op->of, op->device_id);
+            node_answer(n, op->client);
+        } else {
+            struct reply *m = node_message(n, "devices");
+            reply_cstring(m, "of", op->of);
+            reply_int(m, "version", k->newest.version);
+            reply_active(m, "devices", &k->newest);
+            node_answer(n, op->client);
+        }
+    }
+    op->client = NULL;
+    chain_free(&c);
+    view_free(op);
+}
+
+static int view_request(struct app *app, const struct request *req, struct reply *r,
+                        const char *of_field, bool fingerprint)
+{
+    struct device *d;
+    struct user *u;
+    const char *of;
+    uint32_t device_id = 0;
+    int rc;
+    if ((rc = device_name_field(r, req->body, of_field, false, NULL, &of)) ||
+        (fingerprint && (rc = field_u32(r, req->body, "", "device_id", true, &device_id))) ||
+        (rc = acting_device(app, req, r, false, &d, &u)))
+        return rc;
+    struct known *k = map_get_str(&d->known, of);
+    if (fingerprint && (device_id ? known_device(k, device_id) != NULL : k != NULL))
+        return fingerprint_reply(r, u, k, of, device_id); /* pinned: no need to ask */
+    struct view_op *op = calloc(1, sizeof(*op));
+    if (!op || !(op->user = strdup(d->user)) || !(op->of = strdup(of))) {
+        if (op)
+            free(op->user);
+        free(op);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    op->fingerprint = fingerprint;
+    op->device_id = device_id;
+    if (!(op->client = node_defer(req, r))) {
+        view_free(op);
+        return ERR_CRASH;
+    }
+    if (ask_devices(app, of, view_done, op)) {
+        node_answer_error(app->node, op->client, ERR_CRASH, "out of memory");
+        op->client = NULL;
+        view_free(op);
+    }
+    return 0;
+}
+
+int h_devices(struct app *app, const struct request *req, struct reply *r)
+{
+    return view_request(app, req, r, "of", false);
+}
+
+int h_device_fingerprint(struct app *app, const struct request *req, struct reply *r)
+{
+    return view_request(app, req, r, "peer", true);
+}
+
+/* ============================================================================
+ * send: the outbox
+ *
+ * One send_op per message in flight, found by message_id. Each step bumps
+ * the op's epoch; a callback or timer whose epoch is old does nothing, so a
+ * late answer never drives a step that has moved on.
+ * ========================================================================== */
+
+enum send_phase { SEND_PROBE, SEND_LISTS, SEND_BUNDLES, SEND_DELIVER };
+
+struct target {
+    int side;        /* 0: the recipient user, 1: the sender's own user */
+    struct devlist_device dev;
+};
+
+struct send_op {
+    char message_id[MESSAGE_ID_LEN + 1];
+    char *user, *to;
+    struct node_deferred *client; /* NULL once answered, or after a restart */
+    uint64_t epoch;
+    enum send_phase phase;
+    size_t outstanding;
+    struct chain chains[2];        /* to, user */
+    struct target targets[2 * DEVLIST_MAX_DEVICES];
+    size_t n_targets;
+    char request_id[MESSAGE_ID_LEN + 1];
+    char *envelopes;               /* the JSON array, once encrypted */
+    size_t n_envs;
+    int refusals;
+    unsigned delay_ms;
+    bool failed;                   /* a definite failure was met this step */
+};
+
+struct op_ref {
+    char message_id[MESSAGE_ID_LEN + 1];
+    uint64_t epoch;
+    int slot;
+};
+
+static void send_op_free(struct send_op *op)
+{
+    node_deferred_drop(op->client);
+    chain_free(&op->chains[0]);
+    chain_free(&op->chains[1]);
+    free(op->envelopes);
+    free(op->user);
+    free(op->to);
+    free(op);
+}
+
+static struct op_ref *op_ref(struct send_op *op, int slot)
+{
+    struct op_ref *ref = malloc(sizeof(*ref));
+    if (ref) {
+        memcpy(ref->message_id, op->message_id, sizeof(ref->message_id));
+        ref->epoch = op->epoch;
+        ref->slot = slot;
+    }
+    return ref;
+}
+
+static struct send_op *op_of(struct app *app, const struct op_ref *ref)
+{
+    struct send_op *op = app->devs ? map_get_str(&app->devs->ops, ref->message_id) : NULL;
+    return op && op->epoch == ref->epoch ? op : NULL;
+}
+
+/* The op is done: success (code < 0) or a definite failure, after which
+ * nothing was delivered, so the outbox lets the message go either way. */
+static void send_finish(struct app *app, struct send_op *op, int code, const char *text)
+{
+    struct device *d = device_find(app, op->user);
+    struct outgoing *o = d ? map_get_str(&d->outbox, op->message_id) : NULL;
+    if (o) {
+        uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
+        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
+        map_remove_str(&d->outbox, op->message_id);
+        outgoing_free(o);
+    }
+    if (op->client && code < 0) {
+        struct reply *m = node_message(app->node, "sent");
+        reply_cstring(m, "message_id", op->message_id);
+        reply_int(m, "devices", (long long)op->n_envs);
+        node_answer(app->node, op->client);
+    } else if (op->client) {
+        node_answer_error(app->node, op->client, code, "%s", text);
+    } else if (code >= 0) {
+        node_log("e2ee-node: message %s of \"%s\" given up: %s", op->message_id, op->user, text);
+    }
+    op->client = NULL;
+    map_remove_str(&app->devs->ops, op->message_id);
+    send_op_free(op);
+}
+
+static void send_lists(struct app *app, struct send_op *op);
+static void send_deliver(struct app *app, struct send_op *op);
+
+static void send_retry_fire(struct app *app, struct node *n, void *ctx)
+{
+    (void)n;
+    struct send_op *op = op_of(app, ctx);
+    if (!op || app->devs->closing)
+        return;
+    if (op->envelopes || op->phase == SEND_PROBE)
+        send_deliver(app, op);
+    else
+        send_lists(app, op);
+}
+
+/* Tries the step again later: 100 ms, doubling to 2 s. */
+static void send_later(struct app *app, struct send_op *op)
+{
+    op->epoch++;
+    op->delay_ms = op->delay_ms ? (op->delay_ms * 2 > 2000 ? 2000 : op->delay_ms * 2) : 100;
+    struct op_ref *ref = op_ref(op, 0);
+    if (app->devs->closing || !ref || !node_timer(app->node, op->delay_ms, 0, send_retry_fire,
+                                                  ref, free)) {
+        free(ref);
+        if (!app->devs->closing) /* out of memory: the tick starts it again */
+            send_finish(app, op, ERR_CRASH, "out of memory");
+    }
+}
+
+/* The inner message (device.h) for one target. */
+static int inner_message(struct buf *b, const struct send_op *op, uint32_t from_device,
+                         const char *to_user, uint32_t to_device, const struct outgoing *o)
+{
+    b->len = 0;
+    row_bytes(b, INNER_DOMAIN, sizeof(INNER_DOMAIN) - 1);
+    row_str(b, op->message_id, MESSAGE_ID_LEN);
+    row_str(b, op->user, strlen(op->user));
+    row_u32(b, from_device);
+    row_str(b, to_user, strlen(to_user));
+    row_u32(b, to_device);
+    row_bytes(b, o->text, o->len);
+    return buf_ok(b) ? 0 : -1;
+}
+
+/* Encrypts the message once per target, into op->envelopes. */
+static void send_encrypt(struct app *app, struct send_op *op, struct device *d, struct user *u,
+                         const struct outgoing *o)
+{
+    struct reply tmp = {0};
+    struct buf inner = {0};
+    char name[PEER_NAME_MAX + 1];
+    reply_begin_array(&tmp, "a");
+    for (size_t i = 0; i < op->n_targets; i++) {
+        const struct target *t = &op->targets[i];
+        const char *to = t->side ? op->user : op->to;
+        struct conv_sent sent;
+        if (peer_name(name, to, t->dev.device_id) ||
+            inner_message(&inner, op, d->device_id, to, t->dev.device_id, o))
+            goto oom;
+        enum conv_result res = conv_encrypt(&app->store, u, name, (const uint8_t *)inner.data,
+                                            inner.len, &app->wire, &sent);
+        wipe_bytes(inner.data, inner.len);
+        if (res != CONV_OK) {
+            buf_free(&inner);
+            reply_free(&tmp);
+            return send_finish(app, op, ERR_CRASH, res == CONV_NO_MEMORY ? "out of memory"
+                                                                         : "encryption failed");
+        }
+        reply_begin_object(&tmp, NULL);
+        reply_cstring(&tmp, "user", to);
+        reply_int(&tmp, "device_id", t->dev.device_id);
+        reply_int(&tmp, "registration_id", t->dev.registration_id);
+        reply_base64(&tmp, "ciphertext", sent.wire, sent.len);
+        reply_cstring(&tmp, "kind", sent.prekey ? "prekey" : "message");
+        reply_end_object(&tmp);
+    }
+    reply_end_array(&tmp);
+    buf_free(&inner);
+    const char *json = buf_ok(&tmp.fields) ? strchr(tmp.fields.data, '[') : NULL;
+    free(op->envelopes);
+    op->envelopes = json ? strndup(json, (size_t)(tmp.fields.data + tmp.fields.len - json)) : NULL;
+    op->n_envs = op->n_targets;
+    reply_free(&tmp);
+    if (!op->envelopes)
+        return send_finish(app, op, ERR_CRASH, "out of memory");
+    op->delay_ms = 0;
+    send_deliver(app, op);
+    return;
+oom:
+    wipe_bytes(inner.data, inner.len);
+    buf_free(&inner);
+    reply_free(&tmp);
+    send_finish(app, op, ERR_CRASH, "out of memory");
+}
+
+static bool has_session(struct user *u, const char *of, uint32_t id)
+{
+    char name[PEER_NAME_MAX + 1];
+    const struct peer *p = peer_name(name, of, id) ? NULL : user_find_peer(u, name);
+    return p && p->n_sessions;
+}
+
+static void send_bundles_done(struct app *app, struct node *n, void *ctx,
+                              enum node_call_status st, const cJSON *body);
+
+/* Sessions for every target: bundles for the users that lack one, then
+ * encryption. */
+static void send_sessions(struct app *app, struct send_op *op, struct device *d, struct user *u)
+{
+    bool need[2] = {false, false};
+    const char *of[2] = {op->to, op->user};
+    for (size_t i = 0; i < op->n_targets; i++)
+        if (!has_session(u, of[op->targets[i].side], op->targets[i].dev.device_id))
+            need[op->targets[i].side] = true;
+    if (!need[0] && !need[1])
+        return send_encrypt(app, op, d, u, map_get_str(&d->outbox, op->message_id));
+    uuid_t raw;
+    uuid_generate_random(raw);
+    uuid_unparse_lower(raw, op->request_id);
+    op->epoch++;
+    op->phase = SEND_BUNDLES;
+    op->outstanding = need[0] + need[1];
+    for (int side = 0; side < 2; side++) {
+        if (!need[side])
+            continue;
+        struct op_ref *ref = op_ref(op, side);
+        struct reply *m = node_message(app->node, "dir_get_bundles");
+        reply_cstring(m, "user", of[side]);
+        reply_cstring(m, "request_id", op->request_id);
+        if (!ref || !node_call(app->node, app->directory_id, DEVICE_CALL_MS, send_bundles_done,
+                               ref)) {
+            free(ref);
+            return send_later(app, op);
+        }
+    }
+}
+
+static void send_bundles_done(struct app *app, struct node *n, void *ctx,
+                              enum node_call_status st, const cJSON *body)
+{
+    (void)n;
+    struct op_ref *ref = ctx;
+    struct send_op *op = op_of(app, ref);
+    int side = ref->slot;
+    free(ref);
+    if (!op)
+        return;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    const char *of = side ? op->user : op->to;
+    const cJSON *bundles = body ? req_field(body, "bundles") : NULL, *it;
+    struct known *k = d ? map_get_str(&d->known, of) : NULL;
+    struct reply scratch = {0};
+    char text[240];
+    if (!d || !u || !k)
+        return send_finish(app, op, ERR_CRASH, "the device was lost (a failed commit)");
+    if (op->failed) {
+        /* Already failing: this answer only completes the step. */
+    } else if (st != NODE_CALL_REPLY || !is_type(body, "dir_bundles") || !cJSON_IsArray(bundles)) {
+        op->failed = true; /* try the step again (a new request_id) */
+    } else {
+        cJSON_ArrayForEach(it, bundles) {
+            struct bundle b;
+            char name[PEER_NAME_MAX + 1];
+            struct session *s;
+            uint8_t root_key[32];
+            const struct devlist_device *x;
+            if (field_bundle(&scratch, it, "bundles[]", &b))
+                continue;
+            x = devlist_find(&k->newest, b.device_id);
+            if (!x || has_session(u, of, b.device_id) || peer_name(name, of, b.device_id))
+                continue;
+            /* The bundle's identity must be the one the verified chain
+             * carries: the pin makes conv_initiate refuse any other. */
+            if (!pin_device(app, u, of, x))
+                return send_finish(app, op, ERR_CRASH, "out of memory");
+            enum conv_result res = conv_initiate(&app->store, u, name, &b, &s, root_key);
+            wipe_bytes(root_key, sizeof(root_key));
+            if (res == CONV_OK)
+                continue;
+            reply_free(&scratch);
+            snprintf(text, sizeof(text), "the directory's bundle for device %u of \"%s\" is "
+                                         "refused: %s", b.device_id, of,
+                     res == CONV_IDENTITY_CHANGED ? "not the identity key its device list "
+                                                    "carries"
+                     : res == CONV_BAD_SIGNATURE ? "its signed prekey's signature does not "
+                                                   "verify"
+                                                 : "it does not give a usable key agreement");
+            return send_finish(app, op, res == CONV_NO_MEMORY || res == CONV_CRYPTO ? ERR_CRASH
+                                                                                  : ERR_PRECONDITION,
+                               text);
+        }
+    }
+    reply_free(&scratch);
+    if (--op->outstanding)
+        return;
+    bool missing = false;
+    for (size_t i = 0; i < op->n_targets; i++)
+        if (!has_session(u, op->targets[i].side ? op->user : op->to,
+                         op->targets[i].dev.device_id))
+            missing = true;
+    op->failed = false;
+    if (missing) /* a device without a bundle: its list moved; start again */
+        return send_later(app, op);
+    send_encrypt(app, op, d, u, map_get_str(&d->outbox, op->message_id));
+}
+
+static void send_lists_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                            const cJSON *body)
+{
+    (void)n;
+    struct op_ref *ref = ctx;
+    struct send_op *op = op_of(app, ref);
+    int slot = ref->slot;
+    free(ref);
+    if (!op)
+        return;
+    chain_read(&op->chains[slot], st, body);
+    if (--op->outstanding)
+        return;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    struct outgoing *o = d ? map_get_str(&d->outbox, op->message_id) : NULL;
+    bool self = !strcmp(op->to, op->user);
+    struct known *k[2] = {NULL, NULL};
+    char text[240];
+    if (!d || !u || !o)
+        return send_finish(app, op, ERR_CRASH, "the message was lost (a failed commit)");
+    for (int side = 0; side < 2 - self; side++) {
+        const char *of = side ? op->user : op->to;
+        struct chain *c = &op->chains[side];
+        if (c->status < 0)
+            return send_later(app, op); /* no answer: ask again */
+        if (c->status > 0) {
+            snprintf(text, sizeof(text), "to: \"%s\" has no account", of);
+            return send_finish(app, op, ERR_KEY_DOES_NOT_EXIST, text);
+        }
+        enum devlist_result v = chain_take(app, d, of, c, &k[side]);
+        if (v != DEVLIST_OK) {
+            snprintf(text, sizeof(text), "the directory's device list of \"%s\" does not "
+                                         "verify: %s", of, devlist_result_text(v));
+            return send_finish(app, op, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION,
+                               text);
+        }
+    }
+    if (self)
+        k[1] = k[0];
+    chain_free(&op->chains[0]);
+    chain_free(&op->chains[1]);
+    if (!devlist_find(&k[1]->newest, d->device_id)) {
+        if (d->status == DEV_ACTIVE) {
+            d->status = DEV_REVOKED;
+            drop_sessions(u);
+            put_device(app, d);
+        }
+        return send_finish(app, op, ERR_PRECONDITION, "the sending device is not in its user's "
+                                                      "device list (revoked)");
+    }
+    op->n_targets = 0;
+    for (int side = 0; side < 2 - self; side++)
+        for (size_t i = 0; i < k[side]->newest.n; i++) {
+            const struct devlist_device *x = &k[side]->newest.devices[i];
+            if ((side == 1 || self) && x->device_id == d->device_id)
+                continue; /* not to itself */
+            if (!pin_device(app, u, side ? op->user : op->to, x))
+                return send_finish(app, op, ERR_CRASH, "out of memory");
+            op->targets[op->n_targets++] = (struct target){self ? 1 : side, *x};
+        }
+    if (self) /* one list: its targets are on the sender's side */
+        for (size_t i = 0; i < op->n_targets; i++)
+            op->targets[i].side = 1;
+    send_sessions(app, op, d, u);
+}
+
+static void send_lists(struct app *app, struct send_op *op)
+{
+    bool self = !strcmp(op->to, op->user);
+    free(op->envelopes);
+    op->envelopes = NULL;
+    op->epoch++;
+    op->phase = SEND_LISTS;
+    op->outstanding = self ? 1 : 2;
+    op->failed = false;
+    for (int side = 0; side < 2 - self; side++) {
+        struct op_ref *ref = op_ref(op, side);
+        if (!ref || ask_devices(app, side ? op->user : op->to, send_lists_done, ref)) {
+            free(ref);
+            return send_later(app, op);
+        }
+    }
+}
+
+static void send_delivered(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                           const cJSON *body)
+{
+    (void)n;
+    struct op_ref *ref = ctx;
+    struct send_op *op = op_of(app, ref);
+    free(ref);
+    if (!op)
+        return;
+    if (st == NODE_CALL_REPLY && is_type(body, "relay_delivered")) {
+        if (op->phase == SEND_PROBE) /* delivered before a restart */
+            op->n_envs = 0;
+        return send_finish(app, op, -1, NULL);
+    }
+    const cJSON *code = body ? req_field(body, "code") : NULL;
+    bool refused = st == NODE_CALL_REPLY && cJSON_IsNumber(code) &&
+                   code->valuedouble == ERR_PRECONDITION;
+    if (op->phase == SEND_PROBE) {
+        if (refused) { /* not delivered: the relay dedupes, so this is definite */
+            op->delay_ms = 0;
+            return send_lists(app, op);
+        }
+        return send_later(app, op);
+    }
+    if (!refused) /* no answer: the same envelopes again (the relay dedupes) */
+        return send_later(app, op);
+    /* The lists moved (missing, extra, stale): nothing was delivered. */
+    if (++op->refusals >= DEVICE_SEND_REFUSALS_MAX)
+        return send_finish(app, op, ERR_PRECONDITION, "the relay kept refusing the delivery "
+                                                      "(device lists out of step)");
+    free(op->envelopes);
+    op->envelopes = NULL;
+    send_later(app, op);
+}
+
+static void send_deliver(struct app *app, struct send_op *op)
+{
+    struct device *d = device_find(app, op->user);
+    if (!d)
+        return send_finish(app, op, ERR_CRASH, "the device was lost (a failed commit)");
+    if (op->phase != SEND_PROBE)
+        op->phase = SEND_DELIVER;
+    op->epoch++;
+    struct op_ref *ref = op_ref(op, 0);
+    struct reply *m = node_message(app->node, "relay_deliver");
+    reply_cstring(m, "from_user", op->user);
+    reply_int(m, "from_device", d->device_id);
+    reply_cstring(m, "message_id", op->message_id);
+    if (op->envelopes)
+        reply_raw(m, "envelopes", op->envelopes, strlen(op->envelopes));
+    else /* the probe: already delivered, or refused */
+        reply_raw(m, "envelopes", "[]", 2);
+    if (!ref || !node_call(app->node, app->relay_id, DEVICE_CALL_MS, send_delivered, ref)) {
+        free(ref);
+        send_later(app, op);
+    }
+}
+
+static void send_deadline(struct app *app, struct node *n, void *ctx)
+{
+    struct send_op *op = app->devs ? map_get_str(&app->devs->ops, ctx) : NULL;
+    if (op && op->client) {
+        node_answer_error(n, op->client, ERR_TIMEOUT, "not delivered yet: the outbox keeps "
+                                                      "trying, and the message reaches all its "
+                                                      "devices or none");
+        op->client = NULL;
+    }
+}
+
+/* Starts the op of an outbox message; a resumed one (no client) first asks
+ * the relay whether it was delivered before the restart. */
+static struct send_op *send_start(struct app *app, struct device *d, const struct outgoing *o,
+                                  struct node_deferred *client)
+{
+    struct send_op *op = calloc(1, sizeof(*op));
+    if (op) /* the map borrows the key: it is in place before map_put */
+        memcpy(op->message_id, o->message_id, sizeof(op->message_id));
+    if (!op || !(op->user = strdup(d->user)) || !(op->to = strdup(o->to)) ||
+        map_put_str(&app->devs->ops, op->message_id, op)) {
+        if (op)
+            send_op_free(op);
+        return NULL;
+    }
+    op->client = client;
+    if (client) {
+        send_lists(app, op);
+    } else {
+        op->phase = SEND_PROBE;
+        send_deliver(app, op);
+    }
+    return op;
+}
+
+int h_send(struct app *app, const struct request *req, struct reply *r)
+{
+    struct device *d;
+    struct user *u;
+    const char *to, *text;
+    size_t len;
+    int rc;
+    if ((rc = device_name_field(r, req->body, "to", false, NULL, &to)) ||
+        (rc = req_string(r, req->body, "text", false, &text, &len)))
+        return rc;
+    if (len > DEVICE_TEXT_MAX)
+        return node_error(r, ERR_MALFORMED, "text: at most %d bytes", DEVICE_TEXT_MAX);
+    if ((rc = acting_device(app, req, r, true, &d, &u)))
+        return rc;
+    size_t pos = 0, waiting = 0;
+    while (map_next(&d->outbox, &pos))
+        waiting++;
+    if (waiting >= OUTBOX_MAX)
+        return node_error(r, ERR_PRECONDITION, "the outbox of \"%s\" is full (%d messages "
+                                               "waiting for the relay)", d->user, OUTBOX_MAX);
+    struct outgoing *o = calloc(1, sizeof(*o));
+    uuid_t raw;
+    if (!o || !(o->to = strdup(to)) || !(o->text = malloc(len ? len : 1))) {
+        outgoing_free(o);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    memcpy(o->text, text, len);
+    o->len = len;
+    uuid_generate_random(raw);
+    uuid_unparse_lower(raw, o->message_id);
+    if (map_put_str(&d->outbox, o->message_id, o)) {
+        outgoing_free(o);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    put_outgoing(app, d, o);
+    struct node_deferred *client = node_defer(req, r);
+    char *id = strdup(o->message_id);
+    struct send_op *op = client ? send_start(app, d, o, client) : NULL;
+    if (!op) {
+        map_remove_str(&d->outbox, o->message_id);
+        uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
+        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
+        outgoing_free(o);
+        free(id);
+        if (client)
+            node_answer_error(app->node, client, ERR_CRASH, "out of memory");
+        return client ? 0 : ERR_CRASH;
+    }
+    if (!id || !node_timer(app->node, DEVICE_ANSWER_MS, 0, send_deadline, id, free))
+        free(id); /* without the deadline the reply may come later than 5 s */
+    return 0;
+}
+
+/* ============================================================================
+ * read
+ * ========================================================================== */
+
+static void reply_inbox(struct reply *r, const struct device *d, long long after)
+{
+    reply_type(r, "messages");
+    reply_sensitive(r);
+    reply_begin_array(r, "messages");
+    for (size_t i = (size_t)after < d->n_inbox ? (size_t)after : d->n_inbox; i < d->n_inbox;
+         i++) {
+        const struct message *m = &d->inbox[i];
+        reply_begin_object(r, NULL);
+        reply_cstring(r, "message_id", m->message_id);
+        reply_cstring(r, "from", m->from);
+        reply_int(r, "from_device", m->from_device);
+        reply_text_or_base64(r, "text", m->text, m->len);
+        reply_int(r, "seq", (long long)m->seq);
+        reply_end_object(r);
+    }
+    reply_end_array(r);
+}
+
+struct read_op {
+    char *user;
+    long long after;
+    struct node_deferred *client;
+};
+
+/* The device's own list, read afresh: a device revoked a moment ago (the
+ * revocation is answered once the directory holds it) gets error 22, not
+ * its inbox. Without an answer in time the inbox is given: the device
+ * cannot tell. */
+static void read_checked(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                         const cJSON *body)
+{
+    struct read_op *op = ctx;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    struct chain c = {0};
+    struct known *k;
+    chain_read(&c, st, body);
+    if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK &&
+        !devlist_find(&k->newest, d->device_id) && known_device(k, d->device_id) &&
+        d->status != DEV_REVOKED) {
+        d->status = DEV_REVOKED;
+        drop_sessions(u);
+        put_device(app, d);
+    }
+    chain_free(&c);
+    if (!d)
+        node_answer_error(n, op->client, ERR_CRASH, "the device was lost (a failed commit)");
+    else if (d->status == DEV_REVOKED)
+        node_answer_error(n, op->client, ERR_PRECONDITION, "device %u of \"%s\" is revoked",
+                          d->device_id, d->user);
+    else {
+        reply_inbox(node_message(n, "messages"), d, op->after);
+        node_answer(n, op->client);
+    }
+    free(op->user);
+    free(op);
+}
+
+int h_read(struct app *app, const struct request *req, struct reply *r)
+{
+    struct device *d;
+    struct user *u;
+    long long after = 0;
+    int rc;
+    if ((rc = req_int(r, req->body, "after", true, 0, NODE_MAX_SAFE_INT, &after, NULL)) ||
+        (rc = acting_device(app, req, r, false, &d, &u)))
+        return rc;
+    if (d->status != DEV_ACTIVE) { /* pending: nothing to check yet */
+        reply_inbox(r, d, after);
+        return 0;
+    }
+    struct read_op *op = calloc(1, sizeof(*op));
+    if (!op || !(op->user = strdup(d->user))) {
+        free(op);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    op->after = after;
+    if (!(op->client = node_defer(req, r))) {
+        free(op->user);
+        free(op);
+        return ERR_CRASH;
+    }
+    if (ask_devices(app, d->user, read_checked, op))
+        read_checked(app, app->node, op, NODE_CALL_TIMEOUT, NULL);
+    return 0;
+}
+
+/* ============================================================================
+ * The receive path: relay_fetch, decrypt into the inbox, relay_ack
+ * ========================================================================== */
+
+struct item {
+    uint64_t id;
+    char *from_user, *message_id, *ciphertext;
+    uint32_t from_device;
+};
+
+struct fetch_op {
+    char *user;
+    struct item *items;
+    size_t n, outstanding;
+    bool full; /* a whole page: more may wait */
+};
+
+static void fetch_free(struct fetch_op *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        free(f->items[i].from_user);
+        free(f->items[i].message_id);
+        free(f->items[i].ciphertext);
+    }
+    free(f->items);
+    free(f->user);
+    free(f);
+}
+
+static void fetch_start(struct app *app, struct device *d);
+
+/* The fetch is over: go again at once when told of more meanwhile. */
+static void fetch_end(struct app *app, struct device *d, bool more)
+{
+    d->fetching = false;
+    if ((more || d->fetch_again) && !app->devs->closing)
+        fetch_start(app, d);
+}
+
+/* Signs a request for the relay or the directory with the next counter;
+ * the counter is in this commit, before the request leaves. */
+static int sign_next(struct app *app, struct device *d, struct user *u, const char *type,
+                     const uint64_t *ids, size_t n_ids, const uint8_t *digest,
+                     uint8_t sig[static CURVE_SIG_LEN])
+{
+    struct signed_request sr = {.type = type, .user = d->user, .device_id = d->device_id,
+                                .counter = ++d->counter, .ids = ids, .n_ids = n_ids,
+                                .digest = digest};
+    put_device(app, d);
+    return signed_request_sign(sig, &u->id, &sr);
+}
+
+static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                     const cJSON *body)
+{
+    (void)n;
+    struct fetch_op *f = ctx;
+    struct device *d = device_find(app, f->user);
+    bool full = f->full;
+    fetch_free(f);
+    if (d)
+        fetch_end(app, d, full && st == NODE_CALL_REPLY && is_type(body, "relay_acked"));
+}
+
+/* Counts a failure of envelope id; true when it has failed often enough to
+ * be dropped. */
+static bool failed_enough(struct device *d, uint64_t id)
+{
+    for (size_t i = 0; i < FAILURES_KEPT; i++)
+        if (d->failures[i].id == id)
+            return ++d->failures[i].n >= DEVICE_FAILURES_MAX;
+    d->failures[d->next_failure] = (struct failure){id, 1};
+    d->next_failure = (d->next_failure + 1) % FAILURES_KEPT;
+    return DEVICE_FAILURES_MAX <= 1;
+}
+
+/* Reads and checks an inner message against the envelope and this device;
+ * on success *text and *len point into it. */
+static const char *inner_check(const uint8_t *p, size_t n, const struct item *it,
+                               const struct device *d, const uint8_t **text, size_t *len)
+{
+    struct row_reader rd = row_reader(p, n);
+    char mid[MESSAGE_ID_LEN + 2], from[DEVICE_USER_MAX + 1], to[DEVICE_USER_MAX + 1];
+    const uint8_t *domain = row_take(&rd, sizeof(INNER_DOMAIN) - 1);
+    if (!domain || memcmp(domain, INNER_DOMAIN, sizeof(INNER_DOMAIN) - 1))
+        return "not a securitor message";
+    row_get_str(&rd, mid, sizeof(mid));
+    row_get_str(&rd, from, sizeof(from));
+    uint32_t from_device = row_get_u32(&rd);
+    row_get_str(&rd, to, sizeof(to));
+    uint32_t to_device = row_get_u32(&rd);
+    if (rd.bad)
+        return "a malformed inner message";
+    if (strcmp(mid, it->message_id))
+        return "its message_id is not the envelope's";
+    if (strcmp(from, it->from_user) || from_device != it->from_device)
+        return "its sender is not the envelope's";
+    if (strcmp(to, d->user) || to_device != d->device_id)
+        return "it was sent to another device (misaddressed)";
+    *text = rd.p;
+    *len = (size_t)(rd.end - rd.p);
+    return NULL;
+}
+
+/* Appends to the inbox in memory (the caller writes the row). */
+static int inbox_add(struct device *d, const struct item *it, const uint8_t *text, size_t len)
+{
+    if (d->n_inbox == d->cap_inbox) {
+        size_t cap = d->cap_inbox ? 2 * d->cap_inbox : 16;
+        struct message *p = realloc(d->inbox, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        d->inbox = p;
+        d->cap_inbox = cap;
+    }
+    struct message *m = &d->inbox[d->n_inbox];
+    *m = (struct message){.seq = d->n_inbox + 1, .from_device = it->from_device, .len = len};
+    if (!(m->message_id = strdup(it->message_id)) || !(m->from = strdup(it->from_user)) ||
+        !(m->text = malloc(len ? len : 1)) ||
+        map_put_str(&d->inbox_ids, m->message_id, (void *)(uintptr_t)(d->n_inbox + 1))) {
+        free(m->message_id);
+        free(m->from);
+        free(m->text);
+        return -1;
+    }
+    memcpy(m->text, text, len);
+    d->n_inbox++;
+    return 0;
+}
+
+/* Decides one envelope: true to acknowledge it (stored, a duplicate, or
+ * failed too often), false to leave it for the next fetch. */
+static bool receive_one(struct app *app, struct device *d, struct user *u, const struct item *it)
+{
+    char name[PEER_NAME_MAX + 1], detail[CONV_DETAIL_LEN];
+    const char *why = NULL;
+    struct known *k;
+    const struct devlist_device *x;
+    if (map_get_str(&d->inbox_ids, it->message_id))
+        return true; /* a duplicate: stored already */
+    if (d->n_inbox >= DEVICE_INBOX_MAX) {
+        node_log("e2ee-node: the inbox of \"%s\" is full: mail stays at the relay", d->user);
+        return false;
+    }
+    k = valid_remote_name(it->from_user) ? map_get_str(&d->known, it->from_user) : NULL;
+    x = known_device(k, it->from_device);
+    size_t b64 = strlen(it->ciphertext), n = 0;
+    uint8_t *bytes = NULL, *pt = NULL;
+    struct session *used;
+    if (!x) {
+        why = "its sender is not a device of a verified list";
+    } else if (!(bytes = malloc(base64_decoded_max(b64) + 1)) ||
+               !(pt = malloc(base64_decoded_max(b64) + 1))) {
+        free(bytes);
+        return false; /* out of memory: try again later */
+    } else if (base64_decode(bytes, &n, it->ciphertext, b64)) {
+        why = "its ciphertext is not base64";
+    } else if (peer_name(name, it->from_user, it->from_device) || !pin_device(app, u,
+                                                                              it->from_user, x)) {
+        free(bytes);
+        free(pt);
+        return false;
+    } else {
+        size_t len = 0;
+        const uint8_t *text;
+        size_t text_len;
+        enum conv_result res = conv_decrypt(&app->store, u, name, bytes, n, CONV_KIND_GUESS,
+                                            NULL, pt, &len, &used, detail);
+        if (res == CONV_NO_MEMORY || res == CONV_CRYPTO) {
+            free(bytes);
+            free(pt);
+            return false;
+        }
+        if (res != CONV_OK) {
+            why = res == CONV_REJECTED ? detail : "its sender's identity is not the pinned one";
+        } else if ((why = inner_check(pt, len, it, d, &text, &text_len)) != NULL) {
+            /* It decrypted, so its keys are spent: it can never be read. */
+            node_log("e2ee-node: device %u of \"%s\": envelope %llu from %s refused: %s",
+                     d->device_id, d->user, (unsigned long long)it->id, name, why);
+            wipe_bytes(pt, len);
+            free(bytes);
+            free(pt);
+            return true;
+        } else {
+            int rc = inbox_add(d, it, text, text_len);
+            if (!rc)
+                put_message(app, d, &d->inbox[d->n_inbox - 1]);
+            wipe_bytes(pt, len);
+            free(bytes);
+            free(pt);
+            if (rc)
+                node_log("e2ee-node: out of memory storing a message of \"%s\"", d->user);
+            return !rc;
+        }
+    }
+    free(bytes);
+    if (pt)
+        wipe_bytes(pt, base64_decoded_max(b64) + 1);
+    free(pt);
+    if (failed_enough(d, it->id)) {
+        node_log("e2ee-node: device %u of \"%s\": envelope %llu from %s/%u failed %d times, "
+                 "dropped: %s", d->device_id, d->user, (unsigned long long)it->id,
+                 valid_remote_name(it->from_user) ? it->from_user : "?", it->from_device,
+                 DEVICE_FAILURES_MAX, why);
+        return true;
+    }
+    return false;
+}
+
+static void fetch_process(struct app *app, struct fetch_op *f)
+{
+    struct device *d = device_find(app, f->user);
+    struct user *u = store_find_user(&app->store, f->user);
+    uint64_t *ids = NULL;
+    size_t n_ids = 0;
+    uint8_t sig[CURVE_SIG_LEN];
+    if (!d || !u || d->status != DEV_ACTIVE) {
+        fetch_free(f);
+        if (d)
+            d->fetching = false;
+        return;
+    }
+    if (f->n && !(ids = calloc(f->n, sizeof(*ids)))) {
+        fetch_free(f);
+        return fetch_end(app, d, false);
+    }
+    for (size_t i = 0; i < f->n; i++)
+        if (receive_one(app, d, u, &f->items[i]))
+            ids[n_ids++] = f->items[i].id;
+    if (!n_ids || app->devs->closing) {
+        free(ids);
+        fetch_free(f);
+        return fetch_end(app, d, false);
+    }
+    if (sign_next(app, d, u, "relay_ack", ids, n_ids, NULL, sig)) {
+        free(ids);
+        fetch_free(f);
+        node_log("e2ee-node: signing failed (OpenSSL)");
+        return fetch_end(app, d, false);
+    }
+    struct reply *m = node_message(app->node, "relay_ack");
+    reply_cstring(m, "user", d->user);
+    reply_int(m, "device_id", d->device_id);
+    reply_begin_array(m, "ids");
+    for (size_t i = 0; i < n_ids; i++)
+        reply_int(m, NULL, (long long)ids[i]);
+    reply_end_array(m);
+    reply_int(m, "counter", (long long)d->counter);
+    reply_base64(m, "signature", sig, CURVE_SIG_LEN);
+    free(ids);
+    if (!node_call(app->node, app->relay_id, DEVICE_CALL_MS, ack_done, f)) {
+        fetch_free(f);
+        fetch_end(app, d, false);
+    }
+}
+
+struct lookup_ref {
+    struct fetch_op *f;
+    char *of;
+};
+
+static void fetch_lookup_done(struct app *app, struct node *n, void *ctx,
+                              enum node_call_status st, const cJSON *body)
+{
+    (void)n;
+    struct lookup_ref *ref = ctx;
+    struct fetch_op *f = ref->f;
+    struct device *d = device_find(app, f->user);
+    struct chain c = {0};
+    struct known *k;
+    chain_read(&c, st, body);
+    if (d && !c.status) {
+        enum devlist_result v = chain_take(app, d, ref->of, &c, &k);
+        if (v != DEVLIST_OK)
+            node_log("e2ee-node: device list of \"%s\" does not verify: %s", ref->of,
+                     devlist_result_text(v));
+    }
+    chain_free(&c);
+    free(ref->of);
+    free(ref);
+    if (--f->outstanding == 0)
+        fetch_process(app, f);
+}
+
+static void fetch_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                       const cJSON *body)
+{
+    (void)n;
+    char *user = ctx;
+    struct device *d = device_find(app, user);
+    const cJSON *items = body ? req_field(body, "items") : NULL, *it;
+    struct fetch_op *f = NULL;
+    struct reply scratch = {0};
+    free(user);
+    if (!d)
+        return;
+    if (st != NODE_CALL_REPLY || !is_type(body, "relay_envelopes") || !cJSON_IsArray(items)) {
+        const cJSON *code = body ? req_field(body, "code") : NULL;
+        if (cJSON_IsNumber(code) && code->valuedouble == ERR_PRECONDITION)
+            d->check_self = true; /* revoked? the directory will say */
+        d->fetching = false;
+        return;
+    }
+    size_t n_items = (size_t)cJSON_GetArraySize(items);
+    if (!(f = calloc(1, sizeof(*f))) || !(f->user = strdup(d->user)) ||
+        !(f->items = calloc(n_items ? n_items : 1, sizeof(*f->items)))) {
+        if (f)
+            fetch_free(f);
+        d->fetching = false;
+        return;
+    }
+    f->full = n_items >= RELAY_FETCH_MAX; /* a whole page: more may wait */
+    cJSON_ArrayForEach(it, items) {
+        struct item *x = &f->items[f->n];
+        const char *from, *mid, *ct;
+        long long id;
+        if (!json_exact_int(req_field(it, "id"), &id) || id < 1 ||
+            req_string(&scratch, it, "from_user", false, &from, NULL) ||
+            field_u32(&scratch, it, "", "from_device", false, &x->from_device) ||
+            req_string(&scratch, it, "message_id", false, &mid, NULL) ||
+            req_string(&scratch, it, "ciphertext", false, &ct, NULL))
+            continue; /* malformed: it cannot be acknowledged by id either */
+        x->id = (uint64_t)id;
+        if (!(x->from_user = strdup(from)) || !(x->message_id = strdup(mid)) ||
+            !(x->ciphertext = strdup(ct))) {
+            free(x->from_user);
+            free(x->message_id);
+            free(x->ciphertext);
+            continue;
+        }
+        f->n++;
+    }
+    reply_free(&scratch);
+    /* Senders this device has not seen in a verified list: ask first. */
+    const char *ask[LOOKUPS_MAX];
+    size_t n_ask = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        const struct item *x = &f->items[i];
+        bool dup = false;
+        if (!valid_remote_name(x->from_user) ||
+            known_device(map_get_str(&d->known, x->from_user), x->from_device))
+            continue;
+        for (size_t j = 0; j < n_ask && !dup; j++)
+            dup = !strcmp(ask[j], x->from_user);
+        if (!dup && n_ask < LOOKUPS_MAX)
+            ask[n_ask++] = x->from_user;
+    }
+    f->outstanding = n_ask + 1;
+    for (size_t i = 0; i < n_ask; i++) {
+        struct lookup_ref *ref = malloc(sizeof(*ref));
+        if (ref)
+            *ref = (struct lookup_ref){f, strdup(ask[i])};
+        if (!ref || !ref->of || ask_devices(app, ask[i], fetch_lookup_done, ref)) {
+            if (ref)
+                free(ref->of);
+            free(ref);
+            f->outstanding--;
+        }
+    }
+    if (--f->outstanding == 0)
+        fetch_process(app, f);
+}
+
+static void fetch_start(struct app *app, struct device *d)
+{
+    struct user *u = store_find_user(&app->store, d->user);
+    uint8_t sig[CURVE_SIG_LEN];
+    char *ctx = strdup(d->user);
+    if (!u || !ctx || d->fetching || d->status != DEV_ACTIVE) {
+        free(ctx);
+        return;
+    }
+    if (sign_next(app, d, u, "relay_fetch", NULL, 0, NULL, sig)) {
+        free(ctx);
+        node_log("e2ee-node: signing failed (OpenSSL)");
+        return;
+    }
+    d->fetching = true;
+    d->fetch_again = false;
+    d->last_fetch_ms = node_now_ms();
+    struct reply *m = node_message(app->node, "relay_fetch");
+    reply_cstring(m, "user", d->user);
+    reply_int(m, "device_id", d->device_id);
+    reply_int(m, "counter", (long long)d->counter);
+    reply_base64(m, "signature", sig, CURVE_SIG_LEN);
+    if (!node_call(app->node, app->relay_id, DEVICE_CALL_MS, fetch_done, ctx)) {
+        free(ctx);
+        d->fetching = false;
+    }
+}
+
+int h_relay_notify(struct app *app, const struct request *req, struct reply *r)
+{
+    const cJSON *user = req_field(req->body, "user");
+    struct device *d = cJSON_IsString(user) ? device_find(app, user->valuestring) : NULL;
+    struct reply scratch = {0};
+    uint32_t id = 0;
+    int bad = d ? field_u32(&scratch, req->body, "", "device_id", false, &id) : 0;
+    reply_free(&scratch);
+    reply_none(r); /* one-way: never answered */
+    /* Only a hint to fetch now: from anyone else, or for another device, nothing. */
+    if (!d || bad || id != d->device_id || !req->src || strcmp(req->src, app->relay_id))
+        return 0;
+    if (d->fetching)
+        d->fetch_again = true;
+    else
+        fetch_start(app, d);
+    return 0;
+}
+
+/* ============================================================================
+ * Pending and revoked: the device's own list; prekey top-ups
+ * ========================================================================== */
+
+static void self_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                      const cJSON *body)
+{
+    (void)n;
+    char *user = ctx;
+    struct device *d = device_find(app, user);
+    struct user *u = store_find_user(&app->store, user);
+    struct chain c = {0};
+    struct known *k;
+    free(user);
+    chain_read(&c, st, body);
+    if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK) {
+        const struct devlist_device *me = devlist_find(&k->newest, d->device_id);
+        bool mine = me && !memcmp(me->identity, u->id.x.pub, CURVE_KEY_LEN);
+        if (mine && d->status == DEV_PENDING) {
+            d->status = DEV_ACTIVE; /* approved */
+            d->next_topup_ms = 0;
+            put_device(app, d);
+        } else if (!mine && known_device(k, d->device_id) && d->status != DEV_REVOKED) {
+            d->status = DEV_REVOKED;
+            drop_sessions(u);
+            put_device(app, d);
+        }
+        d->check_self = false;
+    }
+    chain_free(&c);
+    if (d)
+        d->polling = false;
+}
+
+static void check_self(struct app *app, struct device *d)
+{
+    char *ctx = strdup(d->user);
+    d->polling = true;
+    if (!ctx || ask_devices(app, d->user, self_done, ctx)) {
+        free(ctx);
+        d->polling = false;
+    }
+}
+
+struct topup_op {
+    char *user;
+};
+
+static void topup_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                       const cJSON *body)
+{
+    (void)n;
+    struct topup_op *op = ctx;
+    struct device *d = device_find(app, op->user);
+    struct reply scratch = {0};
+    uint32_t count;
+    free(op->user);
+    free(op);
+    if (!d)
+        return;
+    d->topping_up = false;
+    d->next_topup_ms = node_now_ms() + DEVICE_TOPUP_MS;
+    if (st == NODE_CALL_REPLY && is_type(body, "dir_prekeys_uploaded") &&
+        !field_u32(&scratch, body, "", "count", false, &count) && count != d->dir_opks) {
+        d->dir_opks = count;
+        put_device(app, d);
+    }
+    reply_free(&scratch);
+}
+
+/* Asks the directory how many one-time prekeys it holds for d, sending more
+ * when it held fewer than DEVICE_TOPUP_BELOW last time. */
+static void topup_start(struct app *app, struct device *d)
+{
+    struct user *u = store_find_user(&app->store, d->user);
+    uint32_t ids[STORE_OPK_TARGET];
+    size_t n = 0;
+    uint8_t digest[32], sig[CURVE_SIG_LEN];
+    struct buf b = {0};
+    struct topup_op *op = u ? calloc(1, sizeof(*op)) : NULL;
+    if (!op || !(op->user = strdup(d->user)))
+        goto fail;
+    if (d->dir_opks < DEVICE_TOPUP_BELOW)
+        n = fresh_opk_ids(u, ids, STORE_OPK_TARGET);
+    /* The digest the directory recomputes (signed.h): each key, then no
+     * signed prekey. */
+    for (size_t i = 0; i < n; i++) {
+        const struct one_time_prekey *k = user_find_opk(u, ids[i]);
+        row_u32(&b, ids[i]);
+        row_bytes(&b, k->kp.pub, CURVE_KEY_LEN);
+    }
+    row_u8(&b, 0);
+    if (!buf_ok(&b) || sha256(digest, (const uint8_t *)b.data, b.len) ||
+        sign_next(app, d, u, "dir_upload_prekeys", NULL, 0, digest, sig))
+        goto fail;
+    struct reply *m = node_message(app->node, "dir_upload_prekeys");
+    reply_cstring(m, "user", d->user);
+    reply_int(m, "device_id", d->device_id);
+    add_opks(m, u, ids, n);
+    reply_int(m, "counter", (long long)d->counter);
+    reply_base64(m, "signature", sig, CURVE_SIG_LEN);
+    if (!node_call(app->node, app->directory_id, DEVICE_CALL_MS, topup_done, op))
+        goto fail;
+    d->topping_up = true;
+    if (n)
+        d->dir_opks += (uint32_t)n; /* until the answer says */
+    buf_free(&b);
+    return;
+fail:
+    buf_free(&b);
+    if (op)
+        free(op->user);
+    free(op);
+    d->next_topup_ms = node_now_ms() + DEVICE_TOPUP_MS;
+}
+
+/* ============================================================================
+ * The tick
+ * ========================================================================== */
+
+static void tick(struct app *app, struct node *n, void *ctx)
+{
+    (void)n;
+    (void)ctx;
+    struct devices *ds = app->devs;
+    uint64_t now = node_now_ms();
+    size_t pos = 0;
+    struct device *d;
+    if (ds->closing)
+        return;
+    while ((d = map_next(&ds->by_user, &pos)) != NULL) {
+        if (d->status == DEV_ACTIVE) {
+            if (!d->fetching && now - d->last_fetch_ms >= DEVICE_POLL_MS)
+                fetch_start(app, d);
+            if (!d->topping_up && now >= d->next_topup_ms)
+                topup_start(app, d);
+        }
+        if ((d->status == DEV_PENDING || d->check_self) && !d->polling)
+            check_self(app, d);
+        /* Outbox messages with no op: after a restart or a failed commit.
+         * Ids first: starting one may finish it, which changes the map. */
+        char ids[16][MESSAGE_ID_LEN + 1];
+        size_t n_ids = 0, opos = 0;
+        struct outgoing *o;
+        while ((o = map_next(&d->outbox, &opos)) != NULL && n_ids < 16)
+            if (!map_get_str(&ds->ops, o->message_id))
+                memcpy(ids[n_ids++], o->message_id, MESSAGE_ID_LEN + 1);
+        for (size_t i = 0; i < n_ids; i++) {
+            if (!(o = map_get_str(&d->outbox, ids[i])))
+                continue;
+            if (d->status == DEV_ACTIVE) {
+                send_start(app, d, o, NULL);
+            } else if (d->status == DEV_REVOKED) { /* it can send nothing now */
+                uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
+                node_log("e2ee-node: message %s of revoked device \"%s\" given up", ids[i],
+                         d->user);
+                del_row(app, "dev_out", key, key_pair(key, d->user, ids[i], MESSAGE_ID_LEN));
+                map_remove_str(&d->outbox, ids[i]);
+                outgoing_free(o);
+            }
+        }
+    }
+}
+
+int devices_start(struct app *app)
+{
+    if (devices_new(app))
+        return -1;
+    if (!app->devs->tick)
+        app->devs->tick = node_timer(app->node, 0, DEVICE_POLL_MS, tick, NULL, NULL);
+    return app->devs->tick ? 0 : -1;
+}
+
+void devices_close(struct app *app)
+{
+    if (app->devs)
+        app->devs->closing = true;
+}
+
+/* ============================================================================
+ * Lifetime and loading
+ * ========================================================================== */
+
+int devices_new(struct app *app)
+{
+    if (!app->devs && !(app->devs = calloc(1, sizeof(*app->devs))))
+        return -1;
+    return 0;
+}
+
+void devices_forget(struct app *app)
+{
+    struct devices *ds = app->devs;
+    size_t pos = 0;
+    struct device *d;
+    if (!ds)
+        return;
+    while ((d = map_next(&ds->by_user, &pos)) != NULL)
+        device_free(d);
+    map_free(&ds->by_user);
+    memset(&ds->by_user, 0, sizeof(ds->by_user));
+}
+
+void devices_free(struct app *app)
+{
+    struct devices *ds = app->devs;
+    size_t pos = 0;
+    struct send_op *op;
+    if (!ds)
+        return;
+    devices_forget(app);
+    while ((op = map_next(&ds->ops, &pos)) != NULL)
+        send_op_free(op);
+    map_free(&ds->ops);
+    free(ds);
+    app->devs = NULL;
+}
+
+static bool split_key(const uint8_t *key, size_t len, char *user, const uint8_t **rest,
+                      size_t *rest_len)
+{
+    size_t n = strnlen((const char *)key, len);
+    if (!n || n > DEVICE_USER_MAX || n == len)
+        return false;
+    memcpy(user, key, n);
+    user[n] = 0;
+    *rest = key + n + 1;
+    *rest_len = len - n - 1;
+    return true;
+}
+
+static void row_get_devices(struct row_reader *rd, struct devlist_device *x, size_t max,
+                            size_t *n)
+{
+    uint32_t count = row_get_u32(rd);
+    if (count > max) {
+        rd->bad = true;
+        return;
+    }
+    for (*n = 0; *n < count; (*n)++) {
+        x[*n].device_id = row_get_u32(rd);
+        row_get_bytes(rd, x[*n].identity, CURVE_KEY_LEN);
+        x[*n].registration_id = row_get_u32(rd);
+    }
+}
+
+int devices_load_row(struct app *app, const char *kind, const uint8_t *key, size_t key_len,
+                     const uint8_t *value, size_t value_len)
+{
+    struct row_reader rd = row_reader(value, value_len);
+    char user[DEVICE_USER_MAX + 1];
+    const uint8_t *rest;
+    size_t rest_len;
+    struct device *d;
+    if (devices_new(app) || row_get_u8(&rd) != ROW_VERSION)
+        return -1;
+    if (!strcmp(kind, "dev_dev")) {
+        if (!key_len || key_len > DEVICE_USER_MAX || memchr(key, 0, key_len))
+            return -1;
+        memcpy(user, key, key_len);
+        user[key_len] = 0;
+        if (!(d = device_get(app, user)))
+            return -1;
+        d->device_id = row_get_u32(&rd);
+        d->status = row_get_u8(&rd);
+        d->counter = row_get_u64(&rd);
+        d->dir_opks = row_get_u32(&rd);
+        return row_done(&rd) && d->status <= DEV_REVOKED ? 0 : -1;
+    }
+    if (!split_key(key, key_len, user, &rest, &rest_len) || !(d = device_get(app, user)))
+        return -1;
+    if (!strcmp(kind, "dev_known")) {
+        struct known *k = calloc(1, sizeof(*k));
+        if (!k || !rest_len || rest_len > DEVICE_USER_MAX || memchr(rest, 0, rest_len) ||
+            !(k->of = strndup((const char *)rest, rest_len)))
+            goto bad_known;
+        k->pin.version = row_get_u32(&rd);
+        row_get_bytes(&rd, k->pin.hash, DEVLIST_HASH_LEN);
+        k->newest.version = row_get_u32(&rd);
+        k->newest.signer = row_get_u32(&rd);
+        row_get_bytes(&rd, k->newest.signature, CURVE_SIG_LEN);
+        row_get_devices(&rd, k->newest.devices, DEVLIST_MAX_DEVICES, &k->newest.n);
+        row_get_devices(&rd, k->seen, KNOWN_MAX, &k->n_seen);
+        if (!row_done(&rd) || map_get_str(&d->known, k->of) || map_put_str(&d->known, k->of, k))
+            goto bad_known;
+        return 0;
+    bad_known:
+        if (k)
+            free(k->of);
+        free(k);
+        return -1;
+    }
+    if (!strcmp(kind, "dev_msg")) {
+        char mid[MESSAGE_ID_LEN + 2], from[DEVICE_USER_MAX + 1];
+        uint64_t seq = 0;
+        if (rest_len != 8)
+            return -1;
+        for (int i = 0; i < 8; i++)
+            seq = seq << 8 | rest[i];
+        row_get_str(&rd, mid, sizeof(mid));
+        row_get_str(&rd, from, sizeof(from));
+        uint32_t from_device = row_get_u32(&rd);
+        if (rd.bad || !seq || seq > DEVICE_INBOX_MAX)
+            return -1;
+        struct item it = {.from_user = from, .message_id = mid, .from_device = from_device};
+        size_t at = d->n_inbox;
+        if (inbox_add(d, &it, rd.p, (size_t)(rd.end - rd.p)))
+            return -1;
+        d->inbox[at].seq = seq; /* put in order by devices_loaded */
+        return 0;
+    }
+    if (!strcmp(kind, "dev_out")) {
+        char to[DEVICE_USER_MAX + 1];
+        struct outgoing *o = calloc(1, sizeof(*o));
+        row_get_str(&rd, to, sizeof(to));
+        size_t len = rd.bad ? 0 : (size_t)(rd.end - rd.p);
+        if (!o || rd.bad || rest_len != MESSAGE_ID_LEN || memchr(rest, 0, rest_len) ||
+            !(o->to = strdup(to)) || !(o->text = malloc(len ? len : 1))) {
+            outgoing_free(o);
+            return -1;
+        }
+        memcpy(o->message_id, rest, MESSAGE_ID_LEN);
+        memcpy(o->text, rd.p, len);
+        o->len = len;
+        if (map_get_str(&d->outbox, o->message_id) ||
+            map_put_str(&d->outbox, o->message_id, o)) {
+            outgoing_free(o);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static int by_seq(const void *x, const void *y)
+{
+    uint64_t a = ((const struct message *)x)->seq, b = ((const struct message *)y)->seq;
+    return a < b ? -1 : a > b;
+}
+
+int devices_loaded(struct app *app)
+{
+    size_t pos = 0;
+    struct device *d;
+    if (devices_new(app))
+        return -1;
+    while ((d = map_next(&app->devs->by_user, &pos)) != NULL) {
+        /* Inbox rows came in any order: sort, check seq runs 1, 2, 3, ...,
+         * and index again. */
+        qsort(d->inbox, d->n_inbox, sizeof(d->inbox[0]), by_seq);
+        map_free(&d->inbox_ids);
+        memset(&d->inbox_ids, 0, sizeof(d->inbox_ids));
+        for (size_t i = 0; i < d->n_inbox; i++)
+            if (d->inbox[i].seq != i + 1 ||
+                map_put_str(&d->inbox_ids, d->inbox[i].message_id, (void *)(uintptr_t)(i + 1)))
+                return -1;
+        if (!store_find_user(&app->store, d->user))
+            return -1; /* a device without its keys */
+    }
+    return 0;
+}
