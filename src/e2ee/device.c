@@ -1040,7 +1040,7 @@ int h_device_fingerprint(struct app *app, const struct request *req, struct repl
  * late answer never drives a step that has moved on.
  * ========================================================================== */
 
-enum send_phase { SEND_PROBE, SEND_LISTS, SEND_BUNDLES, SEND_DELIVER };
+enum send_phase { SEND_LISTS, SEND_BUNDLES, SEND_DELIVER };
 
 struct target {
     int side;        /* 0: the recipient user, 1: the sender's own user */
@@ -1135,7 +1135,7 @@ static void send_retry_fire(struct app *app, struct node *n, void *ctx)
     struct send_op *op = op_of(app, ctx);
     if (!op || app->devs->closing)
         return;
-    if (op->envelopes || op->phase == SEND_PROBE)
+    if (op->envelopes)
         send_deliver(app, op);
     else
         send_lists(app, op);
@@ -1299,10 +1299,13 @@ static void send_bundles_done(struct app *app, struct node *n, void *ctx,
             if (!x || has_session(u, of, b.device_id) || peer_name(name, of, b.device_id))
                 continue;
             /* The bundle's identity must be the one the verified chain
-             * carries: the pin makes conv_initiate refuse any other. */
+             * carries (the pin would make conv_initiate refuse any other,
+             * after its signature check; this says so first). */
             if (!pin_device(app, u, of, x))
                 return send_finish(app, op, ERR_CRASH, "out of memory");
-            enum conv_result res = conv_initiate(&app->store, u, name, &b, &s, root_key);
+            enum conv_result res = memcmp(b.identity, x->identity, CURVE_KEY_LEN)
+                                       ? CONV_IDENTITY_CHANGED
+                                       : conv_initiate(&app->store, u, name, &b, &s, root_key);
             wipe_bytes(root_key, sizeof(root_key));
             if (res == CONV_OK)
                 continue;
@@ -1427,21 +1430,11 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
     free(ref);
     if (!op)
         return;
-    if (st == NODE_CALL_REPLY && is_type(body, "relay_delivered")) {
-        if (op->phase == SEND_PROBE) /* delivered before a restart */
-            op->n_envs = 0;
+    if (st == NODE_CALL_REPLY && is_type(body, "relay_delivered"))
         return send_finish(app, op, -1, NULL);
-    }
     const cJSON *code = body ? req_field(body, "code") : NULL;
     bool refused = st == NODE_CALL_REPLY && cJSON_IsNumber(code) &&
                    code->valuedouble == ERR_PRECONDITION;
-    if (op->phase == SEND_PROBE) {
-        if (refused) { /* not delivered: the relay dedupes, so this is definite */
-            op->delay_ms = 0;
-            return send_lists(app, op);
-        }
-        return send_later(app, op);
-    }
     if (!refused) /* no answer: the same envelopes again (the relay dedupes) */
         return send_later(app, op);
     /* The lists moved (missing, extra, stale): nothing was delivered. */
@@ -1458,18 +1451,14 @@ static void send_deliver(struct app *app, struct send_op *op)
     struct device *d = device_find(app, op->user);
     if (!d)
         return send_finish(app, op, ERR_CRASH, "the device was lost (a failed commit)");
-    if (op->phase != SEND_PROBE)
-        op->phase = SEND_DELIVER;
+    op->phase = SEND_DELIVER;
     op->epoch++;
     struct op_ref *ref = op_ref(op, 0);
     struct reply *m = node_message(app->node, "relay_deliver");
     reply_cstring(m, "from_user", op->user);
     reply_int(m, "from_device", d->device_id);
     reply_cstring(m, "message_id", op->message_id);
-    if (op->envelopes)
-        reply_raw(m, "envelopes", op->envelopes, strlen(op->envelopes));
-    else /* the probe: already delivered, or refused */
-        reply_raw(m, "envelopes", "[]", 2);
+    reply_raw(m, "envelopes", op->envelopes, strlen(op->envelopes));
     if (!ref || !node_call(app->node, app->relay_id, DEVICE_CALL_MS, send_delivered, ref)) {
         free(ref);
         send_later(app, op);
@@ -1487,8 +1476,9 @@ static void send_deadline(struct app *app, struct node *n, void *ctx)
     }
 }
 
-/* Starts the op of an outbox message; a resumed one (no client) first asks
- * the relay whether it was delivered before the restart. */
+/* Starts the op of an outbox message. A resumed one (no client: after a
+ * restart) may have been delivered before: encrypted afresh under the same
+ * message_id, the relay takes it as the no-op it is. */
 static struct send_op *send_start(struct app *app, struct device *d, const struct outgoing *o,
                                   struct node_deferred *client)
 {
@@ -1502,12 +1492,7 @@ static struct send_op *send_start(struct app *app, struct device *d, const struc
         return NULL;
     }
     op->client = client;
-    if (client) {
-        send_lists(app, op);
-    } else {
-        op->phase = SEND_PROBE;
-        send_deliver(app, op);
-    }
+    send_lists(app, op);
     return op;
 }
 
@@ -2415,7 +2400,8 @@ int devices_loaded(struct app *app)
     while ((d = map_next(&app->devs->by_user, &pos)) != NULL) {
         /* Inbox rows came in any order: sort, check seq runs 1, 2, 3, ...,
          * and index again. */
-        qsort(d->inbox, d->n_inbox, sizeof(d->inbox[0]), by_seq);
+        if (d->n_inbox > 1) /* qsort must not be given NULL, even for none */
+            qsort(d->inbox, d->n_inbox, sizeof(d->inbox[0]), by_seq);
         map_free(&d->inbox_ids);
         memset(&d->inbox_ids, 0, sizeof(d->inbox_ids));
         for (size_t i = 0; i < d->n_inbox; i++)

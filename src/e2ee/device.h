@@ -49,7 +49,7 @@
 #define DEVICE_CALL_MS 2000        /* deadline of one call to the backend */
 #define DEVICE_POLL_MS 1000        /* fetch at least this often */
 #define DEVICE_ANSWER_MS 5000      /* send answers within this (error 0 after) */
-#define DEVICE_TOPUP_MS 10000      /* how often the directory's prekey count is checked */
+#define DEVICE_TOPUP_MS 5000       /* how often the directory's prekey count is checked */
 #define DEVICE_TOPUP_BELOW 50      /* upload more when the directory holds fewer */
 #define DEVICE_FAILURES_MAX 3      /* failed envelope is acknowledged and dropped */
 #define DEVICE_SEND_REFUSALS_MAX 30 /* a message the relay keeps refusing is given up */

@@ -880,7 +880,7 @@ int directory_loaded(struct app *app)
         for (size_t i = 0; i < a->n_devs && !rc; i++) {
             if (!a->devs[i])
                 rc = -1; /* ids are given in order: none may be missing */
-            else
+            else if (a->devs[i]->n_opks > 1) /* never qsort(NULL, 0) */
                 qsort(a->devs[i]->opks, a->devs[i]->n_opks, sizeof(struct dir_opk), by_opk_id);
         }
     }

@@ -918,6 +918,7 @@ int relay_loaded(struct app *app)
     size_t pos = 0;
     struct mailbox *m;
     while ((m = map_next(&app->relay->boxes, &pos)) != NULL)
-        qsort(m->items, m->n, sizeof(m->items[0]), by_envelope_id);
+        if (m->n > 1) /* qsort must not be given NULL, even for none */
+            qsort(m->items, m->n, sizeof(m->items[0]), by_envelope_id);
     return 0;
 }
