@@ -5,16 +5,13 @@
  * ciphertexts under older key ids still decrypt. Keys never leave the
  * process: not in argv, replies or logs.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "securitor/aead.h"
 #include "securitor/codec.h"
+#include "securitor/keysource.h"
 #include "securitor/node.h"
 #include "securitor/rand.h"
 #include "securitor/wipe.h"
@@ -242,67 +239,14 @@ static const struct node_program PROGRAM = {
     .extra_usage = " [--key-file PATH]",
     .extra_help =
         "\nThe key (32 bytes) comes from, in order:\n"
-        "  --key-file PATH    a file holding 64 hex characters or 32 raw bytes\n"
+        "  --key-file PATH    a file holding 64 hex characters or 32 raw bytes (a\n"
+        "                     32-byte file of hex digits is refused: a 128-bit key?)\n"
         "  SECURITOR_KEY      an environment variable holding 64 hex characters\n"
         "  neither            a random key (ciphertexts then die with the process)\n"
         "Keys are never accepted in argv and never written to stdout or stderr.\n",
     .handlers = HANDLERS,
     .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
 };
-
-/* --- start-up: the first key ------------------------------------------------ */
-
-static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-/* Parses 64 hex characters (surrounding white space allowed). */
-static int parse_hex_key(uint8_t key[static AEAD_KEY_LEN], const char *s, size_t len)
-{
-    while (len && is_space(*s))
-        s++, len--;
-    while (len && is_space(s[len - 1]))
-        len--;
-    if (len != 2 * AEAD_KEY_LEN)
-        return -1;
-    return hex_decode(key, s, len);
-}
-
-static int load_key_file(uint8_t key[static AEAD_KEY_LEN], const char *path)
-{
-    uint8_t data[2 * AEAD_KEY_LEN + 8];
-    struct stat st;
-    int rc = -1;
-    ssize_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        node_log("symmetric-node: --key-file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-        node_log("symmetric-node: warning: key file %s is readable by other users "
-                 "(chmod 600 it)", path);
-    for (;;) { /* read at most sizeof(data) bytes; a bigger file is not a key */
-        ssize_t n = read(fd, data + got, sizeof(data) - (size_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += n;
-        if ((size_t)got == sizeof(data))
-            break;
-    }
-    close(fd);
-    if (got == AEAD_KEY_LEN) {
-        memcpy(key, data, AEAD_KEY_LEN);
-        rc = 0;
-    } else if ((size_t)got < sizeof(data) && !parse_hex_key(key, (const char *)data, (size_t)got)) {
-        rc = 0;
-    } else {
-        node_log("symmetric-node: --key-file %s: expected 64 hex characters or 32 raw bytes",
-                 path);
-    }
-    WIPE_OBJ(data);
-    return rc;
-}
 
 int main(int argc, char **argv)
 {
@@ -312,35 +256,20 @@ int main(int argc, char **argv)
 
     const char *key_file = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--key-file") && i + 1 < argc) {
-            key_file = argv[++i];
-        } else if (!strncmp(argv[i], "--key-file=", 11)) {
-            key_file = argv[i] + 11;
-        } else {
+        int took = keysource_option(PROGRAM.name, argc, argv, &i, &key_file);
+        if (took < 0)
+            return 2;
+        if (!took) {
             fprintf(stderr, "symmetric-node: unknown argument \"%s\" (try --help)\n", argv[i]);
             return 2;
         }
     }
 
-    uint8_t key[AEAD_KEY_LEN];
-    char *env = getenv("SECURITOR_KEY");
-    if (key_file && env) {
-        node_log("symmetric-node: both --key-file and SECURITOR_KEY are set; give one");
+    uint8_t key[KEYSOURCE_KEY_LEN];
+    enum keysource_origin origin;
+    if (keysource_load(key, PROGRAM.name, key_file, &origin))
         return 2;
-    }
-    if (key_file) {
-        if (load_key_file(key, key_file))
-            return 2;
-    } else if (env) {
-        int bad = parse_hex_key(key, env, strlen(env));
-        /* Scrub the variable so the key does not linger in our environment. */
-        OPENSSL_cleanse(env, strlen(env));
-        unsetenv("SECURITOR_KEY");
-        if (bad) {
-            node_log("symmetric-node: SECURITOR_KEY must be 64 hex characters (32 bytes)");
-            return 2;
-        }
-    } else {
+    if (origin == KEYSOURCE_FROM_NONE) {
         if (rand_secret(key, sizeof(key))) {
             node_log("symmetric-node: the random number generator failed");
             return 1;

@@ -353,6 +353,35 @@ def key_from_env_and_file():
 
 
 @test
+def key_file_of_32_hex_digits_refused():
+    """A 128-bit key written in hex is 32 bytes long, like a raw 256-bit key:
+    such a file (32 hex digits, with or without white space around them) is
+    refused with a message naming both accepted formats, never taken as 32
+    raw bytes of ASCII. A raw key that merely holds some hex digits works."""
+    hex128 = KEY_HEX[:32]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k")
+        for content in (hex128.encode(), hex128.upper().encode(), hex128.encode() + b"\n",
+                        hex128[:30].encode() + b"\r\n", b" " + hex128[:31].encode(),
+                        b" " * 32):
+            with open(path, "wb") as f:
+                f.write(content)
+            os.chmod(path, 0o600)
+            replies, err, code = run_lines(BIN, [msg({"type": "echo", "msg_id": 1, "echo": 1})],
+                                           args=["--key-file", path])
+            assert code == 2 and not replies, (content, code, replies)
+            assert "64 hex characters" in err and "32 raw bytes" in err, (content, err)
+            assert hex128 not in err.lower(), err
+        with open(path, "wb") as f:
+            f.write(hex128[:31].encode() + b"\xff")  # not all hex digits: raw bytes
+        replies, err, code = run_lines(BIN, [msg({"type": "echo", "msg_id": 1, "echo": 1})],
+                                       args=["--key-file", path])
+        assert code == 0 and replies[0]["body"]["echo"] == 1, err
+        _, err, code = run_lines(BIN, [], args=["--key-file"])
+        assert code == 2 and "needs a path" in err, err
+
+
+@test
 def known_answer_through_binary():
     """GCM spec test case 16 decrypted by the binary with SECURITOR_KEY (the
     node picks IVs itself, so encryption cannot be a fixed answer)."""
