@@ -98,3 +98,32 @@ size_t keyring_candidates(const struct keyring *kr, struct keyring_version **out
     }
     return k;
 }
+
+enum keyring_status keyring_set_min(struct keyring *kr, long long id)
+{
+    struct keyring_version *primary = keyring_primary(kr);
+    if (!primary || id > primary->id)
+        return KEYRING_PAST_PRIMARY;
+    if (id < kr->trimmed_below)
+        return KEYRING_TRIMMED;
+    kr->min_decryption_version = id;
+    return KEYRING_OK;
+}
+
+size_t keyring_trim(struct keyring *kr)
+{
+    if (!kr->n || kr->min_decryption_version <= kr->v[0].id)
+        return 0;
+    size_t k = (size_t)(kr->min_decryption_version - kr->v[0].id);
+    if (k >= kr->n) /* cannot happen: the minimum never passes the primary */
+        k = kr->n - 1;
+    for (size_t i = 0; i < k; i++)
+        version_clear(&kr->v[i]);
+    /* The survivors move down; the slots they leave still hold copies of
+     * their keys, so those are wiped too. */
+    memmove(kr->v, kr->v + k, (kr->n - k) * sizeof(*kr->v));
+    OPENSSL_cleanse(kr->v + (kr->n - k), k * sizeof(*kr->v));
+    kr->n -= k;
+    kr->trimmed_below = kr->v[0].id;
+    return k;
+}

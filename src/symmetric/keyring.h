@@ -99,4 +99,19 @@ enum keyring_status keyring_get(const struct keyring *kr, long long id,
  * most `max`. Returns how many were written to out. */
 size_t keyring_candidates(const struct keyring *kr, struct keyring_version **out, size_t max);
 
+/* Sets min_decryption_version to id, higher or lower than before (Vault
+ * transit's min_decryption_version). Returns KEYRING_OK,
+ * KEYRING_PAST_PRIMARY (id is above the primary: the primary must always
+ * decrypt what it encrypts), or KEYRING_TRIMMED (id is below trimmed_below:
+ * those versions are gone). */
+__attribute__((warn_unused_result))
+enum keyring_status keyring_set_min(struct keyring *kr, long long id);
+
+/* Deletes every version below min_decryption_version for good: its key
+ * bytes wiped, its AES-GCM contexts freed (which cleanses the key schedule).
+ * trimmed_below becomes min_decryption_version, so those ids are never
+ * found or given again. Returns how many versions were deleted. Cannot
+ * fail; the primary is never deleted (the minimum cannot pass it). */
+size_t keyring_trim(struct keyring *kr);
+
 #endif

@@ -238,10 +238,62 @@ static int h_rotate_key(struct app *app, const struct request *req, struct reply
     return 0;
 }
 
+/* The keyring's shape (PROTOCOL.md §2 `keys`): ids only, never key bytes. */
+static int reply_keys(const struct keyring *kr, struct reply *r)
+{
+    reply_type(r, "keys");
+    reply_int(r, "primary", keyring_primary(kr)->id);
+    reply_int(r, "min_decryption_version", kr->min_decryption_version);
+    reply_begin_array(r, "versions");
+    for (size_t i = 0; i < kr->n; i++)
+        reply_int(r, NULL, kr->v[i].id);
+    reply_end_array(r);
+    return 0;
+}
+
+static int h_keys(struct app *app, const struct request *req, struct reply *r)
+{
+    (void)req;
+    return reply_keys(&app->keys, r);
+}
+
+static int h_set_min_decryption_version(struct app *app, const struct request *req,
+                                        struct reply *r)
+{
+    long long id;
+    int rc = req_int(r, req->body, "key_id", false, 1, KEYRING_MAX_ID, &id, NULL);
+    if (rc)
+        return rc;
+    switch (keyring_set_min(&app->keys, id)) {
+    case KEYRING_OK:
+        return reply_keys(&app->keys, r);
+    case KEYRING_PAST_PRIMARY:
+        return node_error(r, ERR_PRECONDITION,
+                          "key_id: version %lld is past the primary (%lld); "
+                          "min_decryption_version cannot pass it", id,
+                          keyring_primary(&app->keys)->id);
+    default:
+        return node_error(r, ERR_PRECONDITION,
+                          "key_id: version %lld was trimmed; min_decryption_version can go "
+                          "no lower than %lld", id, app->keys.trimmed_below);
+    }
+}
+
+static int h_trim_keys(struct app *app, const struct request *req, struct reply *r)
+{
+    (void)req;
+    (void)keyring_trim(&app->keys);
+    return reply_keys(&app->keys, r);
+}
+
 static const struct node_handler HANDLERS[] = {
     {.type = "encrypt", .fn = h_encrypt},
     {.type = "decrypt", .fn = h_decrypt, .public_request = true},
     {.type = "rotate_key", .fn = h_rotate_key},
+    {.type = "keys", .fn = h_keys, .public_request = true},
+    {.type = "set_min_decryption_version", .fn = h_set_min_decryption_version,
+     .public_request = true},
+    {.type = "trim_keys", .fn = h_trim_keys, .public_request = true},
 };
 
 static const struct node_program PROGRAM = {
