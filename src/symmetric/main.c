@@ -103,14 +103,15 @@ static enum aead_result try_open(struct keyring_version *key,
  * filled (a malformed field: 12; an unknown or trimmed key_id: 20; a version
  * below min_decryption_version: 22; an internal failure: 13), or 0 with
  * *res AEAD_OK (then *pt_len bytes of plaintext are in app->out.data, which
- * the caller wipes) or AEAD_AUTH_FAILED (nothing left in app->out). */
+ * the caller wipes) or AEAD_AUTH_FAILED (nothing left in app->out). The
+ * request's AAD is left in *aad and *aad_len (NULL and 0 when absent). */
 static int open_request(struct app *app, const struct request *req, struct reply *r,
-                        enum aead_result *res, size_t *pt_len)
+                        enum aead_result *res, size_t *pt_len, const uint8_t **aad,
+                        size_t *aad_len)
 {
     const cJSON *body = req->body;
     const char *iv_hex, *ct_hex, *tag_hex;
-    const uint8_t *aad;
-    size_t iv_hex_len, ct_hex_len, tag_hex_len, aad_len;
+    size_t iv_hex_len, ct_hex_len, tag_hex_len;
     long long key_id;
     bool has_key_id;
     int rc;
@@ -119,8 +120,8 @@ static int open_request(struct app *app, const struct request *req, struct reply
     if ((rc = req_string(r, body, "iv", false, &iv_hex, &iv_hex_len)) ||
         (rc = req_string(r, body, "encryptedData", false, &ct_hex, &ct_hex_len)) ||
         (rc = req_string(r, body, "authTag", false, &tag_hex, &tag_hex_len)) ||
-        (rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, &aad,
-                                 &aad_len)) ||
+        (rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, aad,
+                                 aad_len)) ||
         (rc = req_int(r, body, "key_id", true, 1, KEYRING_MAX_ID, &key_id, &has_key_id)))
         return rc;
 
@@ -157,7 +158,7 @@ static int open_request(struct app *app, const struct request *req, struct reply
         ct_hex_len % 2 == 0 && !hex_decode(iv, iv_hex, iv_hex_len) &&
         !hex_decode(tag, tag_hex, tag_hex_len)) {
         for (size_t i = 0; i < n_keys && *res == AEAD_AUTH_FAILED; i++)
-            *res = try_open(keys[i], iv, aad, aad_len, ct_hex, ct_len, tag, pt);
+            *res = try_open(keys[i], iv, *aad, *aad_len, ct_hex, ct_len, tag, pt);
     }
     if (*res == AEAD_INTERNAL)
         return node_error(r, ERR_CRASH, "AES-256-GCM decryption failed internally");
@@ -197,8 +198,9 @@ static int h_encrypt(struct app *app, const struct request *req, struct reply *r
 static int h_decrypt(struct app *app, const struct request *req, struct reply *r)
 {
     enum aead_result res;
-    size_t pt_len;
-    int rc = open_request(app, req, r, &res, &pt_len);
+    const uint8_t *aad;
+    size_t pt_len, aad_len;
+    int rc = open_request(app, req, r, &res, &pt_len, &aad, &aad_len);
     if (rc)
         return rc;
     if (res != AEAD_OK)
@@ -210,6 +212,55 @@ static int h_decrypt(struct app *app, const struct request *req, struct reply *r
     reply_text_or_base64(r, "plaintext", (const uint8_t *)app->out.data, pt_len);
     wipe_bytes(app->out.data, pt_len);
     return 0;
+}
+
+/* Decrypts and re-encrypts under the primary key with a fresh IV and the
+ * same AAD (PROTOCOL.md §2 `rewrap`). The plaintext exists only in app->out,
+ * wiped before the handler returns; the reply carries ciphertext only. */
+static int h_rewrap(struct app *app, const struct request *req, struct reply *r)
+{
+    enum aead_result res;
+    const uint8_t *aad;
+    size_t pt_len, aad_len;
+    int rc = open_request(app, req, r, &res, &pt_len, &aad, &aad_len);
+    if (rc)
+        return rc;
+    if (res != AEAD_OK)
+        return reply_auth_failed(r);
+    rc = seal_reply(keyring_primary(&app->keys), aad, aad_len, (const uint8_t *)app->out.data,
+                    pt_len, "rewrapped", r);
+    wipe_bytes(app->out.data, pt_len);
+    return rc;
+}
+
+/* The sizes of data key datakey makes, in bits. */
+static bool datakey_bits_ok(long long bits) { return bits == 128 || bits == 192 || bits == 256; }
+
+/* Envelope encryption (PROTOCOL.md §2 `datakey`): a fresh random key, sealed
+ * under the primary (no AAD) and, unless plaintext is false, also given in
+ * the clear. */
+static int h_datakey(struct app *app, const struct request *req, struct reply *r)
+{
+    const cJSON *bits_item = req_field(req->body, "bits");
+    long long bits = 256;
+    bool clear = true;
+    uint8_t key[32];
+    int rc;
+    if (bits_item && !cJSON_IsNull(bits_item) &&
+        (!json_exact_int(bits_item, &bits) || !datakey_bits_ok(bits)))
+        return node_error(r, ERR_MALFORMED, "bits: expected 128, 192 or 256");
+    if ((rc = req_bool(r, req->body, "plaintext", true, &clear, NULL)))
+        return rc;
+    size_t len = (size_t)bits / 8;
+    if (rand_secret(key, len))
+        return node_error(r, ERR_CRASH, "the random number generator failed");
+    if (clear) /* before any field: a failed reply is then wiped too */
+        reply_sensitive(r);
+    rc = seal_reply(keyring_primary(&app->keys), NULL, 0, key, len, "datakey", r);
+    if (!rc && clear)
+        reply_base64(r, "key", key, len);
+    WIPE_OBJ(key);
+    return rc;
 }
 
 /* The error for a keyring call that failed, naming what to do about it. */
@@ -290,6 +341,8 @@ static const struct node_handler HANDLERS[] = {
     {.type = "encrypt", .fn = h_encrypt},
     {.type = "decrypt", .fn = h_decrypt, .public_request = true},
     {.type = "rotate_key", .fn = h_rotate_key},
+    {.type = "rewrap", .fn = h_rewrap, .public_request = true},
+    {.type = "datakey", .fn = h_datakey, .public_request = true},
     {.type = "keys", .fn = h_keys, .public_request = true},
     {.type = "set_min_decryption_version", .fn = h_set_min_decryption_version,
      .public_request = true},

@@ -44,16 +44,6 @@ def golden_protocol():
 
 
 @test
-def golden_keyring():
-    """keys, set_min_decryption_version and trim_keys (PROTOCOL.md §2), with
-    every error they have, and what decrypt does around them: a known
-    ciphertext under version 1 (the fixed key) is tried without key_id only
-    while 1 is at or above the minimum; below it, naming it is error 22;
-    once trimmed, error 20 and the minimum can no longer go back."""
-    check_golden(BIN, os.path.join(HERE, "golden/symmetric_keyring"), env=KEY_ENV)
-
-
-@test
 def seed_cases():
     """Every published symmetric case: honest ones must match; the dishonest
     one must be refused (decryption_failed), never faked; and its honest form
