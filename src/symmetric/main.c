@@ -16,6 +16,7 @@
 #include "securitor/rand.h"
 #include "securitor/wipe.h"
 
+#include "blindindex.h"
 #include "keyring.h"
 
 /* The exact text PROTOCOL.md §2 fixes for every failure to authenticate. */
@@ -23,6 +24,7 @@
 
 struct app {
     struct keyring keys;
+    struct blind_index index; /* its root comes from the given key and never rotates */
     struct buf in;  /* a plaintext decoded from base64 */
     struct buf out; /* output bytes (ciphertext or plaintext) */
     struct buf aad; /* decoded base64 AAD */
@@ -263,6 +265,46 @@ static int h_datakey(struct app *app, const struct request *req, struct reply *r
     return rc;
 }
 
+/* A searchable token for a value in a named index (PROTOCOL.md §2
+ * `blind_index`; blindindex.h has the derivation). The value may be
+ * sensitive: the request line is wiped like an encrypt's, and so is a value
+ * decoded from base64. */
+static int h_blind_index(struct app *app, const struct request *req, struct reply *r)
+{
+    const cJSON *body = req->body;
+    const cJSON *bits_item = req_field(body, "bits");
+    const char *name;
+    const uint8_t *value;
+    size_t name_len, value_len;
+    long long bits = 32;
+    uint8_t mac[BLIND_INDEX_TOKEN_MAX];
+    int rc;
+    if ((rc = req_string(r, body, "index", false, &name, &name_len)))
+        return rc;
+    if (name_len < 1 || name_len > BLIND_INDEX_MAX_NAME)
+        return node_error(r, ERR_MALFORMED, "index: expected a name of 1 to %d bytes",
+                          BLIND_INDEX_MAX_NAME);
+    if (bits_item && !cJSON_IsNull(bits_item) &&
+        (!json_exact_int(bits_item, &bits) || bits < 8 || bits > 8 * BLIND_INDEX_TOKEN_MAX ||
+         bits % 8))
+        return node_error(r, ERR_MALFORMED, "bits: expected a multiple of 8 from 8 to %d",
+                          8 * BLIND_INDEX_TOKEN_MAX);
+    if ((rc = req_text_or_base64(r, body, "value", "encoding", false, &app->in, &value,
+                                 &value_len)))
+        return rc;
+    if (blind_index_token(&app->index, name, name_len, value, value_len, mac))
+        rc = node_error(r, ERR_CRASH, "HMAC-SHA256 failed (OpenSSL or out of memory)");
+    if (value == (const uint8_t *)app->in.data) /* decoded from base64 */
+        wipe_bytes(app->in.data, value_len);
+    if (rc)
+        return rc;
+    reply_type(r, "blind_index");
+    reply_string(r, "index", name, name_len);
+    reply_hex(r, "token", mac, (size_t)bits / 8);
+    WIPE_OBJ(mac);
+    return 0;
+}
+
 /* The error for a keyring call that failed, naming what to do about it. */
 static int keyring_error(struct reply *r, enum keyring_status st)
 {
@@ -344,6 +386,7 @@ static const struct node_handler HANDLERS[] = {
     {.type = "rewrap", .fn = h_rewrap, .public_request = true},
     {.type = "datakey", .fn = h_datakey, .public_request = true},
     {.type = "keys", .fn = h_keys, .public_request = true},
+    {.type = "blind_index", .fn = h_blind_index},
     {.type = "set_min_decryption_version", .fn = h_set_min_decryption_version,
      .public_request = true},
     {.type = "trim_keys", .fn = h_trim_keys, .public_request = true},
@@ -398,13 +441,15 @@ int main(int argc, char **argv)
     long long id;
     status = 1;
     bool ok = keyring_init(&app.keys, 1) == KEYRING_OK &&
-              keyring_add(&app.keys, key, &id) == KEYRING_OK;
+              keyring_add(&app.keys, key, &id) == KEYRING_OK &&
+              blind_index_init(&app.index, key) == 0;
     WIPE_OBJ(key); /* the ring holds the only copy from here on */
     if (!ok)
         node_log("symmetric-node: could not set up AES-256-GCM");
     else
         status = node_run(&PROGRAM, &app);
     keyring_free(&app.keys);
+    blind_index_free(&app.index);
     buf_free(&app.in);
     buf_free(&app.out);
     buf_free(&app.aad);

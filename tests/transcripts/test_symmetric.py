@@ -515,7 +515,20 @@ def damaged_requests_never_crash():
     other = [msg({"type": "rotate_key", "msg_id": 4}), msg({"type": "echo", "msg_id": 5,
                                                            "echo": {"a": [1, "b"]}}),
              msg({"type": "init", "msg_id": 6, "node_id": "n1", "node_ids": ["n1"]})]
-    n = check_fuzz(BIN, [enc, dec, b64] + other, env=KEY_ENV)
+    # The transit requests (PROTOCOL.md §2), a known ciphertext under the key.
+    known = {"iv": "240c345f93c13a89fab7ec31", "encryptedData": "7f39448bc90ad3921c3d321147b72c",
+             "authTag": "5c0860c0fb358e2e48414ecff022299d", "aad": "row 7"}
+    transit = [msg(dict(known, type="rewrap", msg_id=7)),
+               msg(dict(known, type="rewrap", msg_id=8, key_id=1)),
+               msg({"type": "datakey", "msg_id": 9, "bits": 128, "plaintext": False}),
+               msg({"type": "keys", "msg_id": 10}),
+               msg({"type": "set_min_decryption_version", "msg_id": 11, "key_id": 2}),
+               msg({"type": "trim_keys", "msg_id": 12}),
+               msg({"type": "blind_index", "msg_id": 13, "index": "email", "value": "a@b.c",
+                    "bits": 64}),
+               msg({"type": "blind_index", "msg_id": 14, "index": "bin", "value": "AP8=",
+                    "encoding": "base64"})]
+    n = check_fuzz(BIN, [enc, dec, b64] + other + transit, env=KEY_ENV)
     assert n > 500, n
 
 

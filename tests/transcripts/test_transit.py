@@ -7,13 +7,16 @@ usage: test_transit.py PATH/TO/symmetric-node
 Random tests print their seed; SECURITOR_SEED=N repeats a run.
 """
 import base64
+import hashlib
+import hmac
+import json
 import os
 import random
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import Node, check_golden, run_all, test  # noqa: E402
+from nodelib import Node, check_golden, run_all, run_lines, test  # noqa: E402
 
 BIN = sys.argv[1]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,6 +24,10 @@ AUTH_FAILED = "Authentication failed - data has been tampered with"
 KEY_HEX = "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308"
 KEY_ENV = {"SECURITOR_KEY": KEY_HEX}
 TRY_NEWEST = 8  # KEYRING_TRY_NEWEST in src/symmetric/keyring.h
+
+
+def msg(body, src="client", dest="n1"):
+    return json.dumps({"src": src, "dest": dest, "body": body})
 
 
 def seeded(name):
@@ -87,6 +94,14 @@ def golden_keyring():
     above the minimum; below it, naming it is error 22; once trimmed, error
     20 and the minimum can no longer go back."""
     check_golden(BIN, os.path.join(HERE, "golden/symmetric_keyring"), env=KEY_ENV)
+
+
+@test
+def golden_blind_index():
+    """blind_index with every error; the tokens under the fixed key are
+    known answers (blind_index_matches_a_reference computes them
+    independently)."""
+    check_golden(BIN, os.path.join(HERE, "golden/symmetric_blind_index"), env=KEY_ENV)
 
 
 @test
@@ -272,6 +287,125 @@ def datakey_sealed_form_opens_to_its_key():
         else:
             assert base64.b64decode(r["key"]) == opened, (seed, r)
     node.close()
+
+
+# ---------------------------------------------------------------------------
+# Blind indexes
+
+
+def hkdf_sha256(ikm, info, n=32):
+    """RFC 5869 with no salt, in Python's standard library: a reference the
+    node's OpenSSL-based derivation must agree with."""
+    prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < n:
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        out, i = out + t, i + 1
+    return out[:n]
+
+
+def reference_token(key, index, value, bits=32):
+    root = hkdf_sha256(key, b"securitor blind index root v1")
+    k = hkdf_sha256(root, b"securitor blind index key v1" + index.encode())
+    return hmac.new(k, value, hashlib.sha256).digest()[:bits // 8].hex()
+
+
+def random_value(rng):
+    """A value as request fields, and its bytes."""
+    if rng.random() < 0.5:
+        text = "".join(rng.choice("abcXYZ09@.é€🔐 ") for _ in range(rng.randrange(40)))
+        return {"value": text}, text.encode()
+    raw = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+    return {"value": base64.b64encode(raw).decode(), "encoding": "base64"}, raw
+
+
+def random_index(rng):
+    return rng.choice(["email", "ssn", "last_name", "Email", "email ", "ключ", "x" * 256,
+                       "idx%d" % rng.randrange(50)])
+
+
+@test
+def blind_index_matches_a_reference():
+    """Tokens for random indexes, values (text and bytes) and sizes equal
+    HKDF-SHA256 and HMAC-SHA256 computed by Python's standard library from
+    the same key: PROTOCOL.md §2's derivation, checked independently."""
+    rng, seed = seeded("blind_index_matches_a_reference")
+    key = os.urandom(32)
+    lines, want = [], []
+    for i in range(300):
+        index = random_index(rng)
+        fields, raw = random_value(rng)
+        bits = rng.choice((None, 8, 32, 64, 128, 248, 256))
+        req = dict({"type": "blind_index", "msg_id": i, "index": index}, **fields)
+        if bits:
+            req["bits"] = bits
+        lines.append(msg(req))
+        want.append(reference_token(key, index, raw, bits or 32))
+    replies, err, code = run_lines(BIN, lines, env={"SECURITOR_KEY": key.hex()})
+    assert code == 0, err
+    got = [r["body"].get("token") for r in replies]
+    assert got == want, (seed, [(g, w) for g, w in zip(got, want) if g != w][:3])
+
+
+def tokens(node, pairs, bits=32):
+    return [node.call(dict({"type": "blind_index", "index": i, "bits": bits}, **f))["token"]
+            for i, f in pairs]
+
+
+@test
+def blind_index_properties():
+    """Deterministic per (index, value); every size a prefix of the 256-bit
+    token (the 64-bit token starts with the 32-bit one); unrelated across
+    indexes; the same after rotate_key, set_min_decryption_version and
+    trim_keys, and in a second process with the same key; different under
+    another key."""
+    rng, seed = seeded("blind_index_properties")
+    key = os.urandom(32).hex()
+    pairs = []
+    for _ in range(60):
+        fields, raw = random_value(rng)
+        pairs.append((random_index(rng), fields))
+    node = Node(BIN, env={"SECURITOR_KEY": key})
+    full = tokens(node, pairs, 256)
+    assert tokens(node, pairs, 256) == full, seed
+    for bits in range(8, 257, 8):
+        got = tokens(node, pairs[:5], bits)
+        assert all(full[k].startswith(t) and len(t) == bits // 4 for k, t in enumerate(got)), \
+            (seed, bits)
+    t32, t64 = tokens(node, pairs, 32), tokens(node, pairs, 64)
+    assert all(b.startswith(a) for a, b in zip(t32, t64)), seed
+    # Across indexes: the same value never gives the same 256-bit token.
+    for fields in ({"value": "alice@example.com"}, {"value": ""}):
+        per_index = tokens(node, [(i, fields) for i in ("a", "b", "email", "Email", "email ")],
+                           256)
+        assert len(set(per_index)) == len(per_index), (seed, per_index)
+    for req in ({"type": "rotate_key"}, {"type": "rotate_key"},
+                {"type": "set_min_decryption_version", "key_id": 3}, {"type": "trim_keys"}):
+        node.call(req)
+        assert tokens(node, pairs[:10], 256) == full[:10], (seed, req)
+    assert node.call({"type": "keys"})["versions"] == [3], seed
+    node.close()
+    other = Node(BIN, env={"SECURITOR_KEY": key})
+    assert tokens(other, pairs, 256) == full, seed
+    other.close()
+    stranger = Node(BIN, env={"SECURITOR_KEY": os.urandom(32).hex()})
+    assert all(a != b for a, b in zip(tokens(stranger, pairs, 256), full)), seed
+    stranger.close()
+
+
+@test
+def blind_index_cache_is_bounded():
+    """More indexes than the cache holds (1,024): the oldest keys are
+    evicted and derived again when used, with the same tokens."""
+    key = os.urandom(32)
+    names = ["index-%d" % i for i in range(1100)]
+    lines = [msg({"type": "blind_index", "msg_id": i, "index": n, "value": "v"})
+             for i, n in enumerate(names + names[:100] + names[-100:] + names[:100])]
+    replies, err, code = run_lines(BIN, lines, env={"SECURITOR_KEY": key.hex()})
+    assert code == 0, err
+    want = [reference_token(key, n, b"v") for n in names + names[:100] + names[-100:] +
+            names[:100]]
+    assert [r["body"]["token"] for r in replies] == want
 
 
 run_all()
