@@ -87,6 +87,13 @@ class Node:
             return ""
 
 
+# Writable mappings larger than this are address space a sanitizer reserved
+# (ASan's and TSan's shadow: terabytes), never the program's data. Reading
+# them through /proc/pid/mem faults their pages in: the node then grows to
+# all of the machine's memory and is killed.
+_SCAN_MAX = 1 << 36
+
+
 def memory_holds(pid, needles):
     """Which of the byte strings in `needles` occur anywhere in the writable
     memory of process pid (heap, anonymous mappings, thread stacks), read
@@ -100,6 +107,8 @@ def memory_holds(pid, needles):
             if "w" not in parts[1] or (len(parts) > 5 and parts[5].startswith("/")):
                 continue  # read-only, or a file's own data (code, libraries)
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if hi - lo > _SCAN_MAX:
+                continue
             at, tail = lo, b""
             while at < hi:
                 try:
@@ -107,6 +116,8 @@ def memory_holds(pid, needles):
                     chunk = mem.read(min(1 << 22, hi - at))
                 except OSError:
                     break  # guard pages and the like
+                if not chunk:
+                    raise AssertionError("process %d is gone (its memory reads empty)" % pid)
                 data = tail + chunk
                 for n in needles:
                     if n in data:

@@ -100,6 +100,9 @@ def a_line_of_many_values_is_bounded():
     peak, now = status(node.proc.pid, "VmHWM"), status(node.proc.pid, "VmRSS")
     node.close()
     assert peak < 400 << 20, "peak RSS %d MiB" % (peak >> 20)
+    if SANITIZED:  # ASan keeps freed memory in quarantine (256 MiB by default)
+        print("note: sanitizer runtimes keep freed memory; the RSS after is not checked")
+        return
     assert now < 64 << 20, "RSS after the big line: %d MiB" % (now >> 20)
 
 
