@@ -1,9 +1,16 @@
 /* symmetric-node - AES-256-GCM encryption as a service (PROTOCOL.md §2).
  *
- * The node holds a keyring: key 1 comes from SECURITOR_KEY, --key-file or
- * the RNG; rotate_key adds a new primary key and keeps the old ones, so
- * ciphertexts under older key ids still decrypt. Keys never leave the
- * process: not in argv, replies or logs.
+ * The node holds a keyring (keyring.h): version 1 is the key given in
+ * SECURITOR_KEY or --key-file (keysource.h), or a random one; rotate_key
+ * adds a new primary and keeps the old versions, so ciphertexts under them
+ * still decrypt until the minimum passes them and trim_keys deletes them.
+ * rewrap and datakey seal under the primary; blind_index derives its keys
+ * from a root made from the given key (blindindex.h), which never rotates.
+ * Keys never leave the process: not in argv, replies or logs (a data key is
+ * the caller's by design).
+ *
+ * Every handler checks all its fields before it changes anything, so a
+ * request that fails leaves the keyring as it was (PROTOCOL.md §2).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,10 +401,11 @@ static const struct node_handler HANDLERS[] = {
 
 static const struct node_program PROGRAM = {
     .name = "symmetric-node",
-    .summary = "AES-256-GCM encryption as a service: encrypt, decrypt, rotate_key.",
+    .summary = "AES-256-GCM encryption as a service: encrypt, decrypt, rotate_key, rewrap,\n"
+               "datakey, keys, set_min_decryption_version, trim_keys, blind_index.",
     .extra_usage = " [--key-file PATH]",
     .extra_help =
-        "\nThe key (32 bytes) comes from, in order:\n"
+        "\nThe key (32 bytes) comes from one of (both is an error):\n"
         "  --key-file PATH    a file holding 64 hex characters or 32 raw bytes (a\n"
         "                     32-byte file of hex digits is refused: a 128-bit key?)\n"
         "  SECURITOR_KEY      an environment variable holding 64 hex characters\n"
