@@ -40,7 +40,22 @@ print("  -> round trip: %r" % dec["plaintext"])
 flipped = "%02x" % (int(enc["encryptedData"][:2], 16) ^ 0x01)  # always a change
 bad = dict(iv=enc["iv"], encryptedData=flipped + enc["encryptedData"][2:], authTag=enc["authTag"],
            aad="invoice-42")
-print("  -> one flipped byte: %s" % n.call("client", dict(type="decrypt", **bad))["type"])
+print("  -> one flipped bit: %s" % n.call("client", dict(type="decrypt", **bad))["type"])
+
+print("\n\033[1m  key rotation, rewrap, and a blind-index lookup\033[0m")
+n.call("client", {"type": "rotate_key"})
+rw = n.call("client", {"type": "rewrap", "iv": enc["iv"], "encryptedData": enc["encryptedData"],
+                       "authTag": enc["authTag"], "aad": "invoice-42"})
+print("  -> rewrapped from key %d to key %d inside the node; the plaintext never left it"
+      % (enc["key_id"], rw["key_id"]))
+n.call("client", {"type": "set_min_decryption_version", "key_id": 2})
+keys = n.call("client", {"type": "trim_keys"})
+print("  -> key 1 trimmed: the keyring is now %s" % keys["versions"])
+rows = {"alice@example.com": "row 1", "bob@example.com": "row 2"}
+index = {n.call("client", {"type": "blind_index", "index": "email", "value": v})["token"]: row
+         for v, row in rows.items()}
+t = n.call("client", {"type": "blind_index", "index": "email", "value": "bob@example.com"})["token"]
+print("  -> searching the encrypted table for bob@example.com by its token %s finds %s" % (t, index[t]))
 n.close()
 
 print("\n\033[1me2ee-node: X3DH + Double Ratchet (Signal protocol v3)\033[0m")

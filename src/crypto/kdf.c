@@ -2,6 +2,7 @@
 #include "securitor/kdf.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -14,13 +15,14 @@ static EVP_KDF_CTX *hkdf_ctx;
 static EVP_MAC_CTX *hmac_ctx;
 static EVP_MD_CTX *md_ctx;
 static EVP_MD *md_sha512, *md_sha256;
+static EVP_MAC *mac_hmac; /* for contexts of their own (struct hmac_key) */
 
 static int setup(void)
 {
-    if (hkdf_ctx && hmac_ctx && md_ctx && md_sha512 && md_sha256)
+    if (hkdf_ctx && hmac_ctx && md_ctx && md_sha512 && md_sha256 && mac_hmac)
         return 0;
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC *mac = mac_hmac ? mac_hmac : EVP_MAC_fetch(NULL, "HMAC", NULL);
     /* HMAC's digest is set once: naming it on every init makes OpenSSL fetch
      * SHA-256 again each time. */
     OSSL_PARAM digest[] = {
@@ -35,14 +37,14 @@ static int setup(void)
         hmac_ctx = NULL;
     }
     EVP_KDF_free(kdf); /* the contexts hold their own references */
-    EVP_MAC_free(mac);
+    mac_hmac = mac;    /* kept for hmac_key_new */
     if (!md_ctx)
         md_ctx = EVP_MD_CTX_new();
     if (!md_sha512)
         md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
     if (!md_sha256)
         md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    return hkdf_ctx && hmac_ctx && md_ctx && md_sha512 && md_sha256 ? 0 : -1;
+    return hkdf_ctx && hmac_ctx && md_ctx && md_sha512 && md_sha256 && mac_hmac ? 0 : -1;
 }
 
 int hkdf_sha256(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
@@ -135,6 +137,48 @@ int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t
     for (size_t i = 0; i < n && !rc; i++)
         rc = mac_parts(out[i], i ? NULL : key ? key : NO_KEY, i ? 0 : key_len, &msgs[i], 1);
     return mac_done(rc);
+}
+
+struct hmac_key {
+    EVP_MAC_CTX *ctx;
+};
+
+struct hmac_key *hmac_key_new(const uint8_t *key, size_t key_len)
+{
+    struct hmac_key *k = NULL;
+    OSSL_PARAM digest[] = {
+        OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_END,
+    };
+    if (setup() || !(k = calloc(1, sizeof(*k))) || !(k->ctx = EVP_MAC_CTX_new(mac_hmac)) ||
+        !EVP_MAC_init(k->ctx, key ? key : NO_KEY, key_len, digest))
+        goto fail;
+    return k;
+fail:
+    ERR_clear_error();
+    hmac_key_free(k);
+    return NULL;
+}
+
+int hmac_key_mac(struct hmac_key *k, uint8_t out[static HMAC_SHA256_LEN], const uint8_t *msg,
+                 size_t len)
+{
+    size_t out_len;
+    /* A NULL key re-initialises the context with the key it holds. */
+    if (!EVP_MAC_init(k->ctx, NULL, 0, NULL) || (len && !EVP_MAC_update(k->ctx, msg, len)) ||
+        !EVP_MAC_final(k->ctx, out, &out_len, HMAC_SHA256_LEN) || out_len != HMAC_SHA256_LEN) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+void hmac_key_free(struct hmac_key *k)
+{
+    if (!k)
+        return;
+    EVP_MAC_CTX_free(k->ctx); /* the HMAC provider clear-frees its copy of the key */
+    free(k);
 }
 
 /* One digest on the shared context. The context keeps its last hash state
