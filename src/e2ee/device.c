@@ -6,7 +6,7 @@
  * comes: after a failed commit the devices are read back from the state,
  * and a device that is gone means the work stops.
  */
-#include "device.h"
+#include "device_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,84 +17,14 @@
 
 #include "securitor/codec.h"
 #include "securitor/kdf.h"
-#include "securitor/map.h"
 #include "securitor/safety.h"
 #include "securitor/state.h"
 #include "securitor/wipe.h"
 #include "conversation.h"
-#include "devlist.h"
-#include "directory.h"
 #include "fields.h"
 #include "relay.h"
 #include "rows.h"
 #include "signed.h"
-
-#define KNOWN_MAX DIR_DEVICES_MAX   /* devices a user's chain can ever list */
-#define FAILURES_KEPT 64            /* envelopes whose failures are counted */
-#define LOOKUPS_MAX 16              /* senders looked up after one fetch */
-#define OUTBOX_MAX 1000             /* messages waiting per device */
-#define PEER_NAME_MAX (DEVICE_USER_MAX + 12)
-#define MESSAGE_ID_LEN 36
-#define INNER_DOMAIN "securitor message v1"
-#define CODE_DOMAIN "securitor device code v1"
-
-enum dev_status { DEV_NEW, DEV_PENDING, DEV_ACTIVE, DEV_REVOKED };
-
-/* A user's device list as this device verified it. */
-struct known {
-    char *of;
-    struct devlist_pin pin;   /* where the verified chain got to */
-    struct devlist newest;    /* that version */
-    struct devlist_device seen[KNOWN_MAX]; /* every device any version listed */
-    size_t n_seen;
-};
-
-struct message {
-    uint64_t seq;
-    char *message_id, *from;
-    uint32_t from_device;
-    uint8_t *text;
-    size_t len;
-};
-
-struct outgoing {
-    char message_id[MESSAGE_ID_LEN + 1];
-    char *to;
-    uint8_t *text;
-    size_t len;
-};
-
-struct failure {
-    uint64_t id;
-    unsigned n;
-};
-
-struct device {
-    char *user;
-    uint32_t device_id;     /* 0 until the directory gave one */
-    enum dev_status status;
-    uint64_t counter;       /* the last signed request's (never repeats) */
-    uint32_t dir_opks;      /* one-time prekeys the directory holds, as last told */
-    struct map known;       /* user -> struct known */
-    struct message *inbox;  /* inbox[i].seq == i + 1 */
-    size_t n_inbox, cap_inbox;
-    struct map inbox_ids;   /* message_id -> 1 + index */
-    struct map outbox;      /* message_id -> struct outgoing */
-    /* Work in flight; not kept in the state. */
-    bool fetching, fetch_again, polling, check_self, topping_up;
-    uint64_t last_fetch_ms, next_topup_ms;
-    struct failure failures[FAILURES_KEPT];
-    size_t next_failure;
-};
-
-struct send_op;
-
-struct devices {
-    struct map by_user; /* user -> struct device */
-    struct map ops;     /* message_id -> struct send_op */
-    uint64_t tick;
-    bool closing;
-};
 
 static void fail_row(void) { node_log("e2ee-node: cannot record a device row: the commit will fail"); }
 
@@ -104,7 +34,7 @@ static void fail_row(void) { node_log("e2ee-node: cannot record a device row: th
  * row, and their buffers wiped.
  * ========================================================================== */
 
-static size_t key_pair(uint8_t *k, const char *user, const void *rest, size_t rest_len)
+size_t key_pair(uint8_t *k, const char *user, const void *rest, size_t rest_len)
 {
     size_t n = strlen(user);
     memcpy(k, user, n);
@@ -124,14 +54,14 @@ static void put_row(struct app *app, const char *kind, const uint8_t *k, size_t 
     buf_free(b);
 }
 
-static void del_row(struct app *app, const char *kind, const uint8_t *k, size_t k_len)
+void del_row(struct app *app, const char *kind, const uint8_t *k, size_t k_len)
 {
     struct state *st = app_state(app);
     if (st && state_del(st, kind, k, k_len))
         fail_row();
 }
 
-static void put_device(struct app *app, const struct device *d)
+void put_device(struct app *app, const struct device *d)
 {
     struct buf b = {0};
     if (!app_state(app))
@@ -177,7 +107,7 @@ static void seq_bytes(uint8_t out[static 8], uint64_t v)
         out[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
-static void put_message(struct app *app, const struct device *d, const struct message *m)
+void put_message(struct app *app, const struct device *d, const struct message *m)
 {
     struct buf b = {0};
     uint8_t key[DEVICE_USER_MAX + 9], seq[8];
@@ -192,7 +122,7 @@ static void put_message(struct app *app, const struct device *d, const struct me
     put_row(app, "dev_msg", key, key_pair(key, d->user, seq, 8), &b);
 }
 
-static void put_outgoing(struct app *app, const struct device *d, const struct outgoing *o)
+void put_outgoing(struct app *app, const struct device *d, const struct outgoing *o)
 {
     struct buf b = {0};
     uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
@@ -200,7 +130,20 @@ static void put_outgoing(struct app *app, const struct device *d, const struct o
         return;
     row_u8(&b, ROW_VERSION);
     row_str(&b, o->to, strlen(o->to));
+    row_u32(&b, (uint32_t)o->len);
     row_bytes(&b, o->text, o->len);
+    row_u8(&b, o->ready);
+    row_u32(&b, (uint32_t)o->n_envs);
+    for (size_t i = 0; i < o->n_envs; i++) {
+        const struct sealed *e = &o->envs[i];
+        size_t n = strlen(e->ciphertext);
+        row_str(&b, e->user, strlen(e->user));
+        row_u32(&b, e->device_id);
+        row_u32(&b, e->registration_id);
+        row_u8(&b, e->prekey);
+        row_u32(&b, (uint32_t)n);
+        row_bytes(&b, e->ciphertext, n);
+    }
     put_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN), &b);
 }
 
@@ -208,10 +151,20 @@ static void put_outgoing(struct app *app, const struct device *d, const struct o
  * Devices
  * ========================================================================== */
 
-static void outgoing_free(struct outgoing *o)
+void sealed_free(struct sealed *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].user);
+        free(e[i].ciphertext);
+    }
+    free(e);
+}
+
+void outgoing_free(struct outgoing *o)
 {
     if (!o)
         return;
+    sealed_free(o->envs, o->n_envs);
     if (o->text)
         wipe_bytes(o->text, o->len);
     free(o->text);
@@ -246,7 +199,7 @@ static void device_free(struct device *d)
     free(d);
 }
 
-static struct device *device_find(struct app *app, const char *user)
+struct device *device_find(struct app *app, const char *user)
 {
     return app->devs ? map_get_str(&app->devs->by_user, user) : NULL;
 }
@@ -266,7 +219,7 @@ static struct device *device_get(struct app *app, const char *user)
     return d;
 }
 
-static int peer_name(char out[static PEER_NAME_MAX + 1], const char *user, uint32_t id)
+int peer_name(char out[static PEER_NAME_MAX + 1], const char *user, uint32_t id)
 {
     int n = snprintf(out, PEER_NAME_MAX + 1, "%s/%u", user, id);
     return n > 0 && n <= PEER_NAME_MAX ? 0 : -1;
@@ -289,8 +242,8 @@ static int device_code(char out[static 13], const uint8_t identity[static CURVE_
 
 /* A name field of a device request: 1 to DEVICE_USER_MAX bytes, no '/'
  * (peer devices are "user/id" in the store). */
-static int device_name_field(struct reply *r, const cJSON *body, const char *field,
-                             bool optional, const char *fallback, const char **out)
+int device_name_field(struct reply *r, const cJSON *body, const char *field,
+                      bool optional, const char *fallback, const char **out)
 {
     int rc = req_string(r, body, field, optional, out, NULL);
     if (rc)
@@ -304,7 +257,7 @@ static int device_name_field(struct reply *r, const cJSON *body, const char *fie
     return 0;
 }
 
-static bool valid_remote_name(const char *s)
+bool valid_remote_name(const char *s)
 {
     size_t len = strlen(s);
     return len && len <= DEVICE_USER_MAX && !strchr(s, '/');
@@ -312,8 +265,8 @@ static bool valid_remote_name(const char *s)
 
 /* The acting device, which must have registered; a revoked one gets error
  * 22, and so does a pending one when `active` is asked for. */
-static int acting_device(struct app *app, const struct request *req, struct reply *r,
-                         bool active, struct device **out, struct user **u)
+int acting_device(struct app *app, const struct request *req, struct reply *r,
+                  bool active, struct device **out, struct user **u)
 {
     const char *name;
     int rc = device_name_field(r, req->body, "user", true, req->src, &name);
@@ -337,8 +290,8 @@ static int acting_device(struct app *app, const struct request *req, struct repl
 
 /* Pins a peer device's identity from a verified chain, and marks its name
  * remote (the node never makes keys for it). */
-static struct peer *pin_device(struct app *app, struct user *u, const char *of,
-                               const struct devlist_device *x)
+struct peer *pin_device(struct app *app, struct user *u, const char *of,
+                        const struct devlist_device *x)
 {
     char name[PEER_NAME_MAX + 1];
     if (peer_name(name, of, x->device_id))
@@ -355,7 +308,7 @@ static struct peer *pin_device(struct app *app, struct user *u, const char *of,
     return p;
 }
 
-static const struct devlist_device *known_device(const struct known *k, uint32_t id)
+const struct devlist_device *known_device(const struct known *k, uint32_t id)
 {
     for (size_t i = 0; k && i < k->n_seen; i++)
         if (k->seen[i].device_id == id)
@@ -364,7 +317,7 @@ static const struct devlist_device *known_device(const struct known *k, uint32_t
 }
 
 /* Drops every session of a revoked device's user: it will not use them. */
-static void drop_sessions(struct user *u)
+void drop_sessions(struct user *u)
 {
     size_t pos = 0;
     struct peer *p, *all[256];
@@ -379,21 +332,14 @@ static void drop_sessions(struct user *u)
  * Device lists from the directory (dir_devices), verified against the pin
  * ========================================================================== */
 
-struct chain {
-    int status; /* 0 lists, 1 no such account (error 20), -1 no usable answer */
-    struct devlist *lists;
-    size_t n;
-    struct devlist_device pending[DIR_DEVICES_MAX];
-    size_t n_pending;
-};
 
-static void chain_free(struct chain *c)
+void chain_free(struct chain *c)
 {
     free(c->lists);
     memset(c, 0, sizeof(*c));
 }
 
-static void chain_read(struct chain *c, enum node_call_status st, const cJSON *body)
+void chain_read(struct chain *c, enum node_call_status st, const cJSON *body)
 {
     struct reply scratch = {0};
     const cJSON *type = body ? req_field(body, "type") : NULL, *lists, *pending, *it;
@@ -446,8 +392,8 @@ static void known_add_seen(struct known *k, const struct devlist *l)
 
 /* Verifies c as `of`'s chain from version 1 and against d's pin, and moves
  * the pin to its newest version. */
-static enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
-                                      const struct chain *c, struct known **out)
+enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
+                               const struct chain *c, struct known **out)
 {
     struct known *k = map_get_str(&d->known, of);
     struct devlist_pin newest;
@@ -490,7 +436,7 @@ static int known_extend(struct app *app, struct device *d, struct known *k,
     return 0;
 }
 
-static int ask_devices(struct app *app, const char *of, node_call_fn fn, void *ctx)
+int ask_devices(struct app *app, const char *of, node_call_fn fn, void *ctx)
 {
     struct reply *m = node_message(app->node, "dir_get_devices");
     reply_cstring(m, "user", of);
@@ -523,7 +469,7 @@ static void answer_backend_error(struct node *n, struct node_deferred *to, const
                       cJSON_IsString(text) ? text->valuestring : "(no text)");
 }
 
-static bool is_type(const cJSON *body, const char *type)
+bool is_type(const cJSON *body, const char *type)
 {
     const cJSON *t = body ? req_field(body, "type") : NULL;
     return cJSON_IsString(t) && !strcmp(t->valuestring, type);
@@ -1033,523 +979,6 @@ int h_device_fingerprint(struct app *app, const struct request *req, struct repl
 }
 
 /* ============================================================================
- * send: the outbox
- *
- * One send_op per message in flight, found by message_id. Each step bumps
- * the op's epoch; a callback or timer whose epoch is old does nothing, so a
- * late answer never drives a step that has moved on.
- * ========================================================================== */
-
-enum send_phase { SEND_LISTS, SEND_BUNDLES, SEND_DELIVER };
-
-struct target {
-    int side;        /* 0: the recipient user, 1: the sender's own user */
-    struct devlist_device dev;
-};
-
-struct send_op {
-    char message_id[MESSAGE_ID_LEN + 1];
-    char *user, *to;
-    struct node_deferred *client; /* NULL once answered, or after a restart */
-    uint64_t epoch;
-    enum send_phase phase;
-    size_t outstanding;
-    struct chain chains[2];        /* to, user */
-    struct target targets[2 * DEVLIST_MAX_DEVICES];
-    size_t n_targets;
-    char request_id[MESSAGE_ID_LEN + 1];
-    char *envelopes;               /* the JSON array, once encrypted */
-    size_t n_envs;
-    int refusals;
-    unsigned delay_ms;
-    bool failed;                   /* a definite failure was met this step */
-};
-
-struct op_ref {
-    char message_id[MESSAGE_ID_LEN + 1];
-    uint64_t epoch;
-    int slot;
-};
-
-static void send_op_free(struct send_op *op)
-{
-    node_deferred_drop(op->client);
-    chain_free(&op->chains[0]);
-    chain_free(&op->chains[1]);
-    free(op->envelopes);
-    free(op->user);
-    free(op->to);
-    free(op);
-}
-
-static struct op_ref *op_ref(struct send_op *op, int slot)
-{
-    struct op_ref *ref = malloc(sizeof(*ref));
-    if (ref) {
-        memcpy(ref->message_id, op->message_id, sizeof(ref->message_id));
-        ref->epoch = op->epoch;
-        ref->slot = slot;
-    }
-    return ref;
-}
-
-static struct send_op *op_of(struct app *app, const struct op_ref *ref)
-{
-    struct send_op *op = app->devs ? map_get_str(&app->devs->ops, ref->message_id) : NULL;
-    return op && op->epoch == ref->epoch ? op : NULL;
-}
-
-/* The op is done: success (code < 0) or a definite failure, after which
- * nothing was delivered, so the outbox lets the message go either way. */
-static void send_finish(struct app *app, struct send_op *op, int code, const char *text)
-{
-    struct device *d = device_find(app, op->user);
-    struct outgoing *o = d ? map_get_str(&d->outbox, op->message_id) : NULL;
-    if (o) {
-        uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
-        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
-        map_remove_str(&d->outbox, op->message_id);
-        outgoing_free(o);
-    }
-    if (op->client && code < 0) {
-        struct reply *m = node_message(app->node, "sent");
-        reply_cstring(m, "message_id", op->message_id);
-        reply_int(m, "devices", (long long)op->n_envs);
-        node_answer(app->node, op->client);
-    } else if (op->client) {
-        node_answer_error(app->node, op->client, code, "%s", text);
-    } else if (code >= 0) {
-        node_log("e2ee-node: message %s of \"%s\" given up: %s", op->message_id, op->user, text);
-    }
-    op->client = NULL;
-    map_remove_str(&app->devs->ops, op->message_id);
-    send_op_free(op);
-}
-
-static void send_lists(struct app *app, struct send_op *op);
-static void send_deliver(struct app *app, struct send_op *op);
-
-static void send_retry_fire(struct app *app, struct node *n, void *ctx)
-{
-    (void)n;
-    struct send_op *op = op_of(app, ctx);
-    if (!op || app->devs->closing)
-        return;
-    if (op->envelopes)
-        send_deliver(app, op);
-    else
-        send_lists(app, op);
-}
-
-/* Tries the step again later: 100 ms, doubling to 2 s. */
-static void send_later(struct app *app, struct send_op *op)
-{
-    op->epoch++;
-    op->delay_ms = op->delay_ms ? (op->delay_ms * 2 > 2000 ? 2000 : op->delay_ms * 2) : 100;
-    struct op_ref *ref = op_ref(op, 0);
-    if (app->devs->closing || !ref || !node_timer(app->node, op->delay_ms, 0, send_retry_fire,
-                                                  ref, free)) {
-        free(ref);
-        if (!app->devs->closing) /* out of memory: the tick starts it again */
-            send_finish(app, op, ERR_CRASH, "out of memory");
-    }
-}
-
-/* The inner message (device.h) for one target. */
-static int inner_message(struct buf *b, const struct send_op *op, uint32_t from_device,
-                         const char *to_user, uint32_t to_device, const struct outgoing *o)
-{
-    b->len = 0;
-    row_bytes(b, INNER_DOMAIN, sizeof(INNER_DOMAIN) - 1);
-    row_str(b, op->message_id, MESSAGE_ID_LEN);
-    row_str(b, op->user, strlen(op->user));
-    row_u32(b, from_device);
-    row_str(b, to_user, strlen(to_user));
-    row_u32(b, to_device);
-    row_bytes(b, o->text, o->len);
-    return buf_ok(b) ? 0 : -1;
-}
-
-/* Encrypts the message once per target, into op->envelopes. */
-static void send_encrypt(struct app *app, struct send_op *op, struct device *d, struct user *u,
-                         const struct outgoing *o)
-{
-    struct reply tmp = {0};
-    struct buf inner = {0};
-    char name[PEER_NAME_MAX + 1];
-    reply_begin_array(&tmp, "a");
-    for (size_t i = 0; i < op->n_targets; i++) {
-        const struct target *t = &op->targets[i];
-        const char *to = t->side ? op->user : op->to;
-        struct conv_sent sent;
-        if (peer_name(name, to, t->dev.device_id) ||
-            inner_message(&inner, op, d->device_id, to, t->dev.device_id, o))
-            goto oom;
-        enum conv_result res = conv_encrypt(&app->store, u, name, (const uint8_t *)inner.data,
-                                            inner.len, &app->wire, &sent);
-        wipe_bytes(inner.data, inner.len);
-        if (res != CONV_OK) {
-            buf_free(&inner);
-            reply_free(&tmp);
-            return send_finish(app, op, ERR_CRASH, res == CONV_NO_MEMORY ? "out of memory"
-                                                                         : "encryption failed");
-        }
-        reply_begin_object(&tmp, NULL);
-        reply_cstring(&tmp, "user", to);
-        reply_int(&tmp, "device_id", t->dev.device_id);
-        reply_int(&tmp, "registration_id", t->dev.registration_id);
-        reply_base64(&tmp, "ciphertext", sent.wire, sent.len);
-        reply_cstring(&tmp, "kind", sent.prekey ? "prekey" : "message");
-        reply_end_object(&tmp);
-    }
-    reply_end_array(&tmp);
-    buf_free(&inner);
-    const char *json = buf_ok(&tmp.fields) ? strchr(tmp.fields.data, '[') : NULL;
-    free(op->envelopes);
-    op->envelopes = json ? strndup(json, (size_t)(tmp.fields.data + tmp.fields.len - json)) : NULL;
-    op->n_envs = op->n_targets;
-    reply_free(&tmp);
-    if (!op->envelopes)
-        return send_finish(app, op, ERR_CRASH, "out of memory");
-    op->delay_ms = 0;
-    send_deliver(app, op);
-    return;
-oom:
-    wipe_bytes(inner.data, inner.len);
-    buf_free(&inner);
-    reply_free(&tmp);
-    send_finish(app, op, ERR_CRASH, "out of memory");
-}
-
-static bool has_session(struct user *u, const char *of, uint32_t id)
-{
-    char name[PEER_NAME_MAX + 1];
-    const struct peer *p = peer_name(name, of, id) ? NULL : user_find_peer(u, name);
-    return p && p->n_sessions;
-}
-
-static void send_bundles_done(struct app *app, struct node *n, void *ctx,
-                              enum node_call_status st, const cJSON *body);
-
-/* Sessions for every target: bundles for the users that lack one, then
- * encryption. */
-static void send_sessions(struct app *app, struct send_op *op, struct device *d, struct user *u)
-{
-    bool need[2] = {false, false};
-    const char *of[2] = {op->to, op->user};
-    for (size_t i = 0; i < op->n_targets; i++)
-        if (!has_session(u, of[op->targets[i].side], op->targets[i].dev.device_id))
-            need[op->targets[i].side] = true;
-    if (!need[0] && !need[1])
-        return send_encrypt(app, op, d, u, map_get_str(&d->outbox, op->message_id));
-    uuid_t raw;
-    uuid_generate_random(raw);
-    uuid_unparse_lower(raw, op->request_id);
-    op->epoch++;
-    op->phase = SEND_BUNDLES;
-    op->outstanding = need[0] + need[1];
-    for (int side = 0; side < 2; side++) {
-        if (!need[side])
-            continue;
-        struct op_ref *ref = op_ref(op, side);
-        struct reply *m = node_message(app->node, "dir_get_bundles");
-        reply_cstring(m, "user", of[side]);
-        reply_cstring(m, "request_id", op->request_id);
-        if (!ref || !node_call(app->node, app->directory_id, DEVICE_CALL_MS, send_bundles_done,
-                               ref)) {
-            free(ref);
-            return send_later(app, op);
-        }
-    }
-}
-
-static void send_bundles_done(struct app *app, struct node *n, void *ctx,
-                              enum node_call_status st, const cJSON *body)
-{
-    (void)n;
-    struct op_ref *ref = ctx;
-    struct send_op *op = op_of(app, ref);
-    int side = ref->slot;
-    free(ref);
-    if (!op)
-        return;
-    struct device *d = device_find(app, op->user);
-    struct user *u = store_find_user(&app->store, op->user);
-    const char *of = side ? op->user : op->to;
-    const cJSON *bundles = body ? req_field(body, "bundles") : NULL, *it;
-    struct known *k = d ? map_get_str(&d->known, of) : NULL;
-    struct reply scratch = {0};
-    char text[240];
-    if (!d || !u || !k)
-        return send_finish(app, op, ERR_CRASH, "the device was lost (a failed commit)");
-    if (op->failed) {
-        /* Already failing: this answer only completes the step. */
-    } else if (st != NODE_CALL_REPLY || !is_type(body, "dir_bundles") || !cJSON_IsArray(bundles)) {
-        op->failed = true; /* try the step again (a new request_id) */
-    } else {
-        cJSON_ArrayForEach(it, bundles) {
-            struct bundle b;
-            char name[PEER_NAME_MAX + 1];
-            struct session *s;
-            uint8_t root_key[32];
-            const struct devlist_device *x;
-            if (field_bundle(&scratch, it, "bundles[]", &b))
-                continue;
-            x = devlist_find(&k->newest, b.device_id);
-            if (!x || has_session(u, of, b.device_id) || peer_name(name, of, b.device_id))
-                continue;
-            /* The bundle's identity must be the one the verified chain
-             * carries (the pin would make conv_initiate refuse any other,
-             * after its signature check; this says so first). */
-            if (!pin_device(app, u, of, x))
-                return send_finish(app, op, ERR_CRASH, "out of memory");
-            enum conv_result res = memcmp(b.identity, x->identity, CURVE_KEY_LEN)
-                                       ? CONV_IDENTITY_CHANGED
-                                       : conv_initiate(&app->store, u, name, &b, &s, root_key);
-            wipe_bytes(root_key, sizeof(root_key));
-            if (res == CONV_OK)
-                continue;
-            reply_free(&scratch);
-            snprintf(text, sizeof(text), "the directory's bundle for device %u of \"%s\" is "
-                                         "refused: %s", b.device_id, of,
-                     res == CONV_IDENTITY_CHANGED ? "not the identity key its device list "
-                                                    "carries"
-                     : res == CONV_BAD_SIGNATURE ? "its signed prekey's signature does not "
-                                                   "verify"
-                                                 : "it does not give a usable key agreement");
-            return send_finish(app, op, res == CONV_NO_MEMORY || res == CONV_CRYPTO ? ERR_CRASH
-                                                                                  : ERR_PRECONDITION,
-                               text);
-        }
-    }
-    reply_free(&scratch);
-    if (--op->outstanding)
-        return;
-    bool missing = false;
-    for (size_t i = 0; i < op->n_targets; i++)
-        if (!has_session(u, op->targets[i].side ? op->user : op->to,
-                         op->targets[i].dev.device_id))
-            missing = true;
-    op->failed = false;
-    if (missing) /* a device without a bundle: its list moved; start again */
-        return send_later(app, op);
-    send_encrypt(app, op, d, u, map_get_str(&d->outbox, op->message_id));
-}
-
-static void send_lists_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
-                            const cJSON *body)
-{
-    (void)n;
-    struct op_ref *ref = ctx;
-    struct send_op *op = op_of(app, ref);
-    int slot = ref->slot;
-    free(ref);
-    if (!op)
-        return;
-    chain_read(&op->chains[slot], st, body);
-    if (--op->outstanding)
-        return;
-    struct device *d = device_find(app, op->user);
-    struct user *u = store_find_user(&app->store, op->user);
-    struct outgoing *o = d ? map_get_str(&d->outbox, op->message_id) : NULL;
-    bool self = !strcmp(op->to, op->user);
-    struct known *k[2] = {NULL, NULL};
-    char text[240];
-    if (!d || !u || !o)
-        return send_finish(app, op, ERR_CRASH, "the message was lost (a failed commit)");
-    for (int side = 0; side < 2 - self; side++) {
-        const char *of = side ? op->user : op->to;
-        struct chain *c = &op->chains[side];
-        if (c->status < 0)
-            return send_later(app, op); /* no answer: ask again */
-        if (c->status > 0) {
-            snprintf(text, sizeof(text), "to: \"%s\" has no account", of);
-            return send_finish(app, op, ERR_KEY_DOES_NOT_EXIST, text);
-        }
-        enum devlist_result v = chain_take(app, d, of, c, &k[side]);
-        if (v != DEVLIST_OK) {
-            snprintf(text, sizeof(text), "the directory's device list of \"%s\" does not "
-                                         "verify: %s", of, devlist_result_text(v));
-            return send_finish(app, op, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION,
-                               text);
-        }
-    }
-    if (self)
-        k[1] = k[0];
-    chain_free(&op->chains[0]);
-    chain_free(&op->chains[1]);
-    if (!devlist_find(&k[1]->newest, d->device_id)) {
-        if (d->status == DEV_ACTIVE) {
-            d->status = DEV_REVOKED;
-            drop_sessions(u);
-            put_device(app, d);
-        }
-        return send_finish(app, op, ERR_PRECONDITION, "the sending device is not in its user's "
-                                                      "device list (revoked)");
-    }
-    op->n_targets = 0;
-    for (int side = 0; side < 2 - self; side++)
-        for (size_t i = 0; i < k[side]->newest.n; i++) {
-            const struct devlist_device *x = &k[side]->newest.devices[i];
-            if ((side == 1 || self) && x->device_id == d->device_id)
-                continue; /* not to itself */
-            if (!pin_device(app, u, side ? op->user : op->to, x))
-                return send_finish(app, op, ERR_CRASH, "out of memory");
-            op->targets[op->n_targets++] = (struct target){self ? 1 : side, *x};
-        }
-    if (self) /* one list: its targets are on the sender's side */
-        for (size_t i = 0; i < op->n_targets; i++)
-            op->targets[i].side = 1;
-    send_sessions(app, op, d, u);
-}
-
-static void send_lists(struct app *app, struct send_op *op)
-{
-    bool self = !strcmp(op->to, op->user);
-    free(op->envelopes);
-    op->envelopes = NULL;
-    op->epoch++;
-    op->phase = SEND_LISTS;
-    op->outstanding = self ? 1 : 2;
-    op->failed = false;
-    for (int side = 0; side < 2 - self; side++) {
-        struct op_ref *ref = op_ref(op, side);
-        if (!ref || ask_devices(app, side ? op->user : op->to, send_lists_done, ref)) {
-            free(ref);
-            return send_later(app, op);
-        }
-    }
-}
-
-static void send_delivered(struct app *app, struct node *n, void *ctx, enum node_call_status st,
-                           const cJSON *body)
-{
-    (void)n;
-    struct op_ref *ref = ctx;
-    struct send_op *op = op_of(app, ref);
-    free(ref);
-    if (!op)
-        return;
-    if (st == NODE_CALL_REPLY && is_type(body, "relay_delivered"))
-        return send_finish(app, op, -1, NULL);
-    const cJSON *code = body ? req_field(body, "code") : NULL;
-    bool refused = st == NODE_CALL_REPLY && cJSON_IsNumber(code) &&
-                   code->valuedouble == ERR_PRECONDITION;
-    if (!refused) /* no answer: the same envelopes again (the relay dedupes) */
-        return send_later(app, op);
-    /* The lists moved (missing, extra, stale): nothing was delivered. */
-    if (++op->refusals >= DEVICE_SEND_REFUSALS_MAX)
-        return send_finish(app, op, ERR_PRECONDITION, "the relay kept refusing the delivery "
-                                                      "(device lists out of step)");
-    free(op->envelopes);
-    op->envelopes = NULL;
-    send_later(app, op);
-}
-
-static void send_deliver(struct app *app, struct send_op *op)
-{
-    struct device *d = device_find(app, op->user);
-    if (!d)
-        return send_finish(app, op, ERR_CRASH, "the device was lost (a failed commit)");
-    op->phase = SEND_DELIVER;
-    op->epoch++;
-    struct op_ref *ref = op_ref(op, 0);
-    struct reply *m = node_message(app->node, "relay_deliver");
-    reply_cstring(m, "from_user", op->user);
-    reply_int(m, "from_device", d->device_id);
-    reply_cstring(m, "message_id", op->message_id);
-    reply_raw(m, "envelopes", op->envelopes, strlen(op->envelopes));
-    if (!ref || !node_call(app->node, app->relay_id, DEVICE_CALL_MS, send_delivered, ref)) {
-        free(ref);
-        send_later(app, op);
-    }
-}
-
-static void send_deadline(struct app *app, struct node *n, void *ctx)
-{
-    struct send_op *op = app->devs ? map_get_str(&app->devs->ops, ctx) : NULL;
-    if (op && op->client) {
-        node_answer_error(n, op->client, ERR_TIMEOUT, "not delivered yet: the outbox keeps "
-                                                      "trying, and the message reaches all its "
-                                                      "devices or none");
-        op->client = NULL;
-    }
-}
-
-/* Starts the op of an outbox message. A resumed one (no client: after a
- * restart) may have been delivered before: encrypted afresh under the same
- * message_id, the relay takes it as the no-op it is. */
-static struct send_op *send_start(struct app *app, struct device *d, const struct outgoing *o,
-                                  struct node_deferred *client)
-{
-    struct send_op *op = calloc(1, sizeof(*op));
-    if (op) /* the map borrows the key: it is in place before map_put */
-        memcpy(op->message_id, o->message_id, sizeof(op->message_id));
-    if (!op || !(op->user = strdup(d->user)) || !(op->to = strdup(o->to)) ||
-        map_put_str(&app->devs->ops, op->message_id, op)) {
-        if (op)
-            send_op_free(op);
-        return NULL;
-    }
-    op->client = client;
-    send_lists(app, op);
-    return op;
-}
-
-int h_send(struct app *app, const struct request *req, struct reply *r)
-{
-    struct device *d;
-    struct user *u;
-    const char *to, *text;
-    size_t len;
-    int rc;
-    if ((rc = device_name_field(r, req->body, "to", false, NULL, &to)) ||
-        (rc = req_string(r, req->body, "text", false, &text, &len)))
-        return rc;
-    if (len > DEVICE_TEXT_MAX)
-        return node_error(r, ERR_MALFORMED, "text: at most %d bytes", DEVICE_TEXT_MAX);
-    if ((rc = acting_device(app, req, r, true, &d, &u)))
-        return rc;
-    size_t pos = 0, waiting = 0;
-    while (map_next(&d->outbox, &pos))
-        waiting++;
-    if (waiting >= OUTBOX_MAX)
-        return node_error(r, ERR_PRECONDITION, "the outbox of \"%s\" is full (%d messages "
-                                               "waiting for the relay)", d->user, OUTBOX_MAX);
-    struct outgoing *o = calloc(1, sizeof(*o));
-    uuid_t raw;
-    if (!o || !(o->to = strdup(to)) || !(o->text = malloc(len ? len : 1))) {
-        outgoing_free(o);
-        return node_error(r, ERR_CRASH, "out of memory");
-    }
-    memcpy(o->text, text, len);
-    o->len = len;
-    uuid_generate_random(raw);
-    uuid_unparse_lower(raw, o->message_id);
-    if (map_put_str(&d->outbox, o->message_id, o)) {
-        outgoing_free(o);
-        return node_error(r, ERR_CRASH, "out of memory");
-    }
-    put_outgoing(app, d, o);
-    struct node_deferred *client = node_defer(req, r);
-    char *id = strdup(o->message_id);
-    struct send_op *op = client ? send_start(app, d, o, client) : NULL;
-    if (!op) {
-        map_remove_str(&d->outbox, o->message_id);
-        uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
-        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
-        outgoing_free(o);
-        free(id);
-        if (client)
-            node_answer_error(app->node, client, ERR_CRASH, "out of memory");
-        return client ? 0 : ERR_CRASH;
-    }
-    if (!id || !node_timer(app->node, DEVICE_ANSWER_MS, 0, send_deadline, id, free))
-        free(id); /* without the deadline the reply may come later than 5 s */
-    return 0;
-}
-
-/* ============================================================================
  * read
  * ========================================================================== */
 
@@ -1638,416 +1067,6 @@ int h_read(struct app *app, const struct request *req, struct reply *r)
     }
     if (ask_devices(app, d->user, read_checked, op))
         read_checked(app, app->node, op, NODE_CALL_TIMEOUT, NULL);
-    return 0;
-}
-
-/* ============================================================================
- * The receive path: relay_fetch, decrypt into the inbox, relay_ack
- * ========================================================================== */
-
-struct item {
-    uint64_t id;
-    char *from_user, *message_id, *ciphertext;
-    uint32_t from_device;
-};
-
-struct fetch_op {
-    char *user;
-    struct item *items;
-    size_t n, outstanding;
-    bool full; /* a whole page: more may wait */
-};
-
-static void fetch_free(struct fetch_op *f)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        free(f->items[i].from_user);
-        free(f->items[i].message_id);
-        free(f->items[i].ciphertext);
-    }
-    free(f->items);
-    free(f->user);
-    free(f);
-}
-
-static void fetch_start(struct app *app, struct device *d);
-
-/* The fetch is over: go again at once when told of more meanwhile. */
-static void fetch_end(struct app *app, struct device *d, bool more)
-{
-    d->fetching = false;
-    if ((more || d->fetch_again) && !app->devs->closing)
-        fetch_start(app, d);
-}
-
-/* Signs a request for the relay or the directory with the next counter;
- * the counter is in this commit, before the request leaves. */
-static int sign_next(struct app *app, struct device *d, struct user *u, const char *type,
-                     const uint64_t *ids, size_t n_ids, const uint8_t *digest,
-                     uint8_t sig[static CURVE_SIG_LEN])
-{
-    struct signed_request sr = {.type = type, .user = d->user, .device_id = d->device_id,
-                                .counter = ++d->counter, .ids = ids, .n_ids = n_ids,
-                                .digest = digest};
-    put_device(app, d);
-    return signed_request_sign(sig, &u->id, &sr);
-}
-
-static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
-                     const cJSON *body)
-{
-    (void)n;
-    struct fetch_op *f = ctx;
-    struct device *d = device_find(app, f->user);
-    bool full = f->full;
-    fetch_free(f);
-    if (d)
-        fetch_end(app, d, full && st == NODE_CALL_REPLY && is_type(body, "relay_acked"));
-}
-
-/* Counts a failure of envelope id; true when it has failed often enough to
- * be dropped. */
-static bool failed_enough(struct device *d, uint64_t id)
-{
-    for (size_t i = 0; i < FAILURES_KEPT; i++)
-        if (d->failures[i].id == id)
-            return ++d->failures[i].n >= DEVICE_FAILURES_MAX;
-    d->failures[d->next_failure] = (struct failure){id, 1};
-    d->next_failure = (d->next_failure + 1) % FAILURES_KEPT;
-    return DEVICE_FAILURES_MAX <= 1;
-}
-
-/* Reads and checks an inner message against the envelope and this device;
- * on success *text and *len point into it. */
-static const char *inner_check(const uint8_t *p, size_t n, const struct item *it,
-                               const struct device *d, const uint8_t **text, size_t *len)
-{
-    struct row_reader rd = row_reader(p, n);
-    char mid[MESSAGE_ID_LEN + 2], from[DEVICE_USER_MAX + 1], to[DEVICE_USER_MAX + 1];
-    const uint8_t *domain = row_take(&rd, sizeof(INNER_DOMAIN) - 1);
-    if (!domain || memcmp(domain, INNER_DOMAIN, sizeof(INNER_DOMAIN) - 1))
-        return "not a securitor message";
-    row_get_str(&rd, mid, sizeof(mid));
-    row_get_str(&rd, from, sizeof(from));
-    uint32_t from_device = row_get_u32(&rd);
-    row_get_str(&rd, to, sizeof(to));
-    uint32_t to_device = row_get_u32(&rd);
-    if (rd.bad)
-        return "a malformed inner message";
-    if (strcmp(mid, it->message_id))
-        return "its message_id is not the envelope's";
-    if (strcmp(from, it->from_user) || from_device != it->from_device)
-        return "its sender is not the envelope's";
-    if (strcmp(to, d->user) || to_device != d->device_id)
-        return "it was sent to another device (misaddressed)";
-    *text = rd.p;
-    *len = (size_t)(rd.end - rd.p);
-    return NULL;
-}
-
-/* Appends to the inbox in memory (the caller writes the row). */
-static int inbox_add(struct device *d, const struct item *it, const uint8_t *text, size_t len)
-{
-    if (d->n_inbox == d->cap_inbox) {
-        size_t cap = d->cap_inbox ? 2 * d->cap_inbox : 16;
-        struct message *p = realloc(d->inbox, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        d->inbox = p;
-        d->cap_inbox = cap;
-    }
-    struct message *m = &d->inbox[d->n_inbox];
-    *m = (struct message){.seq = d->n_inbox + 1, .from_device = it->from_device, .len = len};
-    if (!(m->message_id = strdup(it->message_id)) || !(m->from = strdup(it->from_user)) ||
-        !(m->text = malloc(len ? len : 1)) ||
-        map_put_str(&d->inbox_ids, m->message_id, (void *)(uintptr_t)(d->n_inbox + 1))) {
-        free(m->message_id);
-        free(m->from);
-        free(m->text);
-        return -1;
-    }
-    memcpy(m->text, text, len);
-    d->n_inbox++;
-    return 0;
-}
-
-/* Decides one envelope: true to acknowledge it (stored, a duplicate, or
- * failed too often), false to leave it for the next fetch. */
-static bool receive_one(struct app *app, struct device *d, struct user *u, const struct item *it)
-{
-    char name[PEER_NAME_MAX + 1], detail[CONV_DETAIL_LEN];
-    const char *why = NULL;
-    struct known *k;
-    const struct devlist_device *x;
-    if (map_get_str(&d->inbox_ids, it->message_id))
-        return true; /* a duplicate: stored already */
-    if (d->n_inbox >= DEVICE_INBOX_MAX) {
-        node_log("e2ee-node: the inbox of \"%s\" is full: mail stays at the relay", d->user);
-        return false;
-    }
-    k = valid_remote_name(it->from_user) ? map_get_str(&d->known, it->from_user) : NULL;
-    x = known_device(k, it->from_device);
-    size_t b64 = strlen(it->ciphertext), n = 0;
-    uint8_t *bytes = NULL, *pt = NULL;
-    struct session *used;
-    if (!x) {
-        why = "its sender is not a device of a verified list";
-    } else if (!(bytes = malloc(base64_decoded_max(b64) + 1)) ||
-               !(pt = malloc(base64_decoded_max(b64) + 1))) {
-        free(bytes);
-        return false; /* out of memory: try again later */
-    } else if (base64_decode(bytes, &n, it->ciphertext, b64)) {
-        why = "its ciphertext is not base64";
-    } else if (peer_name(name, it->from_user, it->from_device) || !pin_device(app, u,
-                                                                              it->from_user, x)) {
-        free(bytes);
-        free(pt);
-        return false;
-    } else {
-        size_t len = 0;
-        const uint8_t *text;
-        size_t text_len;
-        enum conv_result res = conv_decrypt(&app->store, u, name, bytes, n, CONV_KIND_GUESS,
-                                            NULL, pt, &len, &used, detail);
-        if (res == CONV_NO_MEMORY || res == CONV_CRYPTO) {
-            free(bytes);
-            free(pt);
-            return false;
-        }
-        if (res != CONV_OK) {
-            why = res == CONV_REJECTED ? detail : "its sender's identity is not the pinned one";
-        } else if ((why = inner_check(pt, len, it, d, &text, &text_len)) != NULL) {
-            /* It decrypted, so its keys are spent: it can never be read. */
-            node_log("e2ee-node: device %u of \"%s\": envelope %llu from %s refused: %s",
-                     d->device_id, d->user, (unsigned long long)it->id, name, why);
-            wipe_bytes(pt, len);
-            free(bytes);
-            free(pt);
-            return true;
-        } else {
-            int rc = inbox_add(d, it, text, text_len);
-            if (!rc)
-                put_message(app, d, &d->inbox[d->n_inbox - 1]);
-            wipe_bytes(pt, len);
-            free(bytes);
-            free(pt);
-            if (rc)
-                node_log("e2ee-node: out of memory storing a message of \"%s\"", d->user);
-            return !rc;
-        }
-    }
-    free(bytes);
-    if (pt)
-        wipe_bytes(pt, base64_decoded_max(b64) + 1);
-    free(pt);
-    if (failed_enough(d, it->id)) {
-        node_log("e2ee-node: device %u of \"%s\": envelope %llu from %s/%u failed %d times, "
-                 "dropped: %s", d->device_id, d->user, (unsigned long long)it->id,
-                 valid_remote_name(it->from_user) ? it->from_user : "?", it->from_device,
-                 DEVICE_FAILURES_MAX, why);
-        return true;
-    }
-    return false;
-}
-
-static void fetch_process(struct app *app, struct fetch_op *f)
-{
-    struct device *d = device_find(app, f->user);
-    struct user *u = store_find_user(&app->store, f->user);
-    uint64_t *ids = NULL;
-    size_t n_ids = 0;
-    uint8_t sig[CURVE_SIG_LEN];
-    if (!d || !u || d->status != DEV_ACTIVE) {
-        fetch_free(f);
-        if (d)
-            d->fetching = false;
-        return;
-    }
-    if (f->n && !(ids = calloc(f->n, sizeof(*ids)))) {
-        fetch_free(f);
-        return fetch_end(app, d, false);
-    }
-    for (size_t i = 0; i < f->n; i++)
-        if (receive_one(app, d, u, &f->items[i]))
-            ids[n_ids++] = f->items[i].id;
-    if (!n_ids || app->devs->closing) {
-        free(ids);
-        fetch_free(f);
-        return fetch_end(app, d, false);
-    }
-    if (sign_next(app, d, u, "relay_ack", ids, n_ids, NULL, sig)) {
-        free(ids);
-        fetch_free(f);
-        node_log("e2ee-node: signing failed (OpenSSL)");
-        return fetch_end(app, d, false);
-    }
-    struct reply *m = node_message(app->node, "relay_ack");
-    reply_cstring(m, "user", d->user);
-    reply_int(m, "device_id", d->device_id);
-    reply_begin_array(m, "ids");
-    for (size_t i = 0; i < n_ids; i++)
-        reply_int(m, NULL, (long long)ids[i]);
-    reply_end_array(m);
-    reply_int(m, "counter", (long long)d->counter);
-    reply_base64(m, "signature", sig, CURVE_SIG_LEN);
-    free(ids);
-    if (!node_call(app->node, app->relay_id, DEVICE_CALL_MS, ack_done, f)) {
-        fetch_free(f);
-        fetch_end(app, d, false);
-    }
-}
-
-struct lookup_ref {
-    struct fetch_op *f;
-    char *of;
-};
-
-static void fetch_lookup_done(struct app *app, struct node *n, void *ctx,
-                              enum node_call_status st, const cJSON *body)
-{
-    (void)n;
-    struct lookup_ref *ref = ctx;
-    struct fetch_op *f = ref->f;
-    struct device *d = device_find(app, f->user);
-    struct chain c = {0};
-    struct known *k;
-    chain_read(&c, st, body);
-    if (d && !c.status) {
-        enum devlist_result v = chain_take(app, d, ref->of, &c, &k);
-        if (v != DEVLIST_OK)
-            node_log("e2ee-node: device list of \"%s\" does not verify: %s", ref->of,
-                     devlist_result_text(v));
-    }
-    chain_free(&c);
-    free(ref->of);
-    free(ref);
-    if (--f->outstanding == 0)
-        fetch_process(app, f);
-}
-
-static void fetch_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
-                       const cJSON *body)
-{
-    (void)n;
-    char *user = ctx;
-    struct device *d = device_find(app, user);
-    const cJSON *items = body ? req_field(body, "items") : NULL, *it;
-    struct fetch_op *f = NULL;
-    struct reply scratch = {0};
-    free(user);
-    if (!d)
-        return;
-    if (st != NODE_CALL_REPLY || !is_type(body, "relay_envelopes") || !cJSON_IsArray(items)) {
-        const cJSON *code = body ? req_field(body, "code") : NULL;
-        if (cJSON_IsNumber(code) && code->valuedouble == ERR_PRECONDITION)
-            d->check_self = true; /* revoked? the directory will say */
-        d->fetching = false;
-        return;
-    }
-    size_t n_items = (size_t)cJSON_GetArraySize(items);
-    if (!(f = calloc(1, sizeof(*f))) || !(f->user = strdup(d->user)) ||
-        !(f->items = calloc(n_items ? n_items : 1, sizeof(*f->items)))) {
-        if (f)
-            fetch_free(f);
-        d->fetching = false;
-        return;
-    }
-    f->full = n_items >= RELAY_FETCH_MAX; /* a whole page: more may wait */
-    cJSON_ArrayForEach(it, items) {
-        struct item *x = &f->items[f->n];
-        const char *from, *mid, *ct;
-        long long id;
-        if (!json_exact_int(req_field(it, "id"), &id) || id < 1 ||
-            req_string(&scratch, it, "from_user", false, &from, NULL) ||
-            field_u32(&scratch, it, "", "from_device", false, &x->from_device) ||
-            req_string(&scratch, it, "message_id", false, &mid, NULL) ||
-            req_string(&scratch, it, "ciphertext", false, &ct, NULL))
-            continue; /* malformed: it cannot be acknowledged by id either */
-        x->id = (uint64_t)id;
-        if (!(x->from_user = strdup(from)) || !(x->message_id = strdup(mid)) ||
-            !(x->ciphertext = strdup(ct))) {
-            free(x->from_user);
-            free(x->message_id);
-            free(x->ciphertext);
-            continue;
-        }
-        f->n++;
-    }
-    reply_free(&scratch);
-    /* Senders this device has not seen in a verified list: ask first. */
-    const char *ask[LOOKUPS_MAX];
-    size_t n_ask = 0;
-    for (size_t i = 0; i < f->n; i++) {
-        const struct item *x = &f->items[i];
-        bool dup = false;
-        if (!valid_remote_name(x->from_user) ||
-            known_device(map_get_str(&d->known, x->from_user), x->from_device))
-            continue;
-        for (size_t j = 0; j < n_ask && !dup; j++)
-            dup = !strcmp(ask[j], x->from_user);
-        if (!dup && n_ask < LOOKUPS_MAX)
-            ask[n_ask++] = x->from_user;
-    }
-    f->outstanding = n_ask + 1;
-    for (size_t i = 0; i < n_ask; i++) {
-        struct lookup_ref *ref = malloc(sizeof(*ref));
-        if (ref)
-            *ref = (struct lookup_ref){f, strdup(ask[i])};
-        if (!ref || !ref->of || ask_devices(app, ask[i], fetch_lookup_done, ref)) {
-            if (ref)
-                free(ref->of);
-            free(ref);
-            f->outstanding--;
-        }
-    }
-    if (--f->outstanding == 0)
-        fetch_process(app, f);
-}
-
-static void fetch_start(struct app *app, struct device *d)
-{
-    struct user *u = store_find_user(&app->store, d->user);
-    uint8_t sig[CURVE_SIG_LEN];
-    char *ctx = strdup(d->user);
-    if (!u || !ctx || d->fetching || d->status != DEV_ACTIVE) {
-        free(ctx);
-        return;
-    }
-    if (sign_next(app, d, u, "relay_fetch", NULL, 0, NULL, sig)) {
-        free(ctx);
-        node_log("e2ee-node: signing failed (OpenSSL)");
-        return;
-    }
-    d->fetching = true;
-    d->fetch_again = false;
-    d->last_fetch_ms = node_now_ms();
-    struct reply *m = node_message(app->node, "relay_fetch");
-    reply_cstring(m, "user", d->user);
-    reply_int(m, "device_id", d->device_id);
-    reply_int(m, "counter", (long long)d->counter);
-    reply_base64(m, "signature", sig, CURVE_SIG_LEN);
-    if (!node_call(app->node, app->relay_id, DEVICE_CALL_MS, fetch_done, ctx)) {
-        free(ctx);
-        d->fetching = false;
-    }
-}
-
-int h_relay_notify(struct app *app, const struct request *req, struct reply *r)
-{
-    const cJSON *user = req_field(req->body, "user");
-    struct device *d = cJSON_IsString(user) ? device_find(app, user->valuestring) : NULL;
-    struct reply scratch = {0};
-    uint32_t id = 0;
-    int bad = d ? field_u32(&scratch, req->body, "", "device_id", false, &id) : 0;
-    reply_free(&scratch);
-    reply_none(r); /* one-way: never answered */
-    /* Only a hint to fetch now: from anyone else, or for another device, nothing. */
-    if (!d || bad || id != d->device_id || !req->src || strcmp(req->src, app->relay_id))
-        return 0;
-    if (d->fetching)
-        d->fetch_again = true;
-    else
-        fetch_start(app, d);
     return 0;
 }
 
@@ -2366,21 +1385,43 @@ int devices_load_row(struct app *app, const char *kind, const uint8_t *key, size
         char to[DEVICE_USER_MAX + 1];
         struct outgoing *o = calloc(1, sizeof(*o));
         row_get_str(&rd, to, sizeof(to));
-        size_t len = rd.bad ? 0 : (size_t)(rd.end - rd.p);
-        if (!o || rd.bad || rest_len != MESSAGE_ID_LEN || memchr(rest, 0, rest_len) ||
-            !(o->to = strdup(to)) || !(o->text = malloc(len ? len : 1))) {
-            outgoing_free(o);
-            return -1;
-        }
+        size_t len = row_get_u32(&rd);
+        const uint8_t *text = len <= DEVICE_TEXT_MAX ? row_take(&rd, len) : NULL;
+        if (!o || !text || rest_len != MESSAGE_ID_LEN || memchr(rest, 0, rest_len) ||
+            !(o->to = strdup(to)) || !(o->text = malloc(len ? len : 1)))
+            goto bad_out;
         memcpy(o->message_id, rest, MESSAGE_ID_LEN);
-        memcpy(o->text, rd.p, len);
+        memcpy(o->text, text, len);
         o->len = len;
-        if (map_get_str(&d->outbox, o->message_id) ||
-            map_put_str(&d->outbox, o->message_id, o)) {
-            outgoing_free(o);
-            return -1;
+        o->ready = row_get_bool(&rd);
+        uint32_t n_envs = row_get_u32(&rd);
+        if (rd.bad || n_envs > 2 * DEVLIST_MAX_DEVICES ||
+            !(o->envs = calloc(n_envs ? n_envs : 1, sizeof(*o->envs))))
+            goto bad_out;
+        for (; o->n_envs < n_envs; o->n_envs++) {
+            struct sealed *e = &o->envs[o->n_envs];
+            char to_user[DEVICE_USER_MAX + 1];
+            row_get_str(&rd, to_user, sizeof(to_user));
+            e->device_id = row_get_u32(&rd);
+            e->registration_id = row_get_u32(&rd);
+            e->prekey = row_get_bool(&rd);
+            size_t n = row_get_u32(&rd);
+            const uint8_t *ct = n <= ((size_t)1 << 22) ? row_take(&rd, n) : NULL;
+            if (!ct || !(e->user = strdup(to_user)) ||
+                !(e->ciphertext = strndup((const char *)ct, n)) || strlen(e->ciphertext) != n) {
+                o->n_envs++; /* freed with the others */
+                goto bad_out;
+            }
         }
+        if (!row_done(&rd))
+            goto bad_out;
+        if (map_get_str(&d->outbox, o->message_id) ||
+            map_put_str(&d->outbox, o->message_id, o))
+            goto bad_out;
         return 0;
+    bad_out:
+        outgoing_free(o);
+        return -1;
     }
     return -1;
 }
