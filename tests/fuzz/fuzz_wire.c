@@ -20,8 +20,8 @@
  * order the encoders write them (libsignal's order), each once, every varint
  * minimal (no redundant 0x80 continuation bytes), no unknown fields, the
  * version byte 0x33, keys as 33 bytes 0x05 || u, and for a PreKeySignalMessage
- * registrationId present and, when preKeyId is present, the inner message
- * canonical too. Non-canonical inputs that parse (fields out of order,
+ * registrationId present, preKeyId (when present) not WIRE_NO_PREKEY, which
+ * stands for "absent" once parsed, and the inner message canonical too. Non-canonical inputs that parse (fields out of order,
  * repeated fields where the last wins, padded varints, unknown fields,
  * version bytes 0x30-0x3F for a SignalMessage) are accepted as protobuf and
  * libsignal accept them; for those only property 3 holds: the MAC is over
@@ -71,10 +71,10 @@ static bool min_varint(struct cur *c, uint64_t max, uint64_t *v)
     return false;
 }
 
-static bool canon_u32(struct cur *c, uint8_t tag)
+static bool canon_u32(struct cur *c, uint8_t tag, uint64_t max)
 {
     uint64_t v;
-    return lit(c, tag) && min_varint(c, UINT32_MAX, &v);
+    return lit(c, tag) && min_varint(c, max, &v);
 }
 
 static bool canon_key(struct cur *c, uint8_t tag)
@@ -104,8 +104,8 @@ static bool canonical_signal(const uint8_t *buf, size_t len)
     struct cur c = {buf, buf + len - WIRE_MAC_LEN};
     const uint8_t *ct;
     size_t ct_len;
-    return lit(&c, WIRE_VERSION_BYTE) && canon_key(&c, 0x0A) && canon_u32(&c, 0x10) &&
-           canon_u32(&c, 0x18) && canon_bytes(&c, 0x22, &ct, &ct_len) && c.p == c.end;
+    return lit(&c, WIRE_VERSION_BYTE) && canon_key(&c, 0x0A) && canon_u32(&c, 0x10, UINT32_MAX) &&
+           canon_u32(&c, 0x18, UINT32_MAX) && canon_bytes(&c, 0x22, &ct, &ct_len) && c.p == c.end;
 }
 
 static bool canonical_prekey(const uint8_t *buf, size_t len)
@@ -113,11 +113,12 @@ static bool canonical_prekey(const uint8_t *buf, size_t len)
     struct cur c = {buf, buf + len};
     const uint8_t *msg;
     size_t msg_len;
-    if (!lit(&c, WIRE_VERSION_BYTE) || !canon_u32(&c, 0x28))
+    if (!lit(&c, WIRE_VERSION_BYTE) || !canon_u32(&c, 0x28, UINT32_MAX))
         return false;
-    if (c.p < c.end && *c.p == 0x08 && !canon_u32(&c, 0x08))
+    /* preKeyId WIRE_NO_PREKEY would mean "absent" once parsed: refused. */
+    if (c.p < c.end && *c.p == 0x08 && !canon_u32(&c, 0x08, WIRE_NO_PREKEY - 1))
         return false;
-    return canon_u32(&c, 0x30) && canon_key(&c, 0x12) && canon_key(&c, 0x1A) &&
+    return canon_u32(&c, 0x30, UINT32_MAX) && canon_key(&c, 0x12) && canon_key(&c, 0x1A) &&
            canon_bytes(&c, 0x22, &msg, &msg_len) && c.p == c.end &&
            canonical_signal(msg, msg_len);
 }
