@@ -48,6 +48,8 @@
 #define DEVICE_CHAIN_MAX 4096      /* versions of a device list read */
 #define DEVICE_CALL_MS 2000        /* deadline of one call to the backend */
 #define DEVICE_POLL_MS 1000        /* fetch at least this often */
+#define DEVICE_COUNTER_BLOCK 4096  /* signed-request counters reserved per state write */
+#define DEVICE_TICK_MS 250         /* a pending device asks about its approval this often */
 #define DEVICE_ANSWER_MS 5000      /* send answers within this (error 0 after) */
 #define DEVICE_TOPUP_MS 5000       /* how often the directory's prekey count is checked */
 #define DEVICE_TOPUP_BELOW 50      /* upload more when the directory holds fewer */
