@@ -23,7 +23,7 @@
 #define RELAY_MAILBOX_MAX 10000   /* envelopes held per device */
 #define RELAY_FETCH_MAX 256       /* envelopes in one relay_envelopes */
 #define RELAY_SEEN_MAX 100000     /* message_ids remembered as delivered */
-#define RELAY_CALL_MS 2000        /* a directory lookup's deadline */
+#define RELAY_CALL_MS 500         /* a directory lookup's deadline */
 #define RELAY_FLUSH_MS 200        /* fetch and ack bookkeeping is written this often */
 #define RELAY_LEASE_MS 1000       /* how long a device list from the directory is trusted */
 
