@@ -842,7 +842,7 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
     struct reply *m = node_message(n, "dir_update_devices");
     reply_cstring(m, "user", op->user);
     reply_devlist(m, "list", &next);
-    if (!node_call(n, app->directory_id, DEVICE_CALL_MS, change_updated, op))
+    if (!node_call(n, app->directory_id, DEVICE_CHANGE_MS, change_updated, op))
         change_fail(app, op, ERR_CRASH, "out of memory");
 }
 

@@ -47,6 +47,7 @@
 #define DEVICE_INBOX_MAX 100000    /* messages kept per device */
 #define DEVICE_CHAIN_MAX 4096      /* versions of a device list read */
 #define DEVICE_CALL_MS 500         /* deadline of one call to the backend (retried) */
+#define DEVICE_CHANGE_MS 2000      /* a list change: the directory may wait out the relay's lease */
 #define DEVICE_POLL_MS 1000        /* fetch at least this often */
 #define DEVICE_COUNTER_BLOCK 4096  /* signed-request counters reserved per state write */
 #define DEVICE_TICK_MS 250         /* a pending device asks about its approval this often */

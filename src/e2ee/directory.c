@@ -552,6 +552,8 @@ int h_dir_update_devices(struct app *app, const struct request *req, struct repl
     if (!a)
         return node_error(r, ERR_KEY_DOES_NOT_EXIST, "user: no account \"%s\"", user);
     const struct devlist *cur = head(a);
+    if (!cur) /* an account is created with its first list; never without one */
+        return node_error(r, ERR_CRASH, "user: account \"%s\" has no device list", user);
     if (l.version == cur->version && !memcmp(l.signature, cur->signature, CURVE_SIG_LEN))
         return announce_change(app, req, r, user, l.version); /* the same again: done */
     enum devlist_result v = devlist_verify_next(user, cur, a->head_hash, &l);
@@ -617,10 +619,12 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     /* One bundle per active device, each taking its oldest one-time prekey
      * (or none: the last-resort path). The answer is built aside, kept,
      * and given. */
+    const struct devlist *cur = head(a);
+    if (!cur)
+        return node_error(r, ERR_CRASH, "user: account \"%s\" has no device list", user);
     struct reply tmp = {0};
     tmp.need_comma[0] = false;
     reply_begin_array(&tmp, "b");
-    const struct devlist *cur = head(a);
     uint32_t taken[DEVLIST_MAX_DEVICES];
     size_t n_taken = 0;
     for (size_t i = 0; i < cur->n; i++) {
@@ -659,6 +663,8 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     }
     for (size_t i = 0; i < n_taken; i++) { /* handed out: never again */
         struct dir_device *d = device_by_id(a, taken[i]);
+        if (!d || !d->n_opks)
+            continue; /* cannot happen: taken[] was filled from a's devices above */
         del_opk(app, a, d->id, d->opks[0].id);
         memmove(d->opks, d->opks + 1, (d->n_opks - 1) * sizeof(d->opks[0]));
         d->n_opks--;
