@@ -1348,6 +1348,49 @@ def run_bench(net, o):
     return w, bench
 
 
+class _Echo(Net):
+    """Two `sed` processes that swap src and dest: every line comes back at
+    once, so the harness is what limits the rate."""
+
+    def cmd_for(self, nid):
+        other = RELAY if nid == DIRECTORY else DIRECTORY
+        return ["stdbuf", "-oL", "sed", '/"type":"init"/d; s/"src":"%s","dest":"%s"/"src":"%s",'
+                '"dest":"%s"/' % (other, nid, nid, other)]
+
+
+def route_bench(o, seconds):
+    """The harness's own routing cost: 200 messages bouncing between two
+    sed processes for `seconds`, journaled as always."""
+    import tempfile
+    o.device_nodes, o.state = 0, False
+    run_dir = tempfile.mkdtemp(prefix="net-route-")
+    net = _Echo(o, run_dir, [], dict(os.environ))
+    net.jrec({"k": "meta"})
+    for nid in net.node_ids:
+        net.start(nid)      # sed drops the init
+    net.run_for(0.2)
+    for i in range(200):
+        raw = json.dumps({"src": RELAY, "dest": DIRECTORY, "body": {
+            "type": "ping", "msg_id": i, "pad": "x" * 200}}, separators=(",", ":")).encode()
+        net._route(raw, RELAY, DIRECTORY, net.now())
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    net.run_for(seconds)
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    net.jf.flush()
+    with open(os.path.join(run_dir, "journal.jsonl"), "rb") as f:
+        routed = sum(1 for line in f if line.startswith(b'{"k":"m"') and b'"ts":' in line
+                     and b'"type":"ping"' in line)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    net.stop(5)
+    import shutil
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print("routed %d messages in %.1f s: %.0f messages/s; harness CPU %.2f s (%.0f%% of a "
+          "core), %.1f us per message; latency %s ms, jitter %s ms"
+          % (routed, t1 - t0, routed / (t1 - t0), cpu, 100 * cpu / (t1 - t0),
+             1e6 * cpu / max(1, routed), o.latency, o.jitter))
+    return 0
+
+
 def resolve(o):
     """Scenario defaults under explicit flags, global defaults under both."""
     chosen = {}
@@ -1375,6 +1418,8 @@ def parse_args(argv):
     g.add_argument("--scenario", help="a short seeded scenario (its options are defaults)")
     g.add_argument("--list", action="store_true", help="list the scenarios and exit")
     g.add_argument("--bench", action="store_true", help="the benchmark (5 device nodes, 10 users)")
+    g.add_argument("--route-bench", type=float, metavar="SECONDS",
+                   help="the harness alone: messages bounced between two sed processes")
     g.add_argument("--bin", help="the node binary (default build/e2ee-node)")
     g.add_argument("--asan", metavar="BUILD_DIR", help="run BUILD_DIR/e2ee-node (an ASan build)")
     g.add_argument("--node-cmd", help="any command that speaks the protocol (shell words), e.g. "
@@ -1456,6 +1501,8 @@ def print_bench(res, bench):
 
 def main(argv):
     o = parse_args(argv)
+    if o.route_bench:
+        return route_bench(o, o.route_bench)
     node_argv, env = node_command(o)
     run_dir = make_run_dir(o)
     net = Net(o, run_dir, node_argv, env)
