@@ -219,6 +219,9 @@ class Journal:
         self.delivers = {}         # message_id -> [(ts, node, [(user, device_id)])]
         self.delivers_by_node = {} # node -> [ts]
         self.blind = []            # (what, where, detail, ts)
+        self.bundle_reqs = {}      # (node, msg_id) -> (user, request_id)
+        self.prekeys = {}          # (user, device_id, prekey id) -> {request ids}
+        self.prekey_keys = {}      # one-time prekey (base64) -> {(user, device_id, request id)}
         self.fates = {}
         self._read(path, diagram_max)
 
@@ -304,6 +307,21 @@ class Journal:
             if irt is not None:
                 self.client_replies.setdefault((dest, irt), (body, rec["tr"]))
             return
+        # the directory's one-time prekeys: each handed out once (§5)
+        if typ == "dir_get_bundles" and src not in backend:
+            self.bundle_reqs[(src, body.get("msg_id"))] = (body.get("user"), body.get("request_id"))
+        elif typ == "dir_bundles" and src in backend:
+            req = self.bundle_reqs.get((dest, body.get("in_reply_to")))
+            given = rec["o"].get("body", body) if "o" in rec else body
+            if req is not None:
+                for b in given.get("bundles") or []:
+                    if not isinstance(b, dict) or b.get("one_time_pre_key_id") is None:
+                        continue
+                    k = (req[0], b.get("device_id"), b.get("one_time_pre_key_id"))
+                    self.prekeys.setdefault(k, set()).add(req[1])
+                    if b.get("one_time_pre_key"):
+                        self.prekey_keys.setdefault(b["one_time_pre_key"], set()).add(
+                            (req[0], b.get("device_id"), req[1]))
         # the relay's traffic
         if dest == relay:
             if typ == "relay_fetch":
@@ -644,6 +662,44 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
     else:
         p_state.notes.append("the run had no --state-dir")
 
+    # one-time prekeys
+    p_pk = prop("prekeys_once", "each one-time prekey is handed out once: no two dir_bundles "
+                "answers (to different request_ids) carry the same prekey id of a device, or the "
+                "same prekey")
+    p_pk.checked = len(j.prekeys)
+    for k, rids in j.prekeys.items():
+        if len(rids) > 1:
+            p_pk.fail({"user": k[0], "device_id": k[1], "one_time_pre_key_id": k[2],
+                       "request_ids": sorted(map(str, rids))[:4]})
+    for key, who in j.prekey_keys.items():
+        if len({w[2] for w in who}) > 1:
+            p_pk.fail({"one_time_pre_key": key, "handed_out": sorted(map(str, who))[:4]})
+
+    # a send answers within 5 s (§5.2), unless its node was down meanwhile
+    slack = 1.0
+    opts = meta.get("options") or {}
+    slack += 2 * ((opts.get("latency") or 0) + (opts.get("jitter") or 0)) / 1000.0
+    down = {}
+    for e in j.events:
+        if e.get("e") in ("kill", "exit"):
+            down.setdefault(e.get("node"), []).append([e.get("t"), INF])
+        elif e.get("e") == "start" and down.get(e.get("node")):
+            down[e["node"]][-1][1] = e.get("t")
+    p_5s = prop("send_within_5s", "every send is answered within 5 s (sent, error 22 or error "
+                "0) unless its node was down meanwhile")
+    for s_ in sends:
+        limit = s_.t0 + 5.0 + slack
+        t_rep = s_.end if s_.outcome != "info" else (
+            s_.op["t1"] if s_.op.get("rep") is not None else INF)
+        if t_rep <= limit:
+            p_5s.checked += 1
+            continue
+        if any(a <= limit and b >= s_.t0 for a, b in down.get(s_.node, [])):
+            continue
+        p_5s.checked += 1
+        p_5s.fail({"send": send_desc(s_), "answered_after_s": None if t_rep == INF
+                   else round(t_rep - s_.t0, 3)})
+
     # the wire
     p_wire = prop("wire", "every line a node wrote is one JSON object with exactly src, dest and "
                   "body (src its own id) and a body.type")
@@ -848,6 +904,8 @@ def make_figures(j, ops, sends, devs, inbox, window):
     fig["requests"] = by_f
     fig["ok_fraction"] = round(ok / total, 4) if total else None
     n_ok = sum(1 for s in sends if s.outcome == "ok")
+    answered = [(s.end - s.t0) * 1000.0 for s in sends if s.end != INF]
+    fig["send_reply_ms"] = quantiles(answered)
     fig["sends"] = {"total": len(sends), "ok": n_ok,
                     "refused": sum(1 for s in sends if s.outcome == "fail"),
                     "indefinite": sum(1 for s in sends if s.outcome == "info"),
@@ -944,6 +1002,8 @@ def print_summary(res):
     print("delivery latency, ms: p50 %s  p95 %s  p99 %s  max %s  (%d deliveries; by ack %d, by read %d)"
           % (lat["p50"], lat["p95"], lat["p99"], lat["max"], lat["n"],
              lat["measured_by"]["ack"], lat["measured_by"]["read"]))
+    r = f.get("send_reply_ms") or {}
+    print("send answered in, ms: p50 %s  p99 %s  max %s" % (r.get("p50"), r.get("p99"), r.get("max")))
     print("node-to-node messages: %d, %s per send, %s per envelope"
           % (nm["total"], nm["per_send"], nm["per_envelope"]))
     fl = f["faults"]
