@@ -41,6 +41,12 @@ shown to catch each violation:
   trust-directory  device lists and bundles are taken without verification
   trust-relay      envelopes are decrypted without checking tag or address
   reuse-counter    the relay does not check fetch/ack counters
+  reuse-prekey     the directory hands out a device's first one-time prekey
+                   again and again
+  reuse-msgid      msg_ids start at 1 again after a restart
+  answer-replies   a reply that matches no request gets an error back
+                   (replies that are errors themselves excepted, so two such
+                   nodes do not ping-pong for ever)
 """
 import argparse
 import base64
@@ -55,7 +61,8 @@ import time
 import uuid
 
 BUGS = ("deliver-twice", "drop-revoked", "keep-revoked", "partial-send", "leak-plaintext",
-        "leak-key", "no-commit", "trust-directory", "trust-relay", "reuse-counter")
+        "leak-key", "no-commit", "trust-directory", "trust-relay", "reuse-counter",
+        "reuse-prekey", "reuse-msgid", "answer-replies")
 
 ERR_TIMEOUT, ERR_NOT_SUPPORTED, ERR_MALFORMED = 0, 10, 12
 ERR_NO_KEY, ERR_PRECONDITION = 20, 22
@@ -309,6 +316,8 @@ class Node:
             entry = self.calls.pop(body["in_reply_to"], None)
             if entry:
                 entry[0](body)
+            elif "answer-replies" in self.bug and typ != "error":
+                self.error(msg, ERR_PRECONDITION, "a reply to nothing")
             return
         if typ == "init":
             if body.get("node_id") != self.id and self.role is not None:
@@ -333,7 +342,7 @@ class Node:
         if path:
             os.makedirs(self.o.state_dir, exist_ok=True)
         self.store = Store(path, self.o.fsync)
-        self.reserved = self.store.get("msgid", 0)
+        self.reserved = 0 if "reuse-msgid" in self.bug else self.store.get("msgid", 0)
         self.next_id = self.reserved + 1
         if nid == self.o.directory:
             self.role = Directory(self)
@@ -474,7 +483,8 @@ class Directory:
                           "signed_pre_key_id": spk["id"],
                           "signed_pre_key_signature": spk["signature"]}
                 if e["one_time_pre_keys"]:
-                    otpk = e["one_time_pre_keys"].pop(0)
+                    otpk = (e["one_time_pre_keys"][0] if "reuse-prekey" in self.n.bug
+                            else e["one_time_pre_keys"].pop(0))
                     bundle["one_time_pre_key"] = otpk["key"]
                     bundle["one_time_pre_key_id"] = otpk["id"]
                 bundles.append(bundle)
