@@ -1176,10 +1176,11 @@ def nemesis(net, o, until):
         down.discard(nid)
         net.restart(nid)
 
+    # the first of each comes at half its mean interval, so a short run has one
     if o.partition:
-        net.after(rng.expovariate(1.0 / o.partition_every), part_start)
+        net.after(o.partition_every / 2, part_start)
     if o.kill:
-        net.after(rng.expovariate(1.0 / o.kill_every), kill_one)
+        net.after(o.kill_every / 2, kill_one)
 
 
 def make_run_dir(o):

@@ -110,11 +110,16 @@ if FULL:
         ("keep-revoked", ["--scenario", "basic"], ["revocation"]),
         ("partial-send", ["--scenario", "loss"], ["all_or_none"]),
         ("leak-key", ["--scenario", "basic", "--duration", "3"], ["blind_state"]),
-        ("no-commit", ["--scenario", "kill"], ["exactly_once"]),
+        ("no-commit", ["--scenario", "kill", "--kill-every", "1", "--down-for", "0.5"],
+         ["exactly_once"]),
         ("trust-directory", ["--scenario", "attacks", "--attacks", "ghost-device,rollback,swap-key"],
          ["attack:ghost-device", "attack:rollback", "attack:swap-key"]),
         ("trust-relay", ["--scenario", "attack-flip-byte"], ["attack:flip-byte"]),
         ("reuse-counter", ["--scenario", "attack-replay-fetch"], ["attack:replay-fetch"]),
+        ("reuse-prekey", ["--scenario", "basic", "--duration", "3"], ["prekeys_once"]),
+        ("reuse-msgid", ["--scenario", "kill", "--duration", "6"], ["msg_ids_unique"]),
+        ("answer-replies", ["--scenario", "dup-reorder", "--duration", "4"],
+         ["replies_not_answered"]),
     ]
     for _bug, _args, _exp in BUGS:
         def _t(bug=_bug, args=_args, exp=_exp):
