@@ -516,6 +516,7 @@ class Relay:
     def __init__(self, node):
         self.n, self.s = node, node.store
         self.boxes = {}   # (user, device_id) -> {id: item}
+        self.busy = {}    # message_id -> delivers waiting for the one being checked
         for k, v in self.s.prefix("mb/"):
             _, user, dev, iid = k.split("/", 3)
             self.boxes.setdefault((user, int(dev)), {})[int(iid)] = v
@@ -560,14 +561,40 @@ class Relay:
                     self.forget(user, d["device_id"])
 
     def h_relay_deliver(self, msg, b):
+        """Attempts of one message_id are checked one after the other: were
+        two checked at once, an older attempt whose lists were fetched before
+        a revocation could be accepted after a newer one was refused, and the
+        sender would have called a delivered message refused."""
+        mid = b["message_id"]
+        if mid in self.busy:
+            self.busy[mid].append((msg, b))
+            return
+        self.busy[mid] = []
+        self._deliver(msg, b)
+
+    def _next(self, mid):
+        waiting = self.busy.get(mid)
+        if waiting:
+            self._deliver(*waiting.pop(0))
+        else:
+            self.busy.pop(mid, None)
+
+    def _deliver(self, msg, b):
         mid, from_user, from_dev = b["message_id"], b["from_user"], b["from_device"]
         envs = b["envelopes"]
         done_key = "msg/" + mid + ("/" + b["part"] if "partial-send" in self.n.bug and
                                    b.get("part") else "")
         if self.s.get(done_key):
-            return self.n.reply(msg, {"type": "relay_delivered", "message_id": mid})
+            self.n.reply(msg, {"type": "relay_delivered", "message_id": mid})
+            return self._next(mid)
 
         def checked(lists):
+            try:
+                check(lists)
+            finally:
+                self._next(mid)
+
+        def check(lists):
             if self.s.get(done_key):
                 return self.n.reply(msg, {"type": "relay_delivered", "message_id": mid})
             if any(v is None for v in lists.values()):
@@ -711,13 +738,19 @@ class Devices:
     # --- the directory, verified -----------------------------------------
     def get_lists(self, users, cb):
         """cb(result) with result {user: lists} or ("error", code, text) when a
-        list cannot be had or verified (pins are updated on success)."""
+        list cannot be had or verified (pins are updated on success). An answer
+        older than the pinned chain but agreeing with it is asked for again
+        (twice) before it is refused: two answers in flight at once may arrive
+        in either order; a directory that rolls back answers so every time."""
         users = sorted(set(users))
         got = {}
         failed = []
 
-        def one(u):
+        def one(u, again=2):
             def done(b):
+                if b is not None and b.get("type") == "dir_devices" and again and \
+                        "trust-directory" not in self.n.bug and self.stale(u, b["lists"]):
+                    return one(u, again - 1)
                 if b is None:
                     failed.append((ERR_TIMEOUT, "the directory did not answer"))
                 elif b.get("type") == "error":
@@ -741,6 +774,13 @@ class Devices:
                               done, timeout=0.4, tries=5)
         for u in users:
             one(u)
+
+    def stale(self, user, lists):
+        """Whether lists is a valid chain that is a strict prefix of the pin."""
+        pin = self.s.get("pin/" + user) or []
+        hashes = [list_hash(lst) for lst in lists]
+        return verify_chain(lists) is None and len(hashes) < len(pin) and \
+            hashes == pin[:len(hashes)]
 
     def check_pin(self, user, lists):
         why = verify_chain(lists)
