@@ -241,7 +241,7 @@ class Net:
                 f.close()
             except OSError:
                 pass
-        p.alive, p.wbuf = False, []
+        p.alive, p.wbuf, p.fd_in = False, [], -1
 
     def _drain(self, p):
         """Routes what a dead process wrote before it died (it was sent)."""
@@ -376,7 +376,7 @@ class Net:
         for p in self.dirty:
             if not p.wbuf:
                 continue
-            if not p.alive:
+            if not p.alive or p.fd_in < 0:
                 p.wbuf = []
                 continue
             data = b"".join(p.wbuf) if len(p.wbuf) > 1 else p.wbuf[0]
@@ -584,16 +584,13 @@ class Net:
         {node: exit code}."""
         self.stopping = True
         codes = self.stop_codes
-        self._flush()
+        # what is still queued for a node goes first (for at most 2 s: a node
+        # that reads nothing more must not hang the harness)
+        until = time.monotonic() + 2.0
+        while any(p.alive and p.wbuf for p in self.procs.values()) and time.monotonic() < until:
+            self.poll(0.05)
         for p in self.procs.values():
             if p.alive:
-                # what is still queued for it goes first
-                try:
-                    os.set_blocking(p.fd_in, True)
-                    for chunk in p.wbuf:
-                        os.write(p.fd_in, chunk)
-                except OSError:
-                    pass
                 p.wbuf = []
                 if p.wreg:
                     self.sel.unregister(p.fd_in)
@@ -602,6 +599,7 @@ class Net:
                     p.popen.stdin.close()
                 except OSError:
                     pass
+                p.fd_in = -1    # its number may be reused: never write to it again
         deadline = time.monotonic() + timeout
         while any(p.alive and p.popen.poll() is None for p in self.procs.values()):
             if time.monotonic() > deadline:
@@ -1203,7 +1201,9 @@ def make_run_dir(o):
 
 def node_command(o):
     env = dict(os.environ)
-    env.pop("SECURITOR_KEY", None)
+    # the harness names every node's key, state and roles itself
+    for k in ("SECURITOR_KEY", "SECURITOR_STATE_DIR", "SECURITOR_DIRECTORY", "SECURITOR_RELAY"):
+        env.pop(k, None)
     if o.node_cmd:
         return shlex.split(o.node_cmd), env
     binary = o.bin
@@ -1526,7 +1526,7 @@ def main(argv):
             run_workload(net, o)
     finally:
         net.event("counts", **net.counts)
-        codes = net.stop()
+        net.stop()
         net.jf.close()
     res = net_check.check(run_dir, diagram_max=o.diagram_max, bench=bench,
                           expect_all_ok=o.expect_all_ok)
@@ -1538,7 +1538,6 @@ def main(argv):
         print_bench(res, bench)
     print("net: %s  (journal, results.json, messages.svg in %s)"
           % ("PASS" if res["ok"] else "FAIL", run_dir))
-    del codes
     return 0 if res["ok"] else 1
 
 
