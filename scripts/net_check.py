@@ -123,6 +123,42 @@ def _decodings(s):
     return out
 
 
+def _strings(v, out):
+    if isinstance(v, dict):
+        for x in v.values():
+            _strings(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            _strings(x, out)
+    elif isinstance(v, str):
+        out.append(v)
+    return out
+
+
+def _expanded(s, depth=0):
+    """A string's bytes and what it decodes to (base64, hex), twice over."""
+    decs = _decodings(s)
+    out = list(decs)
+    if depth < 1:
+        for d in decs[1:]:
+            try:
+                text = d.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if len(text) >= 8:
+                out += _expanded(text, depth + 1)[1:]
+    return out
+
+
+def scan_message(body, needles, found, where):
+    """scan_value, fast when nothing is there (the usual case): every string
+    of the message and its decodings searched as one buffer, and only a hit
+    walked string by string to say where."""
+    blob = b"\x00".join(b for s in _strings(body, []) for b in _expanded(s))
+    if TOKEN_RE.search(blob) or needles.key_in(blob):
+        scan_value(body, needles, found, where)
+
+
 def scan_value(v, needles, found, where, depth=0):
     """Adds (what, where, detail) to found for every token candidate or key
     inside a JSON value (strings decoded from base64 and hex, twice)."""
@@ -295,9 +331,9 @@ class Journal:
                 self.n2n_window += 1
         if src in backend or dest in backend:
             found = []
-            scan_value(body, needles, found, "body")
+            scan_message(body, needles, found, "body")
             if "o" in rec:
-                scan_value(rec["o"].get("body"), needles, found, "original body")
+                scan_message(rec["o"].get("body"), needles, found, "original body")
             for what, where, detail in found:
                 self.blind.append((what, "%s->%s %s %s" % (src, dest, typ, where), detail, ts))
         if not from_node:
