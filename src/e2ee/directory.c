@@ -311,6 +311,9 @@ static int opks_field(struct reply *r, const cJSON *body, size_t room, struct di
         if ((rc = field_u32(r, it, "one_time_pre_keys[]", "id", false, &k->id)) ||
             (rc = field_key(r, it, "one_time_pre_keys[]", "key", false, k->key, NULL)))
             return rc;
+        if (k->id == WIRE_NO_PREKEY) /* "no one-time prekey" in a prekey message */
+            return node_error(r, ERR_MALFORMED, "one_time_pre_keys[]: id %u is reserved",
+                              k->id);
         for (size_t i = 0; i < *n; i++)
             if (out[i].id == k->id)
                 return node_error(r, ERR_MALFORMED, "one_time_pre_keys: id %u twice", k->id);

@@ -222,6 +222,11 @@ def two_users_three_devices():
     error(net, "n0", {"type": "send", "user": "alice", "to": "bob", "text": "x"}, 10)
     error(net, "n1", {"type": "dir_get_devices", "user": "alice"}, 10)
     error(net, "n0", {"type": "relay_fetch", "user": "alice"}, 10)
+    # 0xFFFFFFFF stands for "no one-time prekey" in a prekey message: never an id.
+    key = base64.b64encode(b"\x05" + bytes(range(1, 33))).decode()
+    error(net, "n0", {"type": "dir_upload_prekeys", "user": "alice", "device_id": 1,
+                      "counter": 99, "signature": base64.b64encode(bytes(64)).decode(),
+                      "one_time_pre_keys": [{"id": 0xFFFFFFFF, "key": key}]}, 12, "reserved")
 
     # Blind: no text ever went to or came from the directory or the relay.
     for line in backend_lines(net):
