@@ -7,7 +7,8 @@
  * are unspecified on failure and callers must not use them.
  *
  * Keyed HMAC state does not outlive a call: the shared HMAC context is
- * re-keyed with zeros before each call returns.
+ * re-keyed with zeros before each call returns, unless kdf_hold defers that
+ * to kdf_release.
  *
  * Threads: the contexts live in static storage and every call reuses them:
  * one thread at a time (the loop's worker, or main before the loop starts).
@@ -46,6 +47,16 @@ int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t 
 __attribute__((warn_unused_result))
 int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                      const struct bytes *msgs, size_t n);
+
+/* Defers the scrub of the shared HMAC context to the matching kdf_release:
+ * for a run of calls on one message (the ratchet's chain step, message keys
+ * and MAC), which then re-key it once instead of after every call. The
+ * context holds the last key of the run until kdf_release, so the run must
+ * end before the caller returns. Holds nest; the outermost kdf_release
+ * re-keys the context, or frees it (which cleanses it) when re-keying fails,
+ * so the key is gone either way. */
+void kdf_hold(void);
+void kdf_release(void);
 
 /* SHA-512 over the concatenation of n_parts parts, for public data
  * (fingerprints): the shared context keeps its state until the next call. */

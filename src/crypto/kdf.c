@@ -19,10 +19,11 @@
  * Two HMAC contexts. zero_ctx is keyed with the all-zero key, which is
  * public, and kept freshly initialised between calls: an HKDF extract with
  * RFC 5869's default salt costs one HMAC and no key set-up. key_ctx takes
- * every other key; it is re-keyed with zeros at the end of each call
- * (scrub_key_ctx). */
+ * every other key; it is re-keyed with zeros after use (scrub_key_ctx), at
+ * the end of each call or, under kdf_hold, at kdf_release. */
 static EVP_MAC *mac;
 static EVP_MAC_CTX *zero_ctx, *key_ctx;
+static unsigned hold_depth; /* kdf_hold nesting */
 static bool key_ctx_dirty;  /* key_ctx holds a key other than zeros */
 static EVP_MD_CTX *md_ctx;
 static EVP_MD *md_sha512, *md_sha256;
@@ -85,14 +86,27 @@ static int scrub_key_ctx(void)
     return -1;
 }
 
-/* Ends a call: scrubs key_ctx. Returns rc, or -1 when scrubbing failed. */
+/* Ends a call: scrubs key_ctx unless a hold defers it. Returns rc, or -1
+ * when scrubbing failed. */
 static int done(int rc)
 {
-    if (scrub_key_ctx())
+    if (!hold_depth && scrub_key_ctx())
         rc = -1;
     if (rc)
         ERR_clear_error();
     return rc;
+}
+
+void kdf_hold(void)
+{
+    hold_depth++;
+}
+
+void kdf_release(void)
+{
+    if (hold_depth && --hold_depth)
+        return;
+    (void)scrub_key_ctx(); /* on failure the context is freed: the key is gone */
 }
 
 /* Keys key_ctx (an empty key is the zero block, as HMAC pads keys). */

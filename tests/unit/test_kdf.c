@@ -5,7 +5,8 @@
  * random inputs: salts empty, all-zero (which take the pre-keyed context)
  * and random, of every length around the 64-byte block; empty and long
  * info; outputs from 1 byte to 255 * 32. hmac_sha256 and hmac_sha256_each
- * are checked against EVP_Q_mac the same way. RFC 5869's three SHA-256 cases pin the results down. Wycheproof's
+ * are checked against EVP_Q_mac the same way, and everything again under
+ * kdf_hold. RFC 5869's three SHA-256 cases pin the results down. Wycheproof's
  * cases run in test_wycheproof_primitives.
  */
 #include <stdio.h>
@@ -145,7 +146,7 @@ static void test_refusals(void)
     CHECK_BYTES(out, want, 32);
 }
 
-static void test_hkdf_random(int rounds)
+static void test_hkdf_random(int rounds, bool hold)
 {
     static uint8_t got[MAX_OUT], want[MAX_OUT];
     uint8_t salt[100], ikm[200], info[100];
@@ -155,13 +156,17 @@ static void test_hkdf_random(int rounds)
         random_bytes(ikm, il);
         random_bytes(info, nl);
         CHECK(ref_hkdf(want, ol, salt, sl, ikm, il, info, nl) == 0);
+        if (hold)
+            kdf_hold();
         CHECK(hkdf_sha256(got, ol, sl ? salt : NULL, sl, ikm, il, (const char *)info, nl) == 0);
+        if (hold)
+            kdf_release();
         if (!CHECK_BYTES(got, want, ol))
             printf("  salt %zu, ikm %zu, info %zu, out %zu bytes\n", sl, il, nl, ol);
     }
 }
 
-static void test_hmac_random(int rounds)
+static void test_hmac_random(int rounds, bool hold)
 {
     uint8_t key[150], msgs[3][200], got[3][32], want[3][32];
     for (int r = 0; r < rounds; r++) {
@@ -173,6 +178,8 @@ static void test_hmac_random(int rounds)
             random_bytes(msgs[i], m[i].n);
             ref_hmac(want[i], key, kl, msgs[i], m[i].n);
         }
+        if (hold)
+            kdf_hold();
         CHECK(hmac_sha256_each(got, kl ? key : NULL, kl, m, 3) == 0);
         CHECK_BYTES(got[0], want[0], 32 * 3);
         /* One message in parts: the same as the whole. */
@@ -180,7 +187,34 @@ static void test_hmac_random(int rounds)
         struct bytes parts[3] = {{msgs[1], cut}, {NULL, 0}, {msgs[1] + cut, m[1].n - cut}};
         CHECK(hmac_sha256(got[1], kl ? key : NULL, kl, parts, 3) == 0);
         CHECK_BYTES(got[1], want[1], 32);
+        if (hold)
+            kdf_release();
     }
+}
+
+/* A run under nested holds, HKDF between HMACs under other keys (as the
+ * ratchet does): the same bytes as the calls one by one. */
+static void test_hold_mix(void)
+{
+    static const uint8_t zeros[32], one = 1, two = 2;
+    uint8_t ck[32], rk[32], a[2][32], b[2][32], ka[80], kb[80], ra[64], rb[64];
+    const struct bytes msgs[2] = {{&one, 1}, {&two, 1}};
+    random_bytes(ck, sizeof(ck));
+    random_bytes(rk, sizeof(rk));
+    CHECK(hmac_sha256_each(a, ck, 32, msgs, 2) == 0);
+    CHECK(hkdf_sha256(ka, 80, zeros, 32, a[0], 32, "WhisperMessageKeys", 18) == 0);
+    CHECK(hkdf_sha256(ra, 64, rk, 32, a[1], 32, "WhisperRatchet", 14) == 0);
+    kdf_hold();
+    kdf_hold();
+    CHECK(hmac_sha256_each(b, ck, 32, msgs, 2) == 0);
+    CHECK(hkdf_sha256(kb, 80, zeros, 32, b[0], 32, "WhisperMessageKeys", 18) == 0);
+    kdf_release();
+    CHECK(hkdf_sha256(rb, 64, rk, 32, b[1], 32, "WhisperRatchet", 14) == 0);
+    kdf_release();
+    kdf_release(); /* unbalanced: harmless */
+    CHECK_BYTES(b[0], a[0], 64);
+    CHECK_BYTES(kb, ka, 80);
+    CHECK_BYTES(rb, ra, 64);
 }
 
 int main(void)
@@ -188,7 +222,10 @@ int main(void)
     test_seed();
     test_rfc5869();
     test_refusals();
-    test_hkdf_random(1500);
-    test_hmac_random(1000);
+    test_hkdf_random(1500, false);
+    test_hkdf_random(300, true);
+    test_hmac_random(1000, false);
+    test_hmac_random(200, true);
+    test_hold_mix();
     return check_finish("kdf");
 }
