@@ -49,6 +49,19 @@ int curve_generate(struct curve_keypair *kp);
 __attribute__((warn_unused_result))
 int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
              const uint8_t theirs[static CURVE_KEY_LEN]);
+/* X25519 of one key pair with each of n public keys: out[i] = DH(mine,
+ * theirs[i]), 32 bytes each, with the private key imported into OpenSSL
+ * and its derive context made once for all of them. Returns -1, with every
+ * output wiped, when any of them fails as curve_dh does. */
+__attribute__((warn_unused_result))
+int curve_dh_each(uint8_t *const out[], const struct curve_keypair *mine,
+                  const uint8_t *const theirs[], size_t n);
+/* curve_generate, then curve_dh with the new pair, on one import of it (the
+ * DH ratchet's new key pair and its first DH). 0 or -1; on failure kp and
+ * out are unspecified and must not be used. */
+__attribute__((warn_unused_result))
+int curve_generate_dh(struct curve_keypair *kp, uint8_t out[static CURVE_KEY_LEN],
+                      const uint8_t theirs[static CURVE_KEY_LEN]);
 
 /* Whether a public key is usable for DH: 1 yes, 0 when it is of low order
  * (every DH with it gives all zeros, so it binds nothing), -1 when OpenSSL

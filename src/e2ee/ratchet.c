@@ -101,7 +101,7 @@ int session_init_alice(struct session *s, const struct x3dh_result *x,
     *s = (struct session){0};
     session_common(s, local_identity, remote_identity, base_key);
     memcpy(c->remote, their_spk, 32); /* Bob's first ratchet key is his SPK */
-    if (curve_generate(&c->self) || curve_dh(dh, &c->self, their_spk) ||
+    if (curve_generate_dh(&c->self, dh, their_spk) ||
         root_step(c->root_key, c->send_ck, x->root_key, dh) ||
         session_id_derive(s->id, local_identity, remote_identity, base_key))
         goto out;
@@ -167,7 +167,7 @@ static int encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *ou
     if (!ct)
         goto out;
     if (!c.has_send) { /* the deferred half of the last DH ratchet step */
-        if (curve_generate(&c.self) || curve_dh(dh, &c.self, c.remote) ||
+        if (curve_generate_dh(&c.self, dh, c.remote) ||
             root_step(c.root_key, c.send_ck, c.root_key, dh))
             goto out;
         c.send_n = 0;

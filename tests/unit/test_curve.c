@@ -1,0 +1,85 @@
+/* test_curve.c - curve.h's batched and fused calls against the plain ones.
+ *
+ * curve_dh_each must give what curve_dh gives for each public key, whatever
+ * came before (the peer key object is reused between DHs), and refuse the
+ * whole batch, wiping every output, when one public key is of low order.
+ * curve_generate_dh must give a key pair curve_public agrees with and the DH
+ * curve_dh computes with it. Random keys; the seed is printed.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "securitor/curve.h"
+
+static void random_pair(struct curve_keypair *kp)
+{
+    for (size_t i = 0; i < sizeof(kp->priv); i++)
+        kp->priv[i] = (uint8_t)test_rand();
+    kp->priv[0] &= 248;
+    kp->priv[31] = (uint8_t)((kp->priv[31] & 127) | 64);
+    CHECK(curve_public(kp->pub, kp->priv) == 0);
+}
+
+static void test_dh_each(void)
+{
+    static const uint8_t zero_pub[32]; /* order 1 */
+    for (int round = 0; round < 50; round++) {
+        struct curve_keypair me, peers[4];
+        uint8_t got[4][32], want[4][32];
+        uint8_t *const out[4] = {got[0], got[1], got[2], got[3]};
+        const uint8_t *with[4];
+        size_t n = 1 + (size_t)(test_rand() % 4);
+        random_pair(&me);
+        for (size_t i = 0; i < n; i++) {
+            random_pair(&peers[i]);
+            with[i] = peers[i].pub;
+            CHECK(curve_dh(want[i], &me, with[i]) == 0);
+            /* The other side agrees. */
+            uint8_t back[32];
+            CHECK(curve_dh(back, &peers[i], me.pub) == 0);
+            CHECK_BYTES(back, want[i], 32);
+        }
+        CHECK(curve_dh_each(out, &me, with, n) == 0);
+        CHECK_BYTES(got[0], want[0], 32 * n);
+        /* One low-order key anywhere: refused, nothing left in any output. */
+        size_t bad = (size_t)(test_rand() % n);
+        static const uint8_t wiped[4][32];
+        with[bad] = zero_pub;
+        memset(got, 0xAA, sizeof(got));
+        CHECK(curve_dh_each(out, &me, with, n) == -1);
+        CHECK_BYTES(got[0], wiped[0], 32 * n);
+        /* And the next DH is right again. */
+        CHECK(curve_dh(got[0], &me, peers[0].pub) == 0);
+        CHECK_BYTES(got[0], want[0], 32);
+    }
+}
+
+static void test_generate_dh(void)
+{
+    for (int round = 0; round < 50; round++) {
+        struct curve_keypair kp, peer;
+        uint8_t pub[32], got[32], want[32], back[32];
+        random_pair(&peer);
+        CHECK(curve_generate_dh(&kp, got, peer.pub) == 0);
+        CHECK(curve_public(pub, kp.priv) == 0);
+        CHECK_BYTES(kp.pub, pub, 32);
+        CHECK((kp.priv[0] & 7) == 0 && (kp.priv[31] & 0xC0) == 0x40); /* clamped */
+        CHECK(curve_dh(want, &kp, peer.pub) == 0);
+        CHECK_BYTES(got, want, 32);
+        CHECK(curve_dh(back, &peer, kp.pub) == 0);
+        CHECK_BYTES(back, got, 32);
+    }
+    static const uint8_t zero_pub[32];
+    struct curve_keypair kp;
+    uint8_t out[32];
+    CHECK(curve_generate_dh(&kp, out, zero_pub) == -1);
+}
+
+int main(void)
+{
+    test_seed();
+    test_dh_each();
+    test_generate_dh();
+    return check_finish("curve");
+}
