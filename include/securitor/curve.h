@@ -5,8 +5,9 @@
  * (0x05 || u) is handled by curve_encode/curve_decode. Private keys are
  * secrets: callers keep them in fixed arrays and wipe them.
  *
- * Threads: key imports go through cached contexts in static storage: one
- * thread at a time (the loop's worker, or main before the loop starts).
+ * Threads: key imports go through cached contexts in static storage, and
+ * curve_verify keeps a cache there: one thread at a time (the loop's worker,
+ * or main before the loop starts).
  */
 #ifndef SECURITOR_CURVE_H
 #define SECURITOR_CURVE_H
@@ -80,7 +81,10 @@ int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *i
 /* Verifies a libsignal/XEdDSA-style signature under an X25519 public key:
  * u is mapped to the Edwards y = (u-1)/(u+1), the sign bit taken from
  * sig[63] bit 7, and the rest checked by OpenSSL's Ed25519 (SIGNAL.md 2.4).
- * Returns 1 valid, 0 invalid, -1 internal error. */
+ * Returns 1 valid, 0 invalid, -1 internal error. Valid signatures over
+ * messages of up to 64 bytes (signed prekeys) are remembered in a bounded
+ * cache (1,024 entries, public data), so the same signature on the same
+ * message under the same key is verified once. */
 __attribute__((warn_unused_result))
 int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
                  const uint8_t sig[static CURVE_SIG_LEN]);

@@ -274,8 +274,9 @@ out:
     return rc;
 }
 
-int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
-                 const uint8_t sig[static CURVE_SIG_LEN])
+/* curve_verify without the cache. */
+static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                  const uint8_t sig[static CURVE_SIG_LEN])
 {
     int rc = -1;
     uint8_t u_bytes[32], ed_pub[32], ed_sig[CURVE_SIG_LEN];
@@ -312,5 +313,75 @@ out:
     BN_CTX_free(bn);
     BN_free(p);
     ERR_clear_error();
+    return rc;
+}
+
+/* ============================================================================
+ * Verified signatures
+ * ========================================================================== */
+
+/* Signatures that verified, by content: (public key, message, signature)
+ * for messages of up to VERIFIED_MSG_MAX bytes (a signed prekey's is 33), so
+ * that a bundle seen again (another session with the same peer) costs no
+ * Ed25519 verification and no birational map. Verification is a function of
+ * these bytes alone, so a hit answers what verifying again would. Only
+ * valid signatures are kept; all of it is public. Bounded: VERIFIED_SETS
+ * sets of VERIFIED_WAYS entries, the oldest of a set replaced first. */
+#define VERIFIED_SETS 256
+#define VERIFIED_WAYS 4
+#define VERIFIED_MSG_MAX 64
+
+struct verified {
+    uint8_t pub[CURVE_KEY_LEN], sig[CURVE_SIG_LEN], msg[VERIFIED_MSG_MAX];
+    uint8_t msg_len;
+    bool used;
+};
+
+static struct verified verified[VERIFIED_SETS][VERIFIED_WAYS];
+static uint8_t verified_next[VERIFIED_SETS]; /* the set's next victim */
+
+static size_t verified_set(const uint8_t pub[static CURVE_KEY_LEN],
+                           const uint8_t sig[static CURVE_SIG_LEN])
+{
+    /* R (the signature's first half) is a hash output for honest signers;
+     * a forger can only make entries evict each other. */
+    return (size_t)(sig[0] ^ pub[0] ^ (uint8_t)(sig[1] + pub[1])) % VERIFIED_SETS;
+}
+
+static bool verified_find(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg,
+                          size_t len, const uint8_t sig[static CURVE_SIG_LEN])
+{
+    const struct verified *set = verified[verified_set(pub, sig)];
+    for (size_t i = 0; len <= VERIFIED_MSG_MAX && i < VERIFIED_WAYS; i++)
+        if (set[i].used && set[i].msg_len == len && !memcmp(set[i].sig, sig, CURVE_SIG_LEN) &&
+            !memcmp(set[i].pub, pub, CURVE_KEY_LEN) && (!len || !memcmp(set[i].msg, msg, len)))
+            return true;
+    return false;
+}
+
+static void verified_add(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                         const uint8_t sig[static CURVE_SIG_LEN])
+{
+    size_t s = verified_set(pub, sig);
+    if (len > VERIFIED_MSG_MAX)
+        return;
+    struct verified *v = &verified[s][verified_next[s]];
+    verified_next[s] = (uint8_t)((verified_next[s] + 1) % VERIFIED_WAYS);
+    memcpy(v->pub, pub, CURVE_KEY_LEN);
+    memcpy(v->sig, sig, CURVE_SIG_LEN);
+    if (len)
+        memcpy(v->msg, msg, len);
+    v->msg_len = (uint8_t)len;
+    v->used = true;
+}
+
+int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                 const uint8_t sig[static CURVE_SIG_LEN])
+{
+    if (verified_find(pub, msg, len, sig))
+        return 1;
+    int rc = verify(pub, msg, len, sig);
+    if (rc == 1)
+        verified_add(pub, msg, len, sig);
     return rc;
 }

@@ -4,7 +4,10 @@
  * came before (the peer key object is reused between DHs), and refuse the
  * whole batch, wiping every output, when one public key is of low order.
  * curve_generate_dh must give a key pair curve_public agrees with and the DH
- * curve_dh computes with it. Random keys; the seed is printed.
+ * curve_dh computes with it. curve_verify, which remembers valid signatures
+ * on short messages, must answer the same for a signature seen before as
+ * for a new one, for every change of key, message or signature, also after
+ * its cache has been filled over and over. Random keys; the seed is printed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -76,10 +79,48 @@ static void test_generate_dh(void)
     CHECK(curve_generate_dh(&kp, out, zero_pub) == -1);
 }
 
+/* Each valid (key, message, signature) twice, then each with one bit
+ * flipped in one of them; n of them, so the cache is refilled many times. */
+static void test_verify(size_t n)
+{
+    struct curve_identity ids[3];
+    for (size_t i = 0; i < 3; i++)
+        CHECK(curve_identity_generate(&ids[i]) == 0);
+    for (size_t round = 0; round < n; round++) {
+        const struct curve_identity *id = &ids[round % 3];
+        uint8_t msg[100], sig[CURVE_SIG_LEN], pub[CURVE_KEY_LEN];
+        /* Around the cached length (64), and a signed prekey's 33. */
+        size_t len = round % 4 ? 33 : (size_t)(test_rand() % sizeof(msg));
+        for (size_t i = 0; i < len; i++)
+            msg[i] = (uint8_t)test_rand();
+        CHECK(curve_sign(sig, id, msg, len) == 0);
+        CHECK(curve_verify(id->x.pub, msg, len, sig) == 1);
+        CHECK(curve_verify(id->x.pub, msg, len, sig) == 1);
+        size_t bit = (size_t)(test_rand() % (8 * (len + sizeof(sig) + sizeof(pub))));
+        int want = 0;
+        memcpy(pub, id->x.pub, sizeof(pub));
+        if (bit < 8 * len) {
+            msg[bit / 8] ^= (uint8_t)(1 << bit % 8);
+        } else if ((bit -= 8 * len) < 8 * sizeof(sig)) {
+            sig[bit / 8] ^= (uint8_t)(1 << bit % 8);
+        } else {
+            bit -= 8 * sizeof(sig);
+            pub[bit / 8] ^= (uint8_t)(1 << bit % 8);
+            want = bit == 255; /* bit 255 of an X25519 key is ignored, as libsignal does */
+        }
+        CHECK(curve_verify(pub, msg, len, sig) == want);
+        CHECK(curve_verify(pub, msg, len, sig) == want);
+        /* A shorter message, the rest the same. */
+        if (len)
+            CHECK(curve_verify(id->x.pub, msg, len - 1, sig) == 0);
+    }
+}
+
 int main(void)
 {
     test_seed();
     test_dh_each();
     test_generate_dh();
+    test_verify(3000);
     return check_finish("curve");
 }
