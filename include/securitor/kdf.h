@@ -58,6 +58,24 @@ int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t
 void kdf_hold(void);
 void kdf_release(void);
 
+/* An HMAC-SHA256 context keyed once, for many messages under one key (a
+ * blind index's key, PROTOCOL.md §2): each MAC re-initialises the context
+ * with the key it holds, so the key is never set up again and nothing is
+ * allocated by the caller per message. The key lives inside OpenSSL's
+ * context, which hmac_key_free cleanses. One thread at a time per key. */
+struct hmac_key;
+
+/* Returns the keyed context (the caller may then wipe its copy of the key),
+ * or NULL when OpenSSL fails. */
+__attribute__((warn_unused_result))
+struct hmac_key *hmac_key_new(const uint8_t *key, size_t key_len);
+/* out = HMAC-SHA256(key, msg). Returns 0 or -1; on -1 out is unspecified. */
+__attribute__((warn_unused_result))
+int hmac_key_mac(struct hmac_key *k, uint8_t out[static HMAC_SHA256_LEN], const uint8_t *msg,
+                 size_t len);
+/* Cleanses the key and frees. NULL is fine. */
+void hmac_key_free(struct hmac_key *k);
+
 /* SHA-512 over the concatenation of n_parts parts, for public data
  * (fingerprints): the shared context keeps its state until the next call. */
 __attribute__((warn_unused_result))

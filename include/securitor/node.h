@@ -266,6 +266,8 @@ struct node_deferred *node_defer(const struct request *req, struct reply *r);
 /* Sends the reply built with node_message to where d says, with its
  * in_reply_to, and frees d. Replies to one client may go out of order. */
 void node_answer(struct node *n, struct node_deferred *d);
+/* The node the deferred reply goes to (valid while d is). */
+const char *node_deferred_dest(const struct node_deferred *d);
 /* Frees d without answering (the client never hears back): only for work
  * that is abandoned at end of input. */
 void node_deferred_drop(struct node_deferred *d);

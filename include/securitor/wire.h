@@ -9,6 +9,8 @@
  * Parsing is strict and bounded: every length is checked before use,
  * unknown fields are skipped as protobuf does, groups and truncated or
  * oversized fields are refused. Parsed messages point into the input buffer.
+ * A preKeyId of WIRE_NO_PREKEY (0xFFFFFFFF), which stands for "absent" in
+ * struct prekey_message, is refused on the wire.
  */
 #ifndef SECURITOR_WIRE_H
 #define SECURITOR_WIRE_H

@@ -2,6 +2,7 @@
 #include "securitor/kdf.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -213,6 +214,52 @@ int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t
     for (size_t i = 0; i < n && !rc; i++)
         rc = (i && reinit(key_ctx)) || mac_parts(key_ctx, out[i], &msgs[i], 1) ? -1 : 0;
     return done(rc);
+}
+
+/* ============================================================================
+ * Keyed HMAC contexts of their own (struct hmac_key)
+ * ========================================================================== */
+
+struct hmac_key {
+    EVP_MAC_CTX *ctx;
+};
+
+struct hmac_key *hmac_key_new(const uint8_t *key, size_t key_len)
+{
+    struct hmac_key *k = NULL;
+    OSSL_PARAM digest[] = {
+        OSSL_PARAM_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_END,
+    };
+    if (setup() || !(k = calloc(1, sizeof(*k))) || !(k->ctx = EVP_MAC_CTX_new(mac)) ||
+        !EVP_MAC_init(k->ctx, key_len ? key : ZERO_KEY, key_len, digest))
+        goto fail;
+    return k;
+fail:
+    ERR_clear_error();
+    hmac_key_free(k);
+    return NULL;
+}
+
+int hmac_key_mac(struct hmac_key *k, uint8_t out[static HMAC_SHA256_LEN], const uint8_t *msg,
+                 size_t len)
+{
+    size_t out_len;
+    /* A NULL key re-initialises the context with the key it holds. */
+    if (!EVP_MAC_init(k->ctx, NULL, 0, NULL) || (len && !EVP_MAC_update(k->ctx, msg, len)) ||
+        !EVP_MAC_final(k->ctx, out, &out_len, HMAC_SHA256_LEN) || out_len != HMAC_SHA256_LEN) {
+        ERR_clear_error();
+        return -1;
+    }
+    return 0;
+}
+
+void hmac_key_free(struct hmac_key *k)
+{
+    if (!k)
+        return;
+    EVP_MAC_CTX_free(k->ctx); /* the HMAC provider clear-frees its copy of the key */
+    free(k);
 }
 
 /* ============================================================================

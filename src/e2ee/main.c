@@ -1,10 +1,15 @@
 /* e2ee-node - X3DH and the Double Ratchet, Signal protocol v3 on the wire
- * (PROTOCOL.md §3, SIGNAL.md Part 0).
+ * (PROTOCOL.md §3, SIGNAL.md Part 0), and the blind backend's roles (§5).
  *
- * The handlers read and check the request, call the conversation module
- * (conversation.h), and turn its result into a reply. The acting user is
- * body.user when given, else the envelope's src; a local user is made (with
- * fresh keys) only by a request that needs its keys.
+ * Standalone, the handlers below read and check the request, call the
+ * conversation module (conversation.h), and turn its result into a reply.
+ * The acting user is body.user when given, else the envelope's src; a local
+ * user is made (with fresh keys) only by a request that needs its keys.
+ *
+ * With --directory and --relay, the node's id picks its role at init: the
+ * directory (directory.c), the relay (relay.c) or a host of devices
+ * (device.c). One table serves every request type; a type outside the
+ * node's role gets error 10.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,18 +25,15 @@
 #include "securitor/safety.h"
 #include "securitor/wipe.h"
 #include "securitor/wire.h"
+#include "app.h"
 #include "conversation.h"
+#include "device.h"
+#include "directory.h"
+#include "fields.h"
 #include "persist.h"
+#include "relay.h"
 #include "store.h"
 
-struct app {
-    struct store store;
-    size_t max_users;
-    struct durable durable; /* --state-dir: the store kept in a state */
-    struct buf wire;  /* encoded messages */
-    struct buf bytes; /* decoded ciphertexts / plaintexts */
-    struct buf plain; /* decrypted plaintext */
-};
 
 /* ============================================================================
  * Request helpers
@@ -124,70 +126,6 @@ static int conv_reply(struct app *app, struct reply *r, enum conv_result rc, con
     return node_error(r, ERR_CRASH, "internal error");
 }
 
-/* Decodes base64 of a public key (33 bytes 0x05 || u, or 32 raw bytes). */
-static int parse_key(struct reply *r, const cJSON *obj, const char *obj_name, const char *key,
-                     bool optional, uint8_t out[static CURVE_KEY_LEN], bool *present)
-{
-    const char *s;
-    size_t len, n;
-    uint8_t raw[CURVE_ENCODED_LEN + 2];
-    int rc = req_string(r, obj, key, optional, &s, &len);
-    if (present)
-        *present = s != NULL;
-    if (rc || !s)
-        return rc;
-    if (len != 44 || base64_decode(raw, &n, s, len) || curve_decode(out, raw, n))
-        return node_error(r, ERR_MALFORMED,
-                          "%s%s%s: expected base64 of a 33-byte public key (0x05 || u) or of "
-                          "32 raw bytes", obj_name, *obj_name ? "." : "", key);
-    return 0;
-}
-
-static int parse_u32(struct reply *r, const cJSON *obj, const char *key, bool optional,
-                     uint32_t *out)
-{
-    long long v = 0;
-    int rc = req_int(r, obj, key, optional, 0, UINT32_MAX, &v, NULL);
-    *out = (uint32_t)v;
-    return rc;
-}
-
-/* Reads bob_public_key. Fields as in a bundle; errors name the field. */
-static int parse_bundle(struct reply *r, const cJSON *obj, struct bundle *b)
-{
-    const char *sig;
-    size_t sig_len, n;
-    uint8_t raw[CURVE_SIG_LEN + 2];
-    int rc;
-    memset(b, 0, sizeof(*b));
-    if (!cJSON_IsObject(obj))
-        return node_error(r, ERR_MALFORMED, "bob_public_key: expected an object with the "
-                                            "fields of a bundle (see get_bundle)");
-    if ((rc = parse_key(r, obj, "bob_public_key", "identity_key", false, b->identity, NULL)) ||
-        (rc = parse_key(r, obj, "bob_public_key", "signed_pre_key", false, b->spk, NULL)) ||
-        (rc = req_string(r, obj, "signed_pre_key_signature", false, &sig, &sig_len)))
-        return rc;
-    if (sig_len != 88 || base64_decode(raw, &n, sig, sig_len) || n != CURVE_SIG_LEN)
-        return node_error(r, ERR_MALFORMED, "bob_public_key.signed_pre_key_signature: expected "
-                                            "base64 of a 64-byte signature");
-    memcpy(b->spk_sig, raw, CURVE_SIG_LEN);
-    if ((rc = parse_u32(r, obj, "signed_pre_key_id", false, &b->spk_id)) ||
-        (rc = parse_u32(r, obj, "registration_id", true, &b->registration_id)) ||
-        (rc = parse_u32(r, obj, "device_id", true, &b->device_id)) ||
-        (rc = parse_key(r, obj, "bob_public_key", "one_time_pre_key", true, b->opk, &b->has_opk)))
-        return rc;
-    if (b->has_opk && (rc = parse_u32(r, obj, "one_time_pre_key_id", false, &b->opk_id)))
-        return rc;
-    return 0;
-}
-
-static void reply_key(struct reply *r, const char *field, const uint8_t key[static CURVE_KEY_LEN])
-{
-    uint8_t enc[CURVE_ENCODED_LEN];
-    curve_encode(enc, key);
-    reply_base64(r, field, enc, sizeof(enc));
-}
-
 /* ============================================================================
  * Handlers
  * ========================================================================== */
@@ -203,16 +141,7 @@ static int h_get_bundle(struct app *app, const struct request *req, struct reply
     conv_bundle(u, &b, true);
     reply_type(r, "bundle");
     reply_cstring(r, "user", u->name);
-    reply_int(r, "registration_id", b.registration_id);
-    reply_int(r, "device_id", b.device_id);
-    reply_key(r, "identity_key", b.identity);
-    reply_key(r, "signed_pre_key", b.spk);
-    reply_int(r, "signed_pre_key_id", b.spk_id);
-    reply_base64(r, "signed_pre_key_signature", b.spk_sig, CURVE_SIG_LEN);
-    if (b.has_opk) {
-        reply_key(r, "one_time_pre_key", b.opk);
-        reply_int(r, "one_time_pre_key_id", b.opk_id);
-    }
+    reply_bundle_fields(r, &b);
     return 0;
 }
 
@@ -229,7 +158,7 @@ static int h_initiate_conversation(struct app *app, const struct request *req, s
     bool has_bundle = bundle_json && !cJSON_IsNull(bundle_json);
     if ((rc = name_field(r, req->body, "recipient", &recipient)) ||
         (rc = acting_name(req, r, &name)) ||
-        (has_bundle && (rc = parse_bundle(r, bundle_json, &b))))
+        (has_bundle && (rc = field_bundle(r, bundle_json, "bob_public_key", &b))))
         return rc;
     if (!strcmp(recipient, name))
         return node_error(r, ERR_MALFORMED, "recipient: a user cannot start a conversation "
@@ -400,7 +329,7 @@ static int h_trust_identity(struct app *app, const struct request *req, struct r
     struct user *u;
     int rc;
     if ((rc = name_field(r, req->body, "peer", &peer_name)) ||
-        (rc = parse_key(r, req->body, "", "identity_key", false, identity, NULL)) ||
+        (rc = field_key(r, req->body, "", "identity_key", false, identity, NULL)) ||
         (rc = acting_name(req, r, &name)))
         return rc;
     int usable = curve_public_usable(identity);
@@ -431,47 +360,118 @@ static int h_trust_identity(struct app *app, const struct request *req, struct r
  * The state (PROTOCOL.md §4)
  * ========================================================================== */
 
-/* Builds the store from the state's rows; 0 or -1 (a damaged state). */
-static int load_store(struct app *app, bool reload)
+/* Rows go to the role that owns their kind; the store's own kinds (user,
+ * opk, peer, session, remote, seen) to persist.c. A row of another role
+ * means the state belongs to a node that had another role: refused. */
+struct loader {
+    struct app *app;
+    struct persist_loader *store;
+};
+
+static int load_row(void *ctx, const char *kind, const uint8_t *key, size_t key_len,
+                    const uint8_t *value, size_t value_len)
 {
-    struct persist_loader *l = persist_loader_new();
-    if (!l)
-        return -1;
-    app->durable.load = persist_load_row;
-    app->durable.ctx = l;
-    if (reload && durable_reload(&app->durable)) {
-        persist_loader_free(l);
+    struct loader *l = ctx;
+    struct app *app = l->app;
+    enum role owner = !strncmp(kind, "dir_", 4)     ? ROLE_DIRECTORY
+                      : !strncmp(kind, "relay_", 6) ? ROLE_RELAY
+                      : !strncmp(kind, "dev_", 4)   ? ROLE_DEVICES
+                                                    : ROLE_STANDALONE;
+    if (owner != ROLE_STANDALONE && owner != app->role) {
+        node_log("e2ee-node: the state holds rows of another role (%s): refused", kind);
         return -1;
     }
+    switch (owner) {
+    case ROLE_DIRECTORY: return directory_load_row(app, kind, key, key_len, value, value_len);
+    case ROLE_RELAY: return relay_load_row(app, kind, key, key_len, value, value_len);
+    case ROLE_DEVICES: return devices_load_row(app, kind, key, key_len, value, value_len);
+    default: return persist_load_row(l->store, kind, key, key_len, value, value_len);
+    }
+}
+
+/* Empties what the rows fill: the store, and the role's own data (work in
+ * flight stays, and finds its data again by name). */
+static int forget_rows(struct app *app)
+{
     store_free(&app->store);
     store_init(&app->store, app->max_users);
-    if (persist_finish(l, &app->store))
+    switch (app->role) {
+    case ROLE_DIRECTORY: directory_free(app); return directory_new(app);
+    case ROLE_RELAY: relay_free(app); return relay_new(app);
+    case ROLE_DEVICES: devices_forget(app); return devices_new(app);
+    default: return 0;
+    }
+}
+
+/* After the rows are read: the store, then the role's checks. 0 or -1. */
+static int finish_load(struct app *app, struct loader *l)
+{
+    int rc = persist_finish(l->store, &app->store);
+    l->store = NULL;
+    if (rc)
+        return -1;
+    switch (app->role) {
+    case ROLE_DIRECTORY: rc = directory_loaded(app); break;
+    case ROLE_RELAY: rc = relay_loaded(app); break;
+    case ROLE_DEVICES: rc = devices_loaded(app); break;
+    default: break;
+    }
+    if (rc)
         return -1;
     store_track(&app->store);
     return 0;
 }
 
+static int rollback(struct app *app)
+{
+    struct loader l = {app, persist_loader_new()};
+    if (!l.store || forget_rows(app))
+        goto fail;
+    app->durable.load = load_row;
+    app->durable.ctx = &l;
+    if (durable_reload(&app->durable) || finish_load(app, &l))
+        goto fail;
+    return 0;
+fail:
+    persist_loader_free(l.store);
+    return -1;
+}
+
+static const char *const ROLE_TEXT[] = {"standalone", "the directory", "the relay",
+                                        "a device host"};
+
 static int on_init(struct app *app, struct node *n, const char *node_id, const cJSON *node_ids,
                    struct reply *r)
 {
     (void)node_ids;
+    if (!app->node) { /* the first init fixes the role */
+        app->node = n;
+        if (app->directory_id)
+            app->role = !strcmp(node_id, app->directory_id) ? ROLE_DIRECTORY
+                        : !strcmp(node_id, app->relay_id)   ? ROLE_RELAY
+                                                            : ROLE_DEVICES;
+        if ((app->role == ROLE_DIRECTORY && directory_new(app)) ||
+            (app->role == ROLE_RELAY && relay_new(app)) ||
+            (app->role == ROLE_DEVICES && devices_new(app)))
+            return node_error(r, ERR_CRASH, "out of memory");
+    }
     bool opening = app->durable.dir && !app->durable.st;
-    struct persist_loader *l = opening ? persist_loader_new() : NULL;
-    if (opening && !l)
+    struct loader l = {app, opening ? persist_loader_new() : NULL};
+    if (opening && !l.store)
         return node_error(r, ERR_CRASH, "out of memory");
-    app->durable.load = persist_load_row;
-    app->durable.ctx = l;
+    app->durable.load = load_row;
+    app->durable.ctx = &l;
     int rc = durable_on_init(&app->durable, n, node_id, r);
-    if (!opening || rc) {
-        persist_loader_free(l);
-        return rc;
-    }
-    if (persist_finish(l, &app->store)) {
+    if (opening && !rc && finish_load(app, &l)) {
         node_log("e2ee-node: cannot use the state: its rows do not fit together (damaged)");
-        return NODE_FATAL;
+        rc = NODE_FATAL;
     }
-    store_track(&app->store);
-    return 0;
+    persist_loader_free(l.store);
+    app->durable.ctx = NULL;
+    if (!rc && ((app->role == ROLE_DEVICES && devices_start(app)) ||
+                (app->role == ROLE_RELAY && relay_start(app))))
+        return node_error(r, ERR_CRASH, "out of memory");
+    return rc;
 }
 
 static int commit(struct app *app)
@@ -486,25 +486,111 @@ static int commit(struct app *app)
     return durable_commit(&app->durable, n);
 }
 
-static int rollback(struct app *app) { return load_store(app, true); }
+static void on_close(struct app *app, struct node *n)
+{
+    (void)n;
+    devices_close(app);
+    relay_close(app);
+}
 
+/* ============================================================================
+ * The table: every type, each served in some roles
+ * ========================================================================== */
+
+#define IN(role) (1u << (role))
+#define STANDALONE IN(ROLE_STANDALONE)
+#define DIRECTORY IN(ROLE_DIRECTORY)
+#define RELAY IN(ROLE_RELAY)
+#define DEVICES IN(ROLE_DEVICES)
+
+static int wrong_role(struct app *app, struct reply *r, const char *type)
+{
+    return node_error(r, ERR_NOT_SUPPORTED, "%s: not served by this node, which is %s%s", type,
+                      ROLE_TEXT[app->role],
+                      app->role == ROLE_STANDALONE ? " (start the nodes with --directory and "
+                                                     "--relay for the backend)"
+                                                   : "");
+}
+
+/* A handler served only in `roles`. */
+#define ROLE_HANDLER(fn, type, roles)                                                      \
+    static int fn##_in_role(struct app *app, const struct request *req, struct reply *r) \
+    {                                                                                      \
+        return (IN(app->role) & (roles)) ? fn(app, req, r) : wrong_role(app, r, type);     \
+    }
+
+ROLE_HANDLER(h_get_bundle, "get_bundle", STANDALONE)
+ROLE_HANDLER(h_initiate_conversation, "initiate_conversation", STANDALONE)
+ROLE_HANDLER(h_send_message, "send_message", STANDALONE)
+ROLE_HANDLER(h_receive_message, "receive_message", STANDALONE)
+ROLE_HANDLER(h_trust_identity, "trust_identity", STANDALONE)
+ROLE_HANDLER(h_register, "register", DEVICES)
+ROLE_HANDLER(h_approve_device, "approve_device", DEVICES)
+ROLE_HANDLER(h_revoke_device, "revoke_device", DEVICES)
+ROLE_HANDLER(h_devices, "devices", DEVICES)
+ROLE_HANDLER(h_send, "send", DEVICES)
+ROLE_HANDLER(h_read, "read", DEVICES)
+ROLE_HANDLER(h_relay_notify, "relay_notify", DEVICES)
+ROLE_HANDLER(h_dir_publish, "dir_publish", DIRECTORY)
+ROLE_HANDLER(h_dir_get_devices, "dir_get_devices", DIRECTORY)
+ROLE_HANDLER(h_dir_update_devices, "dir_update_devices", DIRECTORY)
+ROLE_HANDLER(h_dir_get_bundles, "dir_get_bundles", DIRECTORY)
+ROLE_HANDLER(h_dir_upload_prekeys, "dir_upload_prekeys", DIRECTORY)
+ROLE_HANDLER(h_relay_deliver, "relay_deliver", RELAY)
+ROLE_HANDLER(h_relay_fetch, "relay_fetch", RELAY)
+ROLE_HANDLER(h_relay_ack, "relay_ack", RELAY)
+ROLE_HANDLER(h_dir_list_changed, "dir_list_changed", RELAY)
+
+/* fingerprint: §3's standalone, or per device (§5). */
+static int h_fingerprint_any(struct app *app, const struct request *req, struct reply *r)
+{
+    switch (app->role) {
+    case ROLE_STANDALONE: return h_fingerprint(app, req, r);
+    case ROLE_DEVICES: return h_device_fingerprint(app, req, r);
+    default: return wrong_role(app, r, "fingerprint");
+    }
+}
+
+/* Requests that carry no secret are public: their lines are not wiped. */
 static const struct node_handler HANDLERS[] = {
-    {.type = "get_bundle", .fn = h_get_bundle},
-    {.type = "initiate_conversation", .fn = h_initiate_conversation},
-    {.type = "send_message", .fn = h_send_message},
-    {.type = "receive_message", .fn = h_receive_message},
-    {.type = "fingerprint", .fn = h_fingerprint},
-    {.type = "trust_identity", .fn = h_trust_identity},
+    {.type = "get_bundle", .fn = h_get_bundle_in_role},
+    {.type = "initiate_conversation", .fn = h_initiate_conversation_in_role},
+    {.type = "send_message", .fn = h_send_message_in_role},
+    {.type = "receive_message", .fn = h_receive_message_in_role},
+    {.type = "fingerprint", .fn = h_fingerprint_any},
+    {.type = "trust_identity", .fn = h_trust_identity_in_role},
+    {.type = "register", .fn = h_register_in_role, .public_request = true},
+    {.type = "approve_device", .fn = h_approve_device_in_role, .public_request = true},
+    {.type = "revoke_device", .fn = h_revoke_device_in_role, .public_request = true},
+    {.type = "devices", .fn = h_devices_in_role, .public_request = true},
+    {.type = "send", .fn = h_send_in_role},
+    {.type = "read", .fn = h_read_in_role, .public_request = true},
+    {.type = "relay_notify", .fn = h_relay_notify_in_role, .public_request = true},
+    {.type = "dir_publish", .fn = h_dir_publish_in_role, .public_request = true},
+    {.type = "dir_get_devices", .fn = h_dir_get_devices_in_role, .public_request = true},
+    {.type = "dir_update_devices", .fn = h_dir_update_devices_in_role, .public_request = true},
+    {.type = "dir_get_bundles", .fn = h_dir_get_bundles_in_role, .public_request = true},
+    {.type = "dir_upload_prekeys", .fn = h_dir_upload_prekeys_in_role, .public_request = true},
+    {.type = "relay_deliver", .fn = h_relay_deliver_in_role, .public_request = true},
+    {.type = "relay_fetch", .fn = h_relay_fetch_in_role, .public_request = true},
+    {.type = "relay_ack", .fn = h_relay_ack_in_role, .public_request = true},
+    {.type = "dir_list_changed", .fn = h_dir_list_changed_in_role, .public_request = true},
 };
 
 static const struct node_program PROGRAM = {
     .name = "e2ee-node",
     .summary = "End-to-end encryption with X3DH and the Double Ratchet (Signal protocol v3).",
-    .extra_usage = " [--max-users N] [--state-dir DIR] [--key-file PATH]",
+    .extra_usage = " [--max-users N] [--state-dir DIR] [--key-file PATH]\n"
+                   "       [--directory ID --relay ID]",
     .extra_help =
-        "\nRequests: get_bundle, initiate_conversation, send_message, receive_message,\n"
-        "fingerprint, trust_identity. The acting user is body.user, else the envelope's src;\n"
-        "local users get keys on first use. See PROTOCOL.md §3 and SIGNAL.md Part 0.\n"
+        "\nStandalone requests: get_bundle, initiate_conversation, send_message,\n"
+        "receive_message, fingerprint, trust_identity. The acting user is body.user, else\n"
+        "the envelope's src; local users get keys on first use. See PROTOCOL.md §3 and\n"
+        "SIGNAL.md Part 0.\n"
+        "  --directory ID     the blind backend (PROTOCOL.md §5): the node with this id is\n"
+        "  --relay ID         the directory, that one the relay, every other a host of\n"
+        "                     devices: register, approve_device, revoke_device, devices,\n"
+        "                     send, read, fingerprint (also SECURITOR_DIRECTORY/_RELAY)\n"
         "  --max-users N      at most N local users (default 10000); past it error 22\n"
         "  --state-dir DIR    keep every key and session in DIR/<node id>.db (also\n"
         "                     SECURITOR_STATE_DIR); it needs the node's key:\n"
@@ -515,6 +601,7 @@ static const struct node_program PROGRAM = {
     .on_init = on_init,
     .commit = commit,
     .rollback = rollback,
+    .on_close = on_close,
 };
 
 static int parse_count(const char *s, size_t *out)
@@ -545,6 +632,23 @@ int main(int argc, char **argv)
         if (took)
             continue;
         const char *value = NULL;
+        const char **id = !strncmp(argv[i], "--directory", 11) ? &app.directory_id
+                           : !strncmp(argv[i], "--relay", 7)   ? &app.relay_id
+                                                               : NULL;
+        if (id) {
+            const char *eq = strchr(argv[i], '=');
+            size_t flag = id == &app.directory_id ? 11 : 7;
+            if (argv[i][flag] == '=')
+                *id = eq + 1;
+            else if (!argv[i][flag] && i + 1 < argc)
+                *id = argv[++i];
+            else
+                id = NULL;
+            if (id && **id)
+                continue;
+            fprintf(stderr, "e2ee-node: %s: expected a node id\n", argv[i]);
+            return 2;
+        }
         if (!strcmp(argv[i], "--max-users") && i + 1 < argc)
             value = argv[++i];
         else if (!strncmp(argv[i], "--max-users=", 12))
@@ -558,6 +662,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (!app.directory_id && getenv("SECURITOR_DIRECTORY") && *getenv("SECURITOR_DIRECTORY"))
+        app.directory_id = getenv("SECURITOR_DIRECTORY");
+    if (!app.relay_id && getenv("SECURITOR_RELAY") && *getenv("SECURITOR_RELAY"))
+        app.relay_id = getenv("SECURITOR_RELAY");
+    if (!app.directory_id != !app.relay_id) {
+        fprintf(stderr, "e2ee-node: the backend needs both --directory and --relay\n");
+        return 2;
+    }
+    if (app.directory_id && !strcmp(app.directory_id, app.relay_id)) {
+        fprintf(stderr, "e2ee-node: --directory and --relay must name two nodes\n");
+        return 2;
+    }
     if (keysource_load(app.durable.key, PROGRAM.name, key_file, &origin))
         return 2;
     if (app.durable.dir && origin == KEYSOURCE_FROM_NONE) {
@@ -570,6 +686,9 @@ int main(int argc, char **argv)
                  "only and die with this process");
     store_init(&app.store, app.max_users);
     status = node_run(&PROGRAM, &app);
+    devices_free(&app);
+    relay_free(&app);
+    directory_free(&app);
     store_free(&app.store);
     durable_close(&app.durable);
     buf_free(&app.wire);

@@ -11,80 +11,7 @@
 
 #include "securitor/buf.h"
 #include "securitor/wipe.h"
-
-#define ROW_VERSION 1
-
-/* ============================================================================
- * Writing and reading fields
- * ========================================================================== */
-
-static void put_u8(struct buf *b, uint8_t v) { buf_append(b, &v, 1); }
-
-static void put_u32(struct buf *b, uint32_t v)
-{
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    buf_append(b, x, 4);
-}
-
-static void put_u64(struct buf *b, uint64_t v)
-{
-    put_u32(b, (uint32_t)(v >> 32));
-    put_u32(b, (uint32_t)v);
-}
-
-static void put_bytes(struct buf *b, const void *p, size_t n) { buf_append(b, p, n); }
-
-struct reader {
-    const uint8_t *p, *end;
-    bool bad; /* ran past the end */
-};
-
-static const uint8_t *take(struct reader *r, size_t n)
-{
-    if (r->bad || (size_t)(r->end - r->p) < n) {
-        r->bad = true;
-        return NULL;
-    }
-    const uint8_t *at = r->p;
-    r->p += n;
-    return at;
-}
-
-static uint8_t get_u8(struct reader *r)
-{
-    const uint8_t *p = take(r, 1);
-    return p ? p[0] : 0;
-}
-
-static uint32_t get_u32(struct reader *r)
-{
-    const uint8_t *p = take(r, 4);
-    return p ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3] : 0;
-}
-
-static uint64_t get_u64(struct reader *r)
-{
-    uint64_t hi = get_u32(r);
-    return hi << 32 | get_u32(r);
-}
-
-static void get_bytes(struct reader *r, void *out, size_t n)
-{
-    const uint8_t *p = take(r, n);
-    if (p)
-        memcpy(out, p, n);
-}
-
-static bool get_bool(struct reader *r)
-{
-    uint8_t v = get_u8(r);
-    if (v > 1)
-        r->bad = true;
-    return v == 1;
-}
-
-/* The whole value was read, exactly. */
-static bool done(const struct reader *r) { return !r->bad && r->p == r->end; }
+#include "rows.h"
 
 /* ============================================================================
  * Objects to values
@@ -92,132 +19,132 @@ static bool done(const struct reader *r) { return !r->bad && r->p == r->end; }
 
 static void write_user(struct buf *b, const struct user *u)
 {
-    put_u8(b, ROW_VERSION);
-    put_bytes(b, u->id.seed, sizeof(u->id.seed));
-    put_bytes(b, u->id.x.priv, CURVE_KEY_LEN);
-    put_bytes(b, u->id.x.pub, CURVE_KEY_LEN);
-    put_u32(b, u->registration_id);
-    put_u32(b, u->spk_id);
-    put_bytes(b, u->spk.priv, CURVE_KEY_LEN);
-    put_bytes(b, u->spk.pub, CURVE_KEY_LEN);
-    put_bytes(b, u->spk_sig, CURVE_SIG_LEN);
-    put_u32(b, u->next_opk_id);
+    row_u8(b, ROW_VERSION);
+    row_bytes(b, u->id.seed, sizeof(u->id.seed));
+    row_bytes(b, u->id.x.priv, CURVE_KEY_LEN);
+    row_bytes(b, u->id.x.pub, CURVE_KEY_LEN);
+    row_u32(b, u->registration_id);
+    row_u32(b, u->spk_id);
+    row_bytes(b, u->spk.priv, CURVE_KEY_LEN);
+    row_bytes(b, u->spk.pub, CURVE_KEY_LEN);
+    row_bytes(b, u->spk_sig, CURVE_SIG_LEN);
+    row_u32(b, u->next_opk_id);
 }
 
-static bool read_user(struct reader *r, struct user *u)
+static bool read_user(struct row_reader *r, struct user *u)
 {
-    if (get_u8(r) != ROW_VERSION)
+    if (row_get_u8(r) != ROW_VERSION)
         return false;
-    get_bytes(r, u->id.seed, sizeof(u->id.seed));
-    get_bytes(r, u->id.x.priv, CURVE_KEY_LEN);
-    get_bytes(r, u->id.x.pub, CURVE_KEY_LEN);
-    u->registration_id = get_u32(r);
-    u->spk_id = get_u32(r);
-    get_bytes(r, u->spk.priv, CURVE_KEY_LEN);
-    get_bytes(r, u->spk.pub, CURVE_KEY_LEN);
-    get_bytes(r, u->spk_sig, CURVE_SIG_LEN);
-    u->next_opk_id = get_u32(r);
-    return done(r);
+    row_get_bytes(r, u->id.seed, sizeof(u->id.seed));
+    row_get_bytes(r, u->id.x.priv, CURVE_KEY_LEN);
+    row_get_bytes(r, u->id.x.pub, CURVE_KEY_LEN);
+    u->registration_id = row_get_u32(r);
+    u->spk_id = row_get_u32(r);
+    row_get_bytes(r, u->spk.priv, CURVE_KEY_LEN);
+    row_get_bytes(r, u->spk.pub, CURVE_KEY_LEN);
+    row_get_bytes(r, u->spk_sig, CURVE_SIG_LEN);
+    u->next_opk_id = row_get_u32(r);
+    return row_done(r);
 }
 
 static void write_opk(struct buf *b, const struct one_time_prekey *k)
 {
-    put_u8(b, ROW_VERSION);
-    put_u8(b, k->handed_out);
-    put_bytes(b, k->kp.priv, CURVE_KEY_LEN);
-    put_bytes(b, k->kp.pub, CURVE_KEY_LEN);
+    row_u8(b, ROW_VERSION);
+    row_u8(b, k->handed_out);
+    row_bytes(b, k->kp.priv, CURVE_KEY_LEN);
+    row_bytes(b, k->kp.pub, CURVE_KEY_LEN);
 }
 
-static bool read_opk(struct reader *r, struct one_time_prekey *k)
+static bool read_opk(struct row_reader *r, struct one_time_prekey *k)
 {
-    if (get_u8(r) != ROW_VERSION)
+    if (row_get_u8(r) != ROW_VERSION)
         return false;
-    k->handed_out = get_bool(r);
-    get_bytes(r, k->kp.priv, CURVE_KEY_LEN);
-    get_bytes(r, k->kp.pub, CURVE_KEY_LEN);
-    return done(r);
+    k->handed_out = row_get_bool(r);
+    row_get_bytes(r, k->kp.priv, CURVE_KEY_LEN);
+    row_get_bytes(r, k->kp.pub, CURVE_KEY_LEN);
+    return row_done(r);
 }
 
 static void write_peer(struct buf *b, const struct peer *p)
 {
-    put_u8(b, ROW_VERSION);
-    put_u8(b, p->pinned);
-    put_bytes(b, p->identity, CURVE_KEY_LEN);
+    row_u8(b, ROW_VERSION);
+    row_u8(b, p->pinned);
+    row_bytes(b, p->identity, CURVE_KEY_LEN);
 }
 
-static bool read_peer(struct reader *r, struct peer *p)
+static bool read_peer(struct row_reader *r, struct peer *p)
 {
-    if (get_u8(r) != ROW_VERSION)
+    if (row_get_u8(r) != ROW_VERSION)
         return false;
-    p->pinned = get_bool(r);
-    get_bytes(r, p->identity, CURVE_KEY_LEN);
-    return done(r);
+    p->pinned = row_get_bool(r);
+    row_get_bytes(r, p->identity, CURVE_KEY_LEN);
+    return row_done(r);
 }
 
 static void write_session(struct buf *b, const struct session *s, uint64_t rank)
 {
     const struct ratchet_core *c = &s->core;
-    put_u8(b, ROW_VERSION);
-    put_u64(b, rank);
-    put_bytes(b, c->root_key, 32);
-    put_bytes(b, c->self.priv, CURVE_KEY_LEN);
-    put_bytes(b, c->self.pub, CURVE_KEY_LEN);
-    put_bytes(b, c->remote, 32);
-    put_u8(b, c->has_recv);
-    put_u8(b, c->has_send);
-    put_bytes(b, c->send_ck, 32);
-    put_bytes(b, c->recv_ck, 32);
-    put_u32(b, c->send_n);
-    put_u32(b, c->recv_n);
-    put_u32(b, c->previous_counter);
-    put_u32(b, c->n_retired);
-    put_bytes(b, c->retired, sizeof(c->retired));
-    put_bytes(b, s->local_identity, 32);
-    put_bytes(b, s->remote_identity, 32);
-    put_bytes(b, s->base_key, 32);
-    put_bytes(b, s->id, 36);
-    put_u32(b, s->remote_registration_id);
-    put_u8(b, s->pending_prekey);
-    put_u32(b, s->pending_pre_key_id);
-    put_u32(b, s->pending_signed_pre_key_id);
-    put_u32(b, (uint32_t)s->n_skipped);
+    row_u8(b, ROW_VERSION);
+    row_u64(b, rank);
+    row_bytes(b, c->root_key, 32);
+    row_bytes(b, c->self.priv, CURVE_KEY_LEN);
+    row_bytes(b, c->self.pub, CURVE_KEY_LEN);
+    row_bytes(b, c->remote, 32);
+    row_u8(b, c->has_recv);
+    row_u8(b, c->has_send);
+    row_bytes(b, c->send_ck, 32);
+    row_bytes(b, c->recv_ck, 32);
+    row_u32(b, c->send_n);
+    row_u32(b, c->recv_n);
+    row_u32(b, c->previous_counter);
+    row_u32(b, c->n_retired);
+    row_bytes(b, c->retired, sizeof(c->retired));
+    row_bytes(b, s->local_identity, 32);
+    row_bytes(b, s->remote_identity, 32);
+    row_bytes(b, s->base_key, 32);
+    row_bytes(b, s->id, 36);
+    row_u32(b, s->remote_registration_id);
+    row_u8(b, s->pending_prekey);
+    row_u32(b, s->pending_pre_key_id);
+    row_u32(b, s->pending_signed_pre_key_id);
+    row_u32(b, (uint32_t)s->n_skipped);
     for (size_t i = 0; i < s->n_skipped; i++) {
-        put_bytes(b, s->skipped[i].ratchet_key, 32);
-        put_u32(b, s->skipped[i].counter);
-        put_bytes(b, s->skipped[i].seed, 32);
+        row_bytes(b, s->skipped[i].ratchet_key, 32);
+        row_u32(b, s->skipped[i].counter);
+        row_bytes(b, s->skipped[i].seed, 32);
     }
 }
 
 /* Reads a session into s (zeroed); its skipped keys are allocated. */
-static bool read_session(struct reader *r, struct session *s, uint64_t *rank)
+static bool read_session(struct row_reader *r, struct session *s, uint64_t *rank)
 {
     struct ratchet_core *c = &s->core;
-    if (get_u8(r) != ROW_VERSION)
+    if (row_get_u8(r) != ROW_VERSION)
         return false;
-    *rank = get_u64(r);
-    get_bytes(r, c->root_key, 32);
-    get_bytes(r, c->self.priv, CURVE_KEY_LEN);
-    get_bytes(r, c->self.pub, CURVE_KEY_LEN);
-    get_bytes(r, c->remote, 32);
-    c->has_recv = get_bool(r);
-    c->has_send = get_bool(r);
-    get_bytes(r, c->send_ck, 32);
-    get_bytes(r, c->recv_ck, 32);
-    c->send_n = get_u32(r);
-    c->recv_n = get_u32(r);
-    c->previous_counter = get_u32(r);
-    c->n_retired = get_u32(r);
-    get_bytes(r, c->retired, sizeof(c->retired));
-    get_bytes(r, s->local_identity, 32);
-    get_bytes(r, s->remote_identity, 32);
-    get_bytes(r, s->base_key, 32);
-    get_bytes(r, s->id, 36);
+    *rank = row_get_u64(r);
+    row_get_bytes(r, c->root_key, 32);
+    row_get_bytes(r, c->self.priv, CURVE_KEY_LEN);
+    row_get_bytes(r, c->self.pub, CURVE_KEY_LEN);
+    row_get_bytes(r, c->remote, 32);
+    c->has_recv = row_get_bool(r);
+    c->has_send = row_get_bool(r);
+    row_get_bytes(r, c->send_ck, 32);
+    row_get_bytes(r, c->recv_ck, 32);
+    c->send_n = row_get_u32(r);
+    c->recv_n = row_get_u32(r);
+    c->previous_counter = row_get_u32(r);
+    c->n_retired = row_get_u32(r);
+    row_get_bytes(r, c->retired, sizeof(c->retired));
+    row_get_bytes(r, s->local_identity, 32);
+    row_get_bytes(r, s->remote_identity, 32);
+    row_get_bytes(r, s->base_key, 32);
+    row_get_bytes(r, s->id, 36);
     s->id[36] = 0;
-    s->remote_registration_id = get_u32(r);
-    s->pending_prekey = get_bool(r);
-    s->pending_pre_key_id = get_u32(r);
-    s->pending_signed_pre_key_id = get_u32(r);
-    uint32_t n = get_u32(r);
+    s->remote_registration_id = row_get_u32(r);
+    s->pending_prekey = row_get_bool(r);
+    s->pending_pre_key_id = row_get_u32(r);
+    s->pending_signed_pre_key_id = row_get_u32(r);
+    uint32_t n = row_get_u32(r);
     if (r->bad || c->n_retired > RATCHET_RETIRED || n > RATCHET_MAX_STORED ||
         (size_t)(r->end - r->p) != (size_t)n * 68)
         return false;
@@ -225,19 +152,19 @@ static bool read_session(struct reader *r, struct session *s, uint64_t *rank)
         return false;
     s->n_skipped = s->cap_skipped = n;
     for (uint32_t i = 0; i < n; i++) {
-        get_bytes(r, s->skipped[i].ratchet_key, 32);
-        s->skipped[i].counter = get_u32(r);
-        get_bytes(r, s->skipped[i].seed, 32);
+        row_get_bytes(r, s->skipped[i].ratchet_key, 32);
+        s->skipped[i].counter = row_get_u32(r);
+        row_get_bytes(r, s->skipped[i].seed, 32);
     }
-    return done(r);
+    return row_done(r);
 }
 
 static void write_seen(struct buf *b, const struct user *u)
 {
-    put_u8(b, ROW_VERSION);
-    put_u32(b, (uint32_t)u->n_seen_bases);
-    put_u32(b, (uint32_t)u->next_seen_base);
-    put_bytes(b, u->seen_bases, u->n_seen_bases * CURVE_KEY_LEN);
+    row_u8(b, ROW_VERSION);
+    row_u32(b, (uint32_t)u->n_seen_bases);
+    row_u32(b, (uint32_t)u->next_seen_base);
+    row_bytes(b, u->seen_bases, u->n_seen_bases * CURVE_KEY_LEN);
 }
 
 /* ============================================================================
@@ -442,7 +369,7 @@ int persist_finish(struct persist_loader *l, struct store *st)
         struct row *r = &l->rows[ROW_USER][i];
         const char *name;
         struct user *u = calloc(1, sizeof(*u));
-        struct reader rd = {r->value, r->value + r->value_len, false};
+        struct row_reader rd = row_reader(r->value, r->value_len);
         if (!u)
             goto out;
         u->store = st;
@@ -479,7 +406,7 @@ int persist_finish(struct persist_loader *l, struct store *st)
             u->cap_opks = cap;
         }
         struct one_time_prekey *k = &u->opks[u->n_opks];
-        struct reader rd = {r->value, r->value + r->value_len, false};
+        struct row_reader rd = row_reader(r->value, r->value_len);
         k->id = (uint32_t)id_bytes[0] << 24 | (uint32_t)id_bytes[1] << 16 |
                 (uint32_t)id_bytes[2] << 8 | id_bytes[3];
         if (!read_opk(&rd, k) || k->id >= u->next_opk_id)
@@ -504,7 +431,7 @@ int persist_finish(struct persist_loader *l, struct store *st)
     for (size_t i = 0; i < l->n[ROW_PEER]; i++) {
         struct row *r = &l->rows[ROW_PEER][i];
         const char *name, *peer;
-        struct reader rd = {r->value, r->value + r->value_len, false};
+        struct row_reader rd = row_reader(r->value, r->value_len);
         if (!split_key(r, &name, &peer, NULL, 0) || strlen(peer) > STORE_NAME_MAX ||
             !(u = store_find_user(st, name)) || user_find_peer(u, peer))
             goto out;
@@ -518,7 +445,7 @@ int persist_finish(struct persist_loader *l, struct store *st)
         const char *name, *peer;
         const uint8_t *base;
         struct session *s = calloc(1, sizeof(*s));
-        struct reader rd = {r->value, r->value + r->value_len, false};
+        struct row_reader rd = row_reader(r->value, r->value_len);
         uint64_t rank;
         struct peer *p;
         if (!s)
@@ -556,16 +483,16 @@ int persist_finish(struct persist_loader *l, struct store *st)
     for (size_t i = 0; i < l->n[ROW_SEEN]; i++) {
         struct row *r = &l->rows[ROW_SEEN][i];
         const char *name;
-        struct reader rd = {r->value, r->value + r->value_len, false};
+        struct row_reader rd = row_reader(r->value, r->value_len);
         if (!split_key(r, &name, NULL, NULL, 0) || !(u = store_find_user(st, name)) ||
-            get_u8(&rd) != ROW_VERSION)
+            row_get_u8(&rd) != ROW_VERSION)
             goto out;
-        uint32_t n = get_u32(&rd), next = get_u32(&rd);
+        uint32_t n = row_get_u32(&rd), next = row_get_u32(&rd);
         if (rd.bad || n > STORE_SEEN_BASE_KEYS || next >= STORE_SEEN_BASE_KEYS ||
             (size_t)(rd.end - rd.p) != (size_t)n * CURVE_KEY_LEN ||
             !(u->seen_bases = calloc(STORE_SEEN_BASE_KEYS, sizeof(*u->seen_bases))))
             goto out;
-        get_bytes(&rd, u->seen_bases, (size_t)n * CURVE_KEY_LEN);
+        row_get_bytes(&rd, u->seen_bases, (size_t)n * CURVE_KEY_LEN);
         u->n_seen_bases = n;
         u->next_seen_base = next;
     }

@@ -167,7 +167,13 @@ const char *prekey_message_parse(struct prekey_message *m, const uint8_t *buf, s
         if ((err = read_field(&r, &f)))
             return err;
         switch (f.number) {
-        case 1: err = want_uint32(&f, &m->pre_key_id); break;
+        case 1:
+            /* WIRE_NO_PREKEY stands for "absent": a real id never has it
+             * (libsignal's are 24 bits), and reading it as absent would give
+             * two byte strings one meaning. */
+            if (!(err = want_uint32(&f, &m->pre_key_id)) && m->pre_key_id == WIRE_NO_PREKEY)
+                err = "preKeyId 0xFFFFFFFF is reserved";
+            break;
         case 2: err = want_key(&f, m->base_key); has_base = true; break;
         case 3: err = want_key(&f, m->identity_key); has_id = true; break;
         case 4:

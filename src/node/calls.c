@@ -227,6 +227,8 @@ void node_deferred_drop(struct node_deferred *d)
     free(d);
 }
 
+const char *node_deferred_dest(const struct node_deferred *d) { return d->dest; }
+
 void node_answer(struct node *n, struct node_deferred *d)
 {
     output_line(n, n->id ? n->id : d->self, d->dest, &n->msg, n->next_msg_id++,

@@ -1,9 +1,22 @@
 /* symmetric-node - AES-256-GCM encryption as a service (PROTOCOL.md §2).
  *
- * The node holds a keyring: key 1 comes from SECURITOR_KEY, --key-file or
- * the RNG; rotate_key adds a new primary key and keeps the old ones, so
- * ciphertexts under older key ids still decrypt. Keys never leave the
- * process: not in argv, replies or logs.
+ * The node holds a keyring (keyring.h): version 1 is the key given in
+ * SECURITOR_KEY or --key-file (keysource.h), or a random one; rotate_key
+ * adds a new primary and keeps the old versions, so ciphertexts under them
+ * still decrypt until the minimum passes them and trim_keys deletes them.
+ * rewrap and datakey seal under the primary; blind_index derives its keys
+ * from a root made from the given key (blindindex.h), which never rotates.
+ * Keys never leave the process: not in argv, replies or logs (a data key is
+ * the caller's by design).
+ *
+ * Every handler checks all its fields before it changes anything, so a
+ * request that fails leaves the keyring as it was (PROTOCOL.md §2).
+ *
+ * With --state-dir (PROTOCOL.md §4) the keyring lives in a state sealed
+ * under the given key (ringstate.h): opened at init, where the state's
+ * versions replace the ring made from the key (on a new state the key is
+ * version 1, as without a state); what changed is written before any reply
+ * leaves (the commit hook), and a failed commit reads the ring back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,54 +24,28 @@
 
 #include "securitor/aead.h"
 #include "securitor/codec.h"
+#include "securitor/durable.h"
 #include "securitor/keysource.h"
 #include "securitor/node.h"
 #include "securitor/rand.h"
 #include "securitor/wipe.h"
 
+#include "blindindex.h"
+#include "keyring.h"
+#include "ringstate.h"
+
 /* The exact text PROTOCOL.md §2 fixes for every failure to authenticate. */
 #define AUTH_FAILED_TEXT "Authentication failed - data has been tampered with"
 
-struct sym_key {
-    long long id;
-    struct aead_key *aead;
-};
-
 struct app {
-    struct sym_key *keys; /* keys[n_keys - 1] is the primary key */
-    size_t n_keys, cap_keys;
+    struct keyring keys;
+    struct blind_index index; /* its root comes from the given key and never rotates */
     struct buf in;  /* a plaintext decoded from base64 */
     struct buf out; /* output bytes (ciphertext or plaintext) */
     struct buf aad; /* decoded base64 AAD */
+    struct durable durable;  /* the state, when --state-dir is given */
+    struct ring_saved saved; /* the ring as the state holds it */
 };
-
-/* Adds a key to the ring as the new primary. Returns 0 or -1. */
-static int keyring_add(struct app *app, const uint8_t key[static AEAD_KEY_LEN])
-{
-    if (app->n_keys == app->cap_keys) {
-        size_t cap = app->cap_keys ? app->cap_keys * 2 : 4;
-        struct sym_key *k = realloc(app->keys, cap * sizeof(*k));
-        if (!k)
-            return -1;
-        app->keys = k;
-        app->cap_keys = cap;
-    }
-    struct aead_key *aead = aead_key_new(key);
-    if (!aead)
-        return -1;
-    long long id = app->n_keys ? app->keys[app->n_keys - 1].id + 1 : 1;
-    app->keys[app->n_keys++] = (struct sym_key){.id = id, .aead = aead};
-    return 0;
-}
-
-static void keyring_free(struct app *app)
-{
-    for (size_t i = 0; i < app->n_keys; i++)
-        aead_key_free(app->keys[i].aead);
-    free(app->keys);
-    app->keys = NULL;
-    app->n_keys = app->cap_keys = 0;
-}
 
 /* Room for n bytes in a scratch buffer (contents are not kept). */
 static uint8_t *scratch(struct buf *b, size_t n)
@@ -67,38 +54,25 @@ static uint8_t *scratch(struct buf *b, size_t n)
     return (uint8_t *)buf_reserve(b, n ? n : 1);
 }
 
-/* --- handlers ------------------------------------------------------------- */
+/* --- sealing and opening ---------------------------------------------------- */
 
-static int h_encrypt(struct app *app, const struct request *req, struct reply *r)
+/* Seals pt under `key` with a fresh IV and adds the fields PROTOCOL.md §2
+ * gives `encrypted` (iv, encryptedData, authTag, key_id) to r under `type`.
+ * The plaintext is sealed a piece at a time, each piece hex-encoded into the
+ * reply while it is still in cache: a megabyte of ciphertext never goes out
+ * to memory and back. Returns 0, or an error code with r filled. */
+static int seal_reply(struct keyring_version *key, const uint8_t *aad, size_t aad_len,
+                      const uint8_t *pt, size_t pt_len, const char *type, struct reply *r)
 {
-    const cJSON *body = req->body;
-    const uint8_t *pt, *aad;
-    size_t pt_len, aad_len;
     uint8_t iv[AEAD_IV_LEN], tag[AEAD_TAG_LEN];
-    int rc;
-    /* The AAD first: once a base64 plaintext is decoded, every exit wipes it. */
-    if ((rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, &aad,
-                                 &aad_len)) ||
-        (rc = req_text_or_base64(r, body, "plaintext", "encoding", false, &app->in, &pt,
-                                 &pt_len)))
-        return rc;
-
-    /* Sealed a piece at a time, each hex-encoded into the reply while it is
-     * still in cache: a megabyte of ciphertext never goes out to memory and
-     * back. */
-    struct sym_key *key = &app->keys[app->n_keys - 1];
     uint8_t piece[16 << 10];
-    char *digits = NULL;
-    if (rand_public(iv, sizeof(iv))) {
-        rc = node_error(r, ERR_CRASH, "the random number generator failed");
-        goto out;
-    }
-    reply_type(r, "encrypted");
+    char *digits;
+    if (rand_public(iv, sizeof(iv)))
+        return node_error(r, ERR_CRASH, "the random number generator failed");
+    reply_type(r, type);
     reply_hex(r, "iv", iv, sizeof(iv));
-    if (!(digits = reply_hex_digits(r, "encryptedData", pt_len))) {
-        rc = node_error(r, ERR_CRASH, "out of memory");
-        goto out;
-    }
+    if (!(digits = reply_hex_digits(r, "encryptedData", pt_len)))
+        return node_error(r, ERR_CRASH, "out of memory");
     enum aead_result res = aead_seal_begin(key->aead, iv, aad, aad_len);
     for (size_t off = 0; res == AEAD_OK && off < pt_len; off += sizeof(piece)) {
         size_t n = pt_len - off < sizeof(piece) ? pt_len - off : sizeof(piece);
@@ -107,16 +81,11 @@ static int h_encrypt(struct app *app, const struct request *req, struct reply *r
     }
     if (res == AEAD_OK)
         res = aead_seal_end(key->aead, tag);
-    if (res != AEAD_OK) {
-        rc = node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
-        goto out;
-    }
+    if (res != AEAD_OK)
+        return node_error(r, ERR_CRASH, "AES-256-GCM encryption failed");
     reply_hex(r, "authTag", tag, sizeof(tag));
     reply_int(r, "key_id", key->id);
-out:
-    if (pt == (const uint8_t *)app->in.data) /* decoded from base64 */
-        wipe_bytes(app->in.data, pt_len);
-    return rc;
+    return 0;
 }
 
 /* Bytes of ciphertext decoded and opened at a time: the decoded piece stays
@@ -127,10 +96,10 @@ out:
  * and opens it a piece at a time into pt. Bad hex cannot authenticate, so it
  * answers AEAD_AUTH_FAILED like a bad tag. On anything but AEAD_OK, pt is
  * wiped. */
-static enum aead_result try_open(struct sym_key *key, const uint8_t iv[static AEAD_IV_LEN],
-                                 const uint8_t *aad, size_t aad_len, const char *ct_hex,
-                                 size_t ct_len, const uint8_t tag[static AEAD_TAG_LEN],
-                                 uint8_t *pt)
+static enum aead_result try_open(struct keyring_version *key,
+                                 const uint8_t iv[static AEAD_IV_LEN], const uint8_t *aad,
+                                 size_t aad_len, const char *ct_hex, size_t ct_len,
+                                 const uint8_t tag[static AEAD_TAG_LEN], uint8_t *pt)
 {
     uint8_t piece[PIECE];
     enum aead_result res = aead_open_begin(key->aead, iv, aad, aad_len);
@@ -148,32 +117,53 @@ static enum aead_result try_open(struct sym_key *key, const uint8_t iv[static AE
     return res;
 }
 
-static int h_decrypt(struct app *app, const struct request *req, struct reply *r)
+/* Opens the ciphertext of a decrypt or rewrap request {iv, encryptedData,
+ * authTag, aad?, key_id?} into app->out. Returns an error code with r
+ * filled (a malformed field: 12; an unknown or trimmed key_id: 20; a version
+ * below min_decryption_version: 22; an internal failure: 13), or 0 with
+ * *res AEAD_OK (then *pt_len bytes of plaintext are in app->out.data, which
+ * the caller wipes) or AEAD_AUTH_FAILED (nothing left in app->out). The
+ * request's AAD is left in *aad and *aad_len (NULL and 0 when absent). */
+static int open_request(struct app *app, const struct request *req, struct reply *r,
+                        enum aead_result *res, size_t *pt_len, const uint8_t **aad,
+                        size_t *aad_len)
 {
     const cJSON *body = req->body;
     const char *iv_hex, *ct_hex, *tag_hex;
-    const uint8_t *aad;
-    size_t iv_hex_len, ct_hex_len, tag_hex_len, aad_len;
+    size_t iv_hex_len, ct_hex_len, tag_hex_len;
     long long key_id;
     bool has_key_id;
     int rc;
+    *res = AEAD_AUTH_FAILED;
+    *pt_len = 0;
     if ((rc = req_string(r, body, "iv", false, &iv_hex, &iv_hex_len)) ||
         (rc = req_string(r, body, "encryptedData", false, &ct_hex, &ct_hex_len)) ||
         (rc = req_string(r, body, "authTag", false, &tag_hex, &tag_hex_len)) ||
-        (rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, &aad,
-                                 &aad_len)) ||
-        (rc = req_int(r, body, "key_id", true, 1, (1LL << 53), &key_id, &has_key_id)))
+        (rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, aad,
+                                 aad_len)) ||
+        (rc = req_int(r, body, "key_id", true, 1, KEYRING_MAX_ID, &key_id, &has_key_id)))
         return rc;
 
-    struct sym_key *only = NULL;
+    /* The versions to try: the one named, or (PROTOCOL.md §2) the newest
+     * few at or above min_decryption_version, newest first. */
+    struct keyring_version *keys[KEYRING_TRY_NEWEST];
+    size_t n_keys;
     if (has_key_id) {
-        for (size_t i = 0; i < app->n_keys && !only; i++)
-            if (app->keys[i].id == key_id)
-                only = &app->keys[i];
-        if (!only)
+        switch (keyring_get(&app->keys, key_id, &keys[0])) {
+        case KEYRING_OK:
+            break;
+        case KEYRING_BELOW_MIN:
+            return node_error(r, ERR_PRECONDITION,
+                              "key_id: version %lld is below min_decryption_version %lld",
+                              key_id, app->keys.min_decryption_version);
+        default:
             return node_error(r, ERR_KEY_DOES_NOT_EXIST,
-                              "key_id: no key %lld on this node (keys die with the process)",
+                              "key_id: no key %lld on this node (never made, or trimmed)",
                               key_id);
+        }
+        n_keys = 1;
+    } else {
+        n_keys = keyring_candidates(&app->keys, keys, KEYRING_TRY_NEWEST);
     }
 
     /* Bad hex and wrong sizes cannot authenticate: same reply as a bad tag,
@@ -183,76 +173,368 @@ static int h_decrypt(struct app *app, const struct request *req, struct reply *r
     uint8_t *pt = scratch(&app->out, ct_len);
     if (!pt)
         return node_error(r, ERR_CRASH, "out of memory");
-    enum aead_result res = AEAD_AUTH_FAILED;
     if (iv_hex_len == 2 * AEAD_IV_LEN && tag_hex_len == 2 * AEAD_TAG_LEN &&
         ct_hex_len % 2 == 0 && !hex_decode(iv, iv_hex, iv_hex_len) &&
         !hex_decode(tag, tag_hex, tag_hex_len)) {
-        if (only) {
-            res = try_open(only, iv, aad, aad_len, ct_hex, ct_len, tag, pt);
-        } else { /* no key_id: the primary key first, then older ones */
-            for (size_t i = app->n_keys; i-- > 0 && res == AEAD_AUTH_FAILED;)
-                res = try_open(&app->keys[i], iv, aad, aad_len, ct_hex, ct_len, tag, pt);
-        }
+        for (size_t i = 0; i < n_keys && *res == AEAD_AUTH_FAILED; i++)
+            *res = try_open(keys[i], iv, *aad, *aad_len, ct_hex, ct_len, tag, pt);
     }
-    if (res == AEAD_INTERNAL)
+    if (*res == AEAD_INTERNAL)
         return node_error(r, ERR_CRASH, "AES-256-GCM decryption failed internally");
-    if (res != AEAD_OK) {
-        reply_type(r, "decryption_failed");
-        reply_cstring(r, "error", AUTH_FAILED_TEXT);
-        return 0;
-    }
+    if (*res == AEAD_OK)
+        *pt_len = ct_len;
+    return 0;
+}
+
+/* The reply PROTOCOL.md §2 fixes for anything that does not authenticate. */
+static int reply_auth_failed(struct reply *r)
+{
+    reply_type(r, "decryption_failed");
+    reply_cstring(r, "error", AUTH_FAILED_TEXT);
+    return 0;
+}
+
+/* --- handlers ------------------------------------------------------------- */
+
+static int h_encrypt(struct app *app, const struct request *req, struct reply *r)
+{
+    const cJSON *body = req->body;
+    const uint8_t *pt, *aad;
+    size_t pt_len, aad_len;
+    int rc;
+    /* The AAD first: once a base64 plaintext is decoded, every exit wipes it. */
+    if ((rc = req_text_or_base64(r, body, "aad", "aad_encoding", true, &app->aad, &aad,
+                                 &aad_len)) ||
+        (rc = req_text_or_base64(r, body, "plaintext", "encoding", false, &app->in, &pt,
+                                 &pt_len)))
+        return rc;
+    rc = seal_reply(keyring_primary(&app->keys), aad, aad_len, pt, pt_len, "encrypted", r);
+    if (pt == (const uint8_t *)app->in.data) /* decoded from base64 */
+        wipe_bytes(app->in.data, pt_len);
+    return rc;
+}
+
+static int h_decrypt(struct app *app, const struct request *req, struct reply *r)
+{
+    enum aead_result res;
+    const uint8_t *aad;
+    size_t pt_len, aad_len;
+    int rc = open_request(app, req, r, &res, &pt_len, &aad, &aad_len);
+    if (rc)
+        return rc;
+    if (res != AEAD_OK)
+        return reply_auth_failed(r);
     reply_type(r, "decrypted");
     reply_sensitive(r);
     /* Text that JSON can carry as it is goes back as text; anything else
      * (invalid UTF-8, NUL bytes) as base64, so nothing is lost. */
-    reply_text_or_base64(r, "plaintext", pt, ct_len);
-    wipe_bytes(pt, ct_len);
+    reply_text_or_base64(r, "plaintext", (const uint8_t *)app->out.data, pt_len);
+    wipe_bytes(app->out.data, pt_len);
     return 0;
+}
+
+/* Decrypts and re-encrypts under the primary key with a fresh IV and the
+ * same AAD (PROTOCOL.md §2 `rewrap`). The plaintext exists only in app->out,
+ * wiped before the handler returns; the reply carries ciphertext only. */
+static int h_rewrap(struct app *app, const struct request *req, struct reply *r)
+{
+    enum aead_result res;
+    const uint8_t *aad;
+    size_t pt_len, aad_len;
+    int rc = open_request(app, req, r, &res, &pt_len, &aad, &aad_len);
+    if (rc)
+        return rc;
+    if (res != AEAD_OK)
+        return reply_auth_failed(r);
+    rc = seal_reply(keyring_primary(&app->keys), aad, aad_len, (const uint8_t *)app->out.data,
+                    pt_len, "rewrapped", r);
+    wipe_bytes(app->out.data, pt_len);
+    return rc;
+}
+
+/* The sizes of data key datakey makes, in bits. */
+static bool datakey_bits_ok(long long bits) { return bits == 128 || bits == 192 || bits == 256; }
+
+/* Envelope encryption (PROTOCOL.md §2 `datakey`): a fresh random key, sealed
+ * under the primary (no AAD) and, unless plaintext is false, also given in
+ * the clear. */
+static int h_datakey(struct app *app, const struct request *req, struct reply *r)
+{
+    const cJSON *bits_item = req_field(req->body, "bits");
+    long long bits = 256;
+    bool clear = true;
+    uint8_t key[32];
+    int rc;
+    if (bits_item && !cJSON_IsNull(bits_item) &&
+        (!json_exact_int(bits_item, &bits) || !datakey_bits_ok(bits)))
+        return node_error(r, ERR_MALFORMED, "bits: expected 128, 192 or 256");
+    if ((rc = req_bool(r, req->body, "plaintext", true, &clear, NULL)))
+        return rc;
+    size_t len = (size_t)bits / 8;
+    if (rand_secret(key, len))
+        return node_error(r, ERR_CRASH, "the random number generator failed");
+    if (clear) /* before any field: a failed reply is then wiped too */
+        reply_sensitive(r);
+    rc = seal_reply(keyring_primary(&app->keys), NULL, 0, key, len, "datakey", r);
+    if (!rc && clear)
+        reply_base64(r, "key", key, len);
+    WIPE_OBJ(key);
+    return rc;
+}
+
+/* A searchable token for a value in a named index (PROTOCOL.md §2
+ * `blind_index`; blindindex.h has the derivation). The value may be
+ * sensitive: the request line is wiped like an encrypt's, and so is a value
+ * decoded from base64. */
+static int h_blind_index(struct app *app, const struct request *req, struct reply *r)
+{
+    const cJSON *body = req->body;
+    const cJSON *bits_item = req_field(body, "bits");
+    const char *name;
+    const uint8_t *value;
+    size_t name_len, value_len;
+    long long bits = 32;
+    uint8_t mac[BLIND_INDEX_TOKEN_MAX];
+    int rc;
+    if ((rc = req_string(r, body, "index", false, &name, &name_len)))
+        return rc;
+    if (name_len < 1 || name_len > BLIND_INDEX_MAX_NAME)
+        return node_error(r, ERR_MALFORMED, "index: expected a name of 1 to %d bytes",
+                          BLIND_INDEX_MAX_NAME);
+    if (bits_item && !cJSON_IsNull(bits_item) &&
+        (!json_exact_int(bits_item, &bits) || bits < 8 || bits > 8 * BLIND_INDEX_TOKEN_MAX ||
+         bits % 8))
+        return node_error(r, ERR_MALFORMED, "bits: expected a multiple of 8 from 8 to %d",
+                          8 * BLIND_INDEX_TOKEN_MAX);
+    if ((rc = req_text_or_base64(r, body, "value", "encoding", false, &app->in, &value,
+                                 &value_len)))
+        return rc;
+    if (blind_index_token(&app->index, name, name_len, value, value_len, mac))
+        rc = node_error(r, ERR_CRASH, "HMAC-SHA256 failed (OpenSSL or out of memory)");
+    if (value == (const uint8_t *)app->in.data) /* decoded from base64 */
+        wipe_bytes(app->in.data, value_len);
+    if (rc)
+        return rc;
+    reply_type(r, "blind_index");
+    reply_string(r, "index", name, name_len);
+    reply_hex(r, "token", mac, (size_t)bits / 8);
+    WIPE_OBJ(mac);
+    return 0;
+}
+
+/* The error for a keyring call that failed, naming what to do about it. */
+static int keyring_error(struct reply *r, enum keyring_status st)
+{
+    switch (st) {
+    case KEYRING_FULL:
+        return node_error(r, ERR_PRECONDITION,
+                          "keyring full: %d live key versions; raise min_decryption_version "
+                          "and trim_keys to make room", KEYRING_MAX_VERSIONS);
+    default:
+        return node_error(r, ERR_CRASH, "could not make the new key (RNG, OpenSSL or out "
+                                        "of memory)");
+    }
 }
 
 static int h_rotate_key(struct app *app, const struct request *req, struct reply *r)
 {
     (void)req;
-    uint8_t key[AEAD_KEY_LEN];
-    int rc = 0;
-    if (rand_secret(key, sizeof(key)))
-        rc = node_error(r, ERR_CRASH, "the random number generator failed");
-    else if (keyring_add(app, key))
-        rc = node_error(r, ERR_CRASH, "could not install the new key (out of memory?)");
-    WIPE_OBJ(key);
+    long long id;
+    enum keyring_status st = keyring_rotate(&app->keys, &id);
+    if (st != KEYRING_OK)
+        return keyring_error(r, st);
+    reply_type(r, "key_rotated");
+    reply_int(r, "key_id", id);
+    return 0;
+}
+
+/* The keyring's shape (PROTOCOL.md §2 `keys`): ids only, never key bytes. */
+static int reply_keys(const struct keyring *kr, struct reply *r)
+{
+    reply_type(r, "keys");
+    reply_int(r, "primary", keyring_primary(kr)->id);
+    reply_int(r, "min_decryption_version", kr->min_decryption_version);
+    reply_begin_array(r, "versions");
+    for (size_t i = 0; i < kr->n; i++)
+        reply_int(r, NULL, kr->v[i].id);
+    reply_end_array(r);
+    return 0;
+}
+
+static int h_keys(struct app *app, const struct request *req, struct reply *r)
+{
+    (void)req;
+    return reply_keys(&app->keys, r);
+}
+
+static int h_set_min_decryption_version(struct app *app, const struct request *req,
+                                        struct reply *r)
+{
+    long long id;
+    int rc = req_int(r, req->body, "key_id", false, 1, KEYRING_MAX_ID, &id, NULL);
     if (rc)
         return rc;
-    reply_type(r, "key_rotated");
-    reply_int(r, "key_id", app->keys[app->n_keys - 1].id);
+    switch (keyring_set_min(&app->keys, id)) {
+    case KEYRING_OK:
+        return reply_keys(&app->keys, r);
+    case KEYRING_PAST_PRIMARY:
+        return node_error(r, ERR_PRECONDITION,
+                          "key_id: version %lld is past the primary (%lld); "
+                          "min_decryption_version cannot pass it", id,
+                          keyring_primary(&app->keys)->id);
+    default:
+        return node_error(r, ERR_PRECONDITION,
+                          "key_id: version %lld was trimmed; min_decryption_version can go "
+                          "no lower than %lld", id, app->keys.trimmed_below);
+    }
+}
+
+static int h_trim_keys(struct app *app, const struct request *req, struct reply *r)
+{
+    (void)req;
+    (void)keyring_trim(&app->keys);
+    return reply_keys(&app->keys, r);
+}
+
+/* ============================================================================
+ * The state (PROTOCOL.md §4)
+ * ========================================================================== */
+
+/* A ring whose only version, 1, is `key`: a node without a state, or a new
+ * state. 0 or -1 (out of memory or OpenSSL; kr is then empty). */
+static int ring_from_key(struct keyring *kr, const uint8_t key[static AEAD_KEY_LEN])
+{
+    long long id;
+    if (keyring_init(kr, 1) == KEYRING_OK && keyring_add(kr, key, &id) == KEYRING_OK)
+        return 0;
+    keyring_free(kr);
+    return -1;
+}
+
+static int rows_fit(void *ctx) { return ringstate_check(ctx); }
+
+/* Puts the ring the loader read in place of app->keys: the state's ring,
+ * or for a state that holds none yet, the given key as version 1, not yet
+ * written. 0 or -1 (out of memory or OpenSSL; app->keys is then as it was). */
+static int take_ring(struct app *app, const struct ring_loader *l)
+{
+    struct keyring fresh;
+    struct ring_saved saved = {0};
+    if (ringstate_empty(l) ? ring_from_key(&fresh, app->durable.key)
+                           : ringstate_build(l, &fresh, &saved))
+        return -1;
+    keyring_free(&app->keys);
+    app->keys = fresh; /* the version table moves by pointer: no key is copied */
+    app->saved = saved;
     return 0;
+}
+
+static int on_init(struct app *app, struct node *n, const char *node_id, const cJSON *node_ids,
+                   struct reply *r)
+{
+    (void)node_ids;
+    bool opening = app->durable.dir && !app->durable.st;
+    struct ring_loader *l = opening ? ringstate_loader_new() : NULL;
+    if (opening && !l)
+        return node_error(r, ERR_CRASH, "out of memory");
+    app->durable.load = ringstate_load_row;
+    app->durable.loaded = rows_fit;
+    app->durable.ctx = l;
+    int rc = durable_on_init(&app->durable, n, node_id, r);
+    if (opening && !rc && take_ring(app, l)) {
+        node_log("symmetric-node: cannot set up the keyring of the state (out of memory or "
+                 "OpenSSL)");
+        rc = NODE_FATAL;
+    }
+    ringstate_loader_free(l);
+    app->durable.ctx = NULL;
+    return rc;
+}
+
+/* Before any reply leaves: the ring's changes since the last commit, then
+ * the transaction. Encrypt, decrypt and every other request that changes
+ * no version leave nothing to write (PROTOCOL.md §4 output commit). */
+static int commit(struct app *app)
+{
+    struct durable *d = &app->durable;
+    if (!d->st)
+        return 0;
+    bool changed = ringstate_changed(&app->keys, &app->saved);
+    if (changed && ringstate_write(&app->keys, &app->saved, d->st)) {
+        state_discard(d->st);
+        return -1;
+    }
+    if (durable_commit(d, d->node))
+        return -1;
+    if (changed)
+        app->saved = ringstate_saved(&app->keys);
+    return 0;
+}
+
+/* After a failed commit: the ring as the state last held it. */
+static int rollback(struct app *app)
+{
+    struct ring_loader *l = ringstate_loader_new();
+    int rc = -1;
+    if (!l)
+        goto out;
+    app->durable.load = ringstate_load_row;
+    app->durable.loaded = rows_fit;
+    app->durable.ctx = l;
+    if (durable_reload(&app->durable) || take_ring(app, l))
+        goto out;
+    rc = 0;
+out:
+    ringstate_loader_free(l);
+    app->durable.ctx = NULL;
+    return rc;
 }
 
 static const struct node_handler HANDLERS[] = {
     {.type = "encrypt", .fn = h_encrypt},
     {.type = "decrypt", .fn = h_decrypt, .public_request = true},
     {.type = "rotate_key", .fn = h_rotate_key},
+    {.type = "rewrap", .fn = h_rewrap, .public_request = true},
+    {.type = "datakey", .fn = h_datakey, .public_request = true},
+    {.type = "keys", .fn = h_keys, .public_request = true},
+    {.type = "blind_index", .fn = h_blind_index},
+    {.type = "set_min_decryption_version", .fn = h_set_min_decryption_version,
+     .public_request = true},
+    {.type = "trim_keys", .fn = h_trim_keys, .public_request = true},
 };
 
 static const struct node_program PROGRAM = {
     .name = "symmetric-node",
-    .summary = "AES-256-GCM encryption as a service: encrypt, decrypt, rotate_key.",
-    .extra_usage = " [--key-file PATH]",
+    .summary = "AES-256-GCM encryption as a service: encrypt, decrypt, rotate_key, rewrap,\n"
+               "datakey, keys, set_min_decryption_version, trim_keys, blind_index.",
+    .extra_usage = " [--key-file PATH] [--state-dir DIR]",
     .extra_help =
-        "\nThe key (32 bytes) comes from, in order:\n"
+        "\nThe key (32 bytes) comes from one of (both is an error):\n"
         "  --key-file PATH    a file holding 64 hex characters or 32 raw bytes (a\n"
         "                     32-byte file of hex digits is refused: a 128-bit key?)\n"
         "  SECURITOR_KEY      an environment variable holding 64 hex characters\n"
         "  neither            a random key (ciphertexts then die with the process)\n"
-        "Keys are never accepted in argv and never written to stdout or stderr.\n",
+        "Keys are never accepted in argv and never written to stdout or stderr.\n"
+        "  --state-dir DIR    keep the keyring in DIR/<node id>.db (also\n"
+        "                     SECURITOR_STATE_DIR), sealed under the key, which is then\n"
+        "                     required; rotations and trims survive restarts. A new state\n"
+        "                     starts with the key as version 1; an existing one keeps its\n"
+        "                     own versions (the key must be the one that made it).\n",
     .handlers = HANDLERS,
     .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
+    .on_init = on_init,
+    .commit = commit,
+    .rollback = rollback,
 };
 
 int main(int argc, char **argv)
 {
     int status;
+    struct app app = {0};
     if (node_main_options(&PROGRAM, &argc, argv, &status))
         return status;
+    if (durable_options(&app.durable, PROGRAM.name, &argc, argv))
+        return 2;
 
     const char *key_file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -270,6 +552,12 @@ int main(int argc, char **argv)
     if (keysource_load(key, PROGRAM.name, key_file, &origin))
         return 2;
     if (origin == KEYSOURCE_FROM_NONE) {
+        /* A random key could not open the state again (PROTOCOL.md §4). */
+        if (app.durable.dir) {
+            node_log("symmetric-node: --state-dir needs the node's key, to seal the state: "
+                     "give --key-file PATH or SECURITOR_KEY");
+            return 2;
+        }
         if (rand_secret(key, sizeof(key))) {
             node_log("symmetric-node: the random number generator failed");
             return 1;
@@ -278,15 +566,21 @@ int main(int argc, char **argv)
                  "ciphertexts die with this process");
     }
 
-    struct app app = {0};
-    int rc = keyring_add(&app, key);
+    status = 1;
+    /* With a state, the key stays (in durable) to seal it and to start a
+     * ring afresh should the first commit fail; without, the ring holds
+     * the only copy. */
+    if (app.durable.dir)
+        memcpy(app.durable.key, key, sizeof(key));
+    bool ok = ring_from_key(&app.keys, key) == 0 && blind_index_init(&app.index, key) == 0;
     WIPE_OBJ(key);
-    if (rc) {
+    if (!ok)
         node_log("symmetric-node: could not set up AES-256-GCM");
-        return 1;
-    }
-    status = node_run(&PROGRAM, &app);
-    keyring_free(&app);
+    else
+        status = node_run(&PROGRAM, &app);
+    durable_close(&app.durable);
+    keyring_free(&app.keys);
+    blind_index_free(&app.index);
     buf_free(&app.in);
     buf_free(&app.out);
     buf_free(&app.aad);

@@ -2,12 +2,14 @@
 
 Standard library only. Each node's stdout is read line by line (select), and
 every line is routed by its dest: to that node's stdin, or, when dest is not
-a node, to the test as a client message. Rules can drop or delay messages in
-flight, as a network would.
+a node, to the test as a client message. Rules can drop, duplicate, delay or
+change messages in flight, as a network (or a hostile server) would, and a
+node can be killed (SIGKILL) and started again.
 """
 import json
 import os
 import select
+import signal
 import subprocess
 import time
 
@@ -16,21 +18,47 @@ class Net:
     def __init__(self, nodes, env=None, wrapper=()):
         """nodes: {node_id: argv}. wrapper: a command put before each argv
         (valgrind, say)."""
-        full_env = dict(os.environ)
-        full_env.update(env or {})
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.argv = {nid: [*wrapper, *argv] for nid, argv in nodes.items()}
         self.procs = {}
         self.bufs = {}
-        for nid, argv in nodes.items():
-            self.procs[nid] = subprocess.Popen([*wrapper, *argv], stdin=subprocess.PIPE,
-                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                               env=full_env)
-            self.bufs[nid] = b""
+        self.stderr = {nid: b"" for nid in nodes}  # of processes killed before
+        for nid in nodes:
+            self.start(nid)
         self.client_inbox = []   # messages to clients, in arrival order
         self.journal = []        # (time, msg, fate) for every routed message
-        self.rules = []          # fn(msg) -> None | "drop" | seconds of delay
+        # fn(msg) -> None | "drop" | "dup" | seconds of delay; a rule may
+        # also change msg in place (a hostile server).
+        self.rules = []
         self.delayed = []        # (due, msg)
         self.next_id = 1
-        self.closed = set()
+        self.closed = set()  # stdin closed: nothing more is written to it
+        self.dead = set()    # killed, and not started again
+
+    def start(self, nid):
+        """Starts node nid (again, after kill)."""
+        self.procs[nid] = subprocess.Popen(self.argv[nid], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           env=self.env)
+        self.bufs[nid] = b""
+        if hasattr(self, "closed"):
+            self.closed.discard(nid)
+            self.dead.discard(nid)
+
+    def kill(self, nid):
+        """SIGKILL: whatever the node had not written is lost, as in a crash."""
+        p = self.procs[nid]
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.stderr[nid] += p.stderr.read()
+        for f in (p.stdin, p.stdout, p.stderr):
+            try:
+                f.close()
+            except BrokenPipeError:
+                pass
+        self.closed.add(nid)
+        self.dead.add(nid)
 
     # --- sending -------------------------------------------------------------
     def write(self, dest, line):
@@ -62,6 +90,10 @@ class Net:
             if fate == "drop":
                 self.journal.append((time.monotonic(), msg, "dropped"))
                 return
+            if fate == "dup":
+                self._deliver(msg)
+                self._deliver(json.loads(json.dumps(msg)))
+                return
             if isinstance(fate, (int, float)) and fate > 0:
                 self.delayed.append((time.monotonic() + fate, msg))
                 self.journal.append((time.monotonic(), msg, "delayed"))
@@ -71,7 +103,10 @@ class Net:
     def _deliver(self, msg):
         self.journal.append((time.monotonic(), msg, "delivered"))
         if msg["dest"] in self.procs and msg["dest"] not in self.closed:
-            self.write(msg["dest"], json.dumps(msg))
+            try:
+                self.write(msg["dest"], json.dumps(msg))
+            except BrokenPipeError:
+                pass  # it died: the message is lost
         elif msg["dest"] not in self.procs:
             self.client_inbox.append(msg)
 
@@ -82,11 +117,16 @@ class Net:
         self.delayed = [(t, m) for t, m in self.delayed if t > now]
         for m in due:
             self._deliver(m)
-        fds = {p.stdout.fileno(): nid for nid, p in self.procs.items() if p.stdout}
+        live = {nid: p for nid, p in self.procs.items() if nid not in self.dead}
+        fds = {p.stdout.fileno(): nid for nid, p in live.items()}
+        errs = {p.stderr.fileno(): nid for nid, p in live.items()}
         if self.delayed:
             timeout = min(timeout, max(0.0, min(t for t, _ in self.delayed) - now))
-        ready, _, _ = select.select(list(fds), [], [], timeout)
+        ready, _, _ = select.select(list(fds) + list(errs), [], [], timeout)
         for fd in ready:
+            if fd in errs:  # drained as it comes, so a node never blocks on it
+                self.stderr[errs[fd]] += os.read(fd, 1 << 20)
+                continue
             nid = fds[fd]
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -130,18 +170,23 @@ class Net:
         """Closes every stdin and routes until all nodes exit; returns
         {node_id: (exit code, stderr text)}."""
         for nid, p in self.procs.items():
-            self.closed.add(nid)
-            p.stdin.close()
+            if nid not in self.dead:
+                self.closed.add(nid)
+                p.stdin.close()
         deadline = time.monotonic() + timeout
-        while any(p.poll() is None for p in self.procs.values()):
+        while any(p.poll() is None for nid, p in self.procs.items() if nid not in self.dead):
             assert time.monotonic() < deadline, "nodes did not exit"
             self.step(0.05)
         self.step(0)
         out = {}
         for nid, p in self.procs.items():
+            if nid in self.dead:
+                out[nid] = (-9, self.stderr[nid].decode(errors="replace"))
+                continue
             rest = p.stdout.read()
             for line in (self.bufs[nid] + rest).split(b"\n"):
                 if line:
                     self._route(json.loads(line))
-            out[nid] = (p.returncode, p.stderr.read().decode(errors="replace"))
+            self.stderr[nid] += p.stderr.read()
+            out[nid] = (p.returncode, self.stderr[nid].decode(errors="replace"))
         return out

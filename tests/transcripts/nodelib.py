@@ -96,10 +96,35 @@ class Node:
 
 
 # Writable mappings larger than this are address space a sanitizer reserved
-# (ASan's and TSan's shadow: terabytes), never the program's data. Reading
-# them through /proc/pid/mem faults their pages in: the node then grows to
-# all of the machine's memory and is killed.
+# (ASan's and TSan's shadow: terabytes), never the program's data; even
+# their page tables take too long to read.
 _SCAN_MAX = 1 << 36
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+# A pagemap entry's top byte: bit 7 "present", bit 6 "swapped".
+_IN_USE = bytes(1 if b & 0xC0 else 0 for b in range(256))
+
+
+def _used_runs(pagemap, lo, hi):
+    """The (start, end) address ranges in [lo, hi) whose pages are in memory
+    or swap. Pages never touched are left alone: reading them through
+    /proc/pid/mem would fault them in, and a sanitizer's shadow would grow
+    the node to all of the machine's memory."""
+    first, n = lo // _PAGE, (hi - lo) // _PAGE
+    step = 1 << 16  # pages per pagemap read (512 KiB of entries)
+    for off in range(0, n, step):
+        k = min(step, n - off)
+        pagemap.seek((first + off) * 8)
+        entries = pagemap.read(k * 8)
+        used = entries[7::8].translate(_IN_USE)
+        i = 0
+        while True:
+            s = used.find(b"\x01", i)
+            if s < 0:
+                break
+            e = used.find(b"\x00", s)
+            e = len(used) if e < 0 else e
+            yield lo + (off + s) * _PAGE, lo + (off + e) * _PAGE
+            i = e
 
 
 def memory_holds(pid, needles):
@@ -109,7 +134,8 @@ def memory_holds(pid, needles):
     this finds secrets that were freed without being wiped."""
     found = set()
     longest = max(len(n) for n in needles)
-    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem, \
+            open("/proc/%d/pagemap" % pid, "rb", 0) as pagemap:
         for line in maps:
             parts = line.split()
             if "w" not in parts[1] or (len(parts) > 5 and parts[5].startswith("/")):
@@ -117,21 +143,23 @@ def memory_holds(pid, needles):
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
             if hi - lo > _SCAN_MAX:
                 continue
-            at, tail = lo, b""
-            while at < hi:
-                try:
-                    mem.seek(at)
-                    chunk = mem.read(min(1 << 22, hi - at))
-                except OSError:
-                    break  # guard pages and the like
-                if not chunk:
-                    raise AssertionError("process %d is gone (its memory reads empty)" % pid)
-                data = tail + chunk
-                for n in needles:
-                    if n in data:
-                        found.add(n)
-                tail = data[-(longest - 1):] if longest > 1 else b""
-                at += len(chunk)
+            for start, end in _used_runs(pagemap, lo, hi):
+                at, tail = start, b""
+                while at < end:
+                    try:
+                        mem.seek(at)
+                        chunk = mem.read(min(1 << 22, end - at))
+                    except OSError:
+                        break  # guard pages and the like
+                    if not chunk:
+                        raise AssertionError("process %d is gone (its memory reads empty)"
+                                             % pid)
+                    data = tail + chunk
+                    for n in needles:
+                        if n in data:
+                            found.add(n)
+                    tail = data[-(longest - 1):] if longest > 1 else b""
+                    at += len(chunk)
     return found
 
 

@@ -297,6 +297,31 @@ static void test_wire_bounds(void)
     CHECK(signal_message_parse(&m, body, n) != NULL);
 }
 
+/* preKeyId 0xFFFFFFFF is WIRE_NO_PREKEY, "absent", in the parsed struct: on
+ * the wire it is refused rather than read as a message without a one-time
+ * prekey (found by tests/fuzz/fuzz_wire: two byte strings, one meaning). */
+static void test_wire_reserved_prekey_id(void)
+{
+    uint8_t rk[32] = {4}, ct[16] = {2}, body[128], msg[256];
+    size_t n = signal_message_encode_body(body, rk, 0, 0, ct, sizeof(ct));
+    memset(body + n, 0x11, WIRE_MAC_LEN);
+    n += WIRE_MAC_LEN;
+    /* 0xFFFFFFFE is the largest id; its varint is FE FF FF FF 0F. */
+    size_t pn = prekey_message_encode(msg, 7, WIRE_NO_PREKEY - 1, 1, rk, rk, body, n);
+    struct prekey_message pm;
+    CHECK(prekey_message_parse(&pm, msg, pn) == NULL && pm.pre_key_id == WIRE_NO_PREKEY - 1);
+    uint8_t *id = memmem(msg, pn, "\x08\xFE\xFF\xFF\xFF\x0F", 6);
+    CHECK(id != NULL);
+    if (!id)
+        return;
+    id[1] = 0xFF; /* now 0xFFFFFFFF */
+    CHECK(prekey_message_parse(&pm, msg, pn) != NULL);
+    /* Left out, the field still means "no one-time prekey". */
+    pn = prekey_message_encode(msg, 7, WIRE_NO_PREKEY, 1, rk, rk, body, n);
+    CHECK(msg[1] == 0x28 && msg[2] == 7 && msg[3] == 0x30); /* registrationId, signedPreKeyId */
+    CHECK(prekey_message_parse(&pm, msg, pn) == NULL && pm.pre_key_id == WIRE_NO_PREKEY);
+}
+
 /* Mutation fuzzing of the parsers (run under ASan in CI): valid messages
  * with random bytes changed, inserted, deleted or cut, and random bytes. No
  * input may crash or read out of bounds; accepted messages must be sane. */
@@ -379,6 +404,7 @@ int main(void)
     test_fingerprint();
     test_first_message();
     test_wire_bounds();
+    test_wire_reserved_prekey_id();
     test_wire_fuzz();
     return check_finish("test_signal_kat");
 }

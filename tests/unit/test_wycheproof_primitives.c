@@ -6,7 +6,7 @@
  * acceptable cases must match if they are not refused. Ed25519: valid
  * verifies, invalid does not (including malleable S >= L). HKDF: valid
  * matches, sizes over 255*32 are refused. HMAC: tags (full or truncated)
- * match exactly when valid.
+ * match exactly when valid, also through a context keyed once (hmac_key_*).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +152,16 @@ static void hmac(void)
                   hmac_sha256(empty, key, kl, &none, 1) == 0);
             CHECK(!memcmp(each[0], out, sizeof(out)) && !memcmp(each[2], out, sizeof(out)) &&
                   !memcmp(each[1], empty, sizeof(empty)));
+            /* A context keyed once (blind indexes): the same tags, message
+             * after message, an empty one between. */
+            struct hmac_key *hk = hmac_key_new(key, kl);
+            uint8_t again[3][HMAC_SHA256_LEN];
+            CHECK(hk && hmac_key_mac(hk, again[0], msg, ml) == 0 &&
+                  hmac_key_mac(hk, again[1], NULL, 0) == 0 &&
+                  hmac_key_mac(hk, again[2], msg, ml) == 0);
+            CHECK(!memcmp(again[0], out, sizeof(out)) && !memcmp(again[2], out, sizeof(out)) &&
+                  !memcmp(again[1], empty, sizeof(empty)));
+            hmac_key_free(hk);
             n++;
             free(key), free(msg), free(tag);
         }

@@ -1,0 +1,1120 @@
+/* relay.c - the relay role (see relay.h).
+ *
+ * Every request that depends on the device lists asks the directory first
+ * (dir_get_devices, a call with a deadline) and answers from its callback:
+ * deliveries are checked against the lists as they are now, and a fetch or
+ * an acknowledgment against the device's key as the directory lists it now,
+ * so a device revoked a moment ago can no longer read its mailbox. What a
+ * callback needs is copied out of the request, and found again by name
+ * (the relay's own data may have been read back after a failed commit).
+ */
+#include "relay.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "securitor/codec.h"
+#include "securitor/map.h"
+#include "securitor/state.h"
+#include "devlist.h"
+#include "fields.h"
+#include "rows.h"
+#include "signed.h"
+
+#define CIPHERTEXT_MAX ((size_t)1 << 20) /* base64 characters in one envelope */
+
+struct envelope {
+    uint64_t id;
+    char *user; /* the mailbox's */
+    uint32_t device_id;
+    char *from_user;
+    uint32_t from_device;
+    char *message_id;
+    char *ciphertext; /* base64, as it came */
+    char kind[8];
+};
+
+struct mailbox {
+    uint8_t key[DEVLIST_USER_MAX + 5]; /* user \0 device id: the table's key */
+    size_t key_len;
+    char *user;
+    uint32_t device_id;
+    struct envelope **items; /* oldest first */
+    size_t n, cap;
+    uint64_t counter; /* the last signed request accepted */
+    char *node;       /* where it last fetched from: notifications go there */
+    bool notified;    /* told of mail since its last fetch: once is enough */
+    bool dirty;       /* counter or node changed since its row was written */
+};
+
+struct relay {
+    struct map boxes;     /* key -> struct mailbox */
+    char *seen[RELAY_SEEN_MAX]; /* message_ids delivered: a ring */
+    uint64_t n_seen;            /* ever remembered: the next goes to n_seen % MAX */
+    struct map seen_index; /* message_id -> 1 + slot */
+    struct map inflight;   /* message_id -> struct delivery being checked */
+    uint64_t next_id;
+    /* Written by the tick, not before the answer (see relay_flush). */
+    uint64_t *gone;        /* acknowledged envelopes whose rows remain */
+    size_t n_gone, cap_gone;
+    bool any_dirty;
+    uint64_t tick;
+    bool closing;
+    struct map lists;      /* user -> struct cached: the directory's answers, leased */
+};
+
+/* A device list as the directory gave it, trusted until RELAY_LEASE_MS after
+ * it was asked for. The directory tells the relay of every change
+ * (dir_list_changed) and answers the change only once the relay has dropped
+ * its copy, or once the lease of any copy taken before the change has run
+ * out; so a copy the relay uses is never older than a change the directory
+ * has answered. */
+struct cached {
+    char *user;
+    struct devlist list;
+    uint64_t asked_ms;
+    uint64_t gen; /* the user's generation when it was asked for */
+};
+
+/* ============================================================================
+ * Rows: relay_env id; relay_box user\0device id; relay_seen message_id.
+ * ========================================================================== */
+
+static size_t box_key(uint8_t *k, const char *user, uint32_t id)
+{
+    size_t n = strlen(user);
+    memcpy(k, user, n);
+    k[n++] = 0;
+    for (int i = 3; i >= 0; i--)
+        k[n++] = (uint8_t)(id >> (8 * i));
+    return n;
+}
+
+static void id_key(uint8_t k[static 8], uint64_t id)
+{
+    for (int i = 0; i < 8; i++)
+        k[i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+static void fail_row(void) { node_log("e2ee-node: cannot record a relay row: the commit will fail"); }
+
+static void put_envelope(struct app *app, const struct envelope *e)
+{
+    struct state *st = app_state(app);
+    struct buf b = {0};
+    uint8_t k[8];
+    if (!st)
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_str(&b, e->user, strlen(e->user));
+    row_u32(&b, e->device_id);
+    row_str(&b, e->from_user, strlen(e->from_user));
+    row_u32(&b, e->from_device);
+    row_str(&b, e->message_id, strlen(e->message_id));
+    row_str(&b, e->kind, strlen(e->kind));
+    row_bytes(&b, e->ciphertext, strlen(e->ciphertext));
+    id_key(k, e->id);
+    if (!buf_ok(&b) || state_put(st, "relay_env", k, 8, b.data, b.len))
+        fail_row();
+    buf_free(&b);
+}
+
+static void del_envelope(struct app *app, uint64_t id)
+{
+    struct state *st = app_state(app);
+    uint8_t k[8];
+    id_key(k, id);
+    if (st && state_del(st, "relay_env", k, 8))
+        fail_row();
+}
+
+static void put_box(struct app *app, const struct mailbox *m)
+{
+    struct state *st = app_state(app);
+    struct buf b = {0};
+    if (!st)
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_u64(&b, m->counter);
+    row_str(&b, m->node ? m->node : "", m->node ? strlen(m->node) : 0);
+    if (!buf_ok(&b) || state_put(st, "relay_box", m->key, m->key_len, b.data, b.len))
+        fail_row();
+    buf_free(&b);
+}
+
+/* The row holds the sequence number, so that a reload knows which is oldest. */
+static void put_seen(struct app *app, uint64_t seq)
+{
+    struct state *st = app_state(app);
+    struct buf b = {0};
+    const char *id = app->relay->seen[seq % RELAY_SEEN_MAX];
+    if (!st)
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_u64(&b, seq);
+    if (!buf_ok(&b) || state_put(st, "relay_seen", id, strlen(id), b.data, b.len))
+        fail_row();
+    buf_free(&b);
+}
+
+/* ============================================================================
+ * Mailboxes
+ * ========================================================================== */
+
+static void envelope_free(struct envelope *e)
+{
+    if (!e)
+        return;
+    free(e->user);
+    free(e->from_user);
+    free(e->message_id);
+    free(e->ciphertext);
+    free(e);
+}
+
+static void box_free(struct mailbox *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        envelope_free(m->items[i]);
+    free(m->items);
+    free(m->user);
+    free(m->node);
+    free(m);
+}
+
+/* Queues an acknowledged envelope's row for the tick. 0 or -1. */
+static int gone_add(struct relay *rl, uint64_t id)
+{
+    if (rl->n_gone == rl->cap_gone) {
+        size_t cap = rl->cap_gone ? 2 * rl->cap_gone : 256;
+        uint64_t *p = realloc(rl->gone, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        rl->gone = p;
+        rl->cap_gone = cap;
+    }
+    rl->gone[rl->n_gone++] = id;
+    return 0;
+}
+
+/* Writes what fetches and acknowledgments changed: mailbox counters and
+ * where notifications go, and the deletion of acknowledged envelopes. They
+ * wait for the tick (every RELAY_FLUSH_MS) rather than hold up the answer,
+ * so that only deliveries wait for a commit. A crash before loses little:
+ * acknowledged envelopes come back and the device drops them as
+ * duplicates; a counter falls back to the one last written, so a request
+ * replayed from that window would be taken (it returns ciphertext to the
+ * network that carried it once already, or deletes what is deleted). */
+static void relay_flush(struct app *app)
+{
+    struct relay *rl = app->relay;
+    for (size_t i = 0; i < rl->n_gone; i++)
+        del_envelope(app, rl->gone[i]);
+    rl->n_gone = 0;
+    if (rl->any_dirty) {
+        size_t pos = 0;
+        struct mailbox *m;
+        while ((m = map_next(&rl->boxes, &pos)) != NULL)
+            if (m->dirty) {
+                put_box(app, m);
+                m->dirty = false;
+            }
+        rl->any_dirty = false;
+    }
+}
+
+static void relay_tick(struct app *app, struct node *n, void *ctx)
+{
+    (void)n;
+    (void)ctx;
+    if (app->relay)
+        relay_flush(app);
+}
+
+int relay_start(struct app *app)
+{
+    if (relay_new(app))
+        return -1;
+    if (!app->relay->tick)
+        app->relay->tick = node_timer(app->node, RELAY_FLUSH_MS, RELAY_FLUSH_MS, relay_tick,
+                                      NULL, NULL);
+    return app->relay->tick ? 0 : -1;
+}
+
+void relay_close(struct app *app)
+{
+    if (app->relay)
+        relay_flush(app); /* a clean exit keeps everything */
+}
+
+static struct mailbox *box_find(struct relay *rl, const char *user, uint32_t id)
+{
+    uint8_t k[DEVLIST_USER_MAX + 5];
+    return map_get(&rl->boxes, k, box_key(k, user, id));
+}
+
+static struct mailbox *box_get(struct relay *rl, const char *user, uint32_t id)
+{
+    struct mailbox *m = box_find(rl, user, id);
+    if (m)
+        return m;
+    if (!(m = calloc(1, sizeof(*m))) || !(m->user = strdup(user))) {
+        free(m);
+        return NULL;
+    }
+    m->device_id = id;
+    m->key_len = box_key(m->key, user, id);
+    if (map_put(&rl->boxes, m->key, m->key_len, m)) {
+        box_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int box_append(struct mailbox *m, struct envelope *e)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 16;
+        struct envelope **p = realloc(m->items, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        m->items = p;
+        m->cap = cap;
+    }
+    m->items[m->n++] = e;
+    return 0;
+}
+
+/* Forgets a revoked device's mailbox, in memory and in the state. */
+static void box_forget(struct app *app, struct mailbox *m)
+{
+    struct state *st = app_state(app);
+    for (size_t i = 0; i < m->n; i++)
+        del_envelope(app, m->items[i]->id);
+    if (st && state_del(st, "relay_box", m->key, m->key_len))
+        fail_row();
+    map_remove(&app->relay->boxes, m->key, m->key_len);
+    box_free(m);
+}
+
+int relay_new(struct app *app)
+{
+    if (!app->relay && !(app->relay = calloc(1, sizeof(*app->relay))))
+        return -1;
+    app->relay->next_id = app->relay->next_id ? app->relay->next_id : 1;
+    return 0;
+}
+
+void relay_free(struct app *app)
+{
+    struct relay *rl = app->relay;
+    if (!rl)
+        return;
+    size_t pos = 0;
+    struct mailbox *m;
+    while ((m = map_next(&rl->boxes, &pos)) != NULL)
+        box_free(m);
+    map_free(&rl->boxes);
+    for (size_t i = 0; i < RELAY_SEEN_MAX; i++)
+        free(rl->seen[i]);
+    map_free(&rl->seen_index);
+    map_free(&rl->inflight); /* deliveries own themselves; see finish_delivery */
+    free(rl->gone);
+    pos = 0;
+    struct cached *cl;
+    while ((cl = map_next(&rl->lists, &pos)) != NULL) {
+        free(cl->user);
+        free(cl);
+    }
+    map_free(&rl->lists);
+    free(rl);
+    app->relay = NULL;
+}
+
+static bool seen(struct relay *rl, const char *message_id)
+{
+    return map_get_str(&rl->seen_index, message_id) != NULL;
+}
+
+static void remember(struct app *app, const char *message_id)
+{
+    struct relay *rl = app->relay;
+    uint64_t seq = rl->n_seen;
+    size_t slot = (size_t)(seq % RELAY_SEEN_MAX);
+    char *copy = strdup(message_id);
+    if (!copy)
+        return; /* best effort: the mailbox rows still hold it */
+    if (rl->seen[slot]) { /* the oldest goes */
+        struct state *st = app_state(app);
+        map_remove_str(&rl->seen_index, rl->seen[slot]);
+        if (st && state_del(st, "relay_seen", rl->seen[slot], strlen(rl->seen[slot])))
+            fail_row();
+        free(rl->seen[slot]);
+    }
+    rl->seen[slot] = copy;
+    if (map_put_str(&rl->seen_index, copy, (void *)(uintptr_t)(slot + 1)))
+        node_log("e2ee-node: out of memory remembering a delivery");
+    rl->n_seen = seq + 1;
+    put_seen(app, seq);
+}
+
+/* ============================================================================
+ * The directory's answer
+ * ========================================================================== */
+
+/* The newest list in a dir_devices reply, or an error: 1 unknown user (error
+ * 20), -1 no answer or a malformed one. */
+static int newest_list(const cJSON *body, struct devlist *out)
+{
+    const cJSON *type = body ? req_field(body, "type") : NULL;
+    if (!cJSON_IsString(type))
+        return -1;
+    if (!strcmp(type->valuestring, "error")) {
+        const cJSON *code = req_field(body, "code");
+        return cJSON_IsNumber(code) && code->valuedouble == ERR_KEY_DOES_NOT_EXIST ? 1 : -1;
+    }
+    const cJSON *lists = req_field(body, "lists");
+    int n = cJSON_IsArray(lists) ? cJSON_GetArraySize(lists) : 0;
+    struct reply scratch = {0};
+    int rc = n ? field_devlist(&scratch, cJSON_GetArrayItem(lists, n - 1), "list", out) : -1;
+    reply_free(&scratch);
+    return rc ? -1 : 0;
+}
+
+static int ask_directory(struct app *app, const char *user, node_call_fn fn, void *ctx)
+{
+    struct reply *m = node_message(app->node, "dir_get_devices");
+    reply_cstring(m, "user", user);
+    return node_call(app->node, app->directory_id, RELAY_CALL_MS, fn, ctx) ? 0 : -1;
+}
+
+/* The user's cache entry, made empty (gen 0, asked never) when absent. */
+static struct cached *cache_slot(struct relay *rl, const char *user)
+{
+    struct cached *cl = map_get_str(&rl->lists, user);
+    if (cl)
+        return cl;
+    if (!(cl = calloc(1, sizeof(*cl))) || !(cl->user = strdup(user)) ||
+        map_put_str(&rl->lists, cl->user, cl)) {
+        if (cl)
+            free(cl->user);
+        free(cl);
+        return NULL;
+    }
+    return cl;
+}
+
+/* The cached list of user while its lease runs, else NULL. */
+static const struct devlist *cache_get(struct relay *rl, const char *user)
+{
+    const struct cached *cl = map_get_str(&rl->lists, user);
+    if (!cl || !cl->asked_ms || node_now_ms() >= cl->asked_ms + RELAY_LEASE_MS)
+        return NULL;
+    return &cl->list;
+}
+
+/* The generation of user now: a lookup remembers it, and its answer is kept
+ * only when no change was announced meanwhile. */
+static uint64_t cache_gen(struct relay *rl, const char *user)
+{
+    const struct cached *cl = map_get_str(&rl->lists, user);
+    return cl ? cl->gen : 0;
+}
+
+static void cache_put(struct relay *rl, const char *user, const struct devlist *l,
+                      uint64_t asked_ms, uint64_t gen)
+{
+    struct cached *cl = cache_slot(rl, user);
+    if (!cl || cl->gen != gen || asked_ms < cl->asked_ms)
+        return; /* a change came since it was asked for, or a newer answer is here */
+    cl->list = *l;
+    cl->asked_ms = asked_ms;
+}
+
+int h_dir_list_changed(struct app *app, const struct request *req, struct reply *r)
+{
+    const char *user;
+    size_t len;
+    int rc = req_string(r, req->body, "user", false, &user, &len);
+    if (rc)
+        return rc;
+    if (!req->src || strcmp(req->src, app->directory_id))
+        return node_error(r, ERR_PRECONDITION, "dir_list_changed: only the directory says so");
+    struct cached *cl = len && len <= DEVLIST_USER_MAX ? cache_slot(app->relay, user) : NULL;
+    if (!cl)
+        return node_error(r, ERR_MALFORMED, "user: expected a name of 1 to %d bytes",
+                          DEVLIST_USER_MAX);
+    cl->gen++;
+    cl->asked_ms = 0; /* dropped */
+    reply_type(r, "relay_list_noted");
+    reply_cstring(r, "user", user);
+    return 0;
+}
+
+/* ============================================================================
+ * relay_deliver
+ * ========================================================================== */
+
+struct out_env {
+    char *user;
+    uint32_t device_id, registration_id;
+    char *ciphertext;
+    char kind[8];
+};
+
+struct lookup {
+    char *user;
+    int status; /* 0 known, 1 unknown, -1 no answer */
+    struct devlist list;
+    uint64_t asked_ms, gen; /* for the cache */
+};
+
+struct delivery {
+    char *from_user, *message_id;
+    uint32_t from_device;
+    struct out_env *envs;
+    size_t n_envs;
+    struct lookup *users;
+    size_t n_users, outstanding;
+    struct node_deferred **waiting; /* the request, and any duplicates meanwhile */
+    size_t n_waiting;
+};
+
+struct lookup_ctx {
+    struct delivery *d;
+    size_t index;
+};
+
+static void delivery_free(struct delivery *d)
+{
+    for (size_t i = 0; i < d->n_envs; i++) {
+        free(d->envs[i].user);
+        free(d->envs[i].ciphertext);
+    }
+    for (size_t i = 0; i < d->n_users; i++)
+        free(d->users[i].user);
+    for (size_t i = 0; i < d->n_waiting; i++)
+        node_deferred_drop(d->waiting[i]);
+    free(d->envs);
+    free(d->users);
+    free(d->waiting);
+    free(d->from_user);
+    free(d->message_id);
+    free(d);
+}
+
+/* Answers every request waiting for d with the message node_message built
+ * last (rebuilt for each, as node_answer consumes it). */
+typedef void (*answer_fn)(struct app *app, struct delivery *d);
+
+static void answer_all(struct app *app, struct delivery *d, answer_fn build)
+{
+    for (size_t i = 0; i < d->n_waiting; i++) {
+        build(app, d);
+        node_answer(app->node, d->waiting[i]);
+        d->waiting[i] = NULL;
+    }
+    d->n_waiting = 0;
+}
+
+static void build_delivered(struct app *app, struct delivery *d)
+{
+    struct reply *m = node_message(app->node, "relay_delivered");
+    reply_cstring(m, "message_id", d->message_id);
+}
+
+static const struct lookup *lookup_of(const struct delivery *d, const char *user)
+{
+    for (size_t i = 0; i < d->n_users; i++)
+        if (!strcmp(d->users[i].user, user))
+            return &d->users[i];
+    return NULL;
+}
+
+/* The mismatch between the envelopes and the lists, as error 22's arrays;
+ * true when there is one. */
+static bool mismatch(struct app *app, struct delivery *d, struct reply *m)
+{
+    bool any = false;
+    const char *names[3] = {"missing", "extra", "stale"};
+    for (int pass = 0; pass < 3; pass++) {
+        if (m)
+            reply_begin_array(m, names[pass]);
+        for (size_t u = 0; u < d->n_users; u++) {
+            const struct lookup *l = &d->users[u];
+            if (pass == 0 && l->status == 0) /* listed, no envelope */
+                for (size_t k = 0; k < l->list.n; k++) {
+                    const struct devlist_device *x = &l->list.devices[k];
+                    bool sender = !strcmp(l->user, d->from_user) && x->device_id == d->from_device;
+                    bool have = false;
+                    for (size_t e = 0; e < d->n_envs && !have; e++)
+                        have = !strcmp(d->envs[e].user, l->user) &&
+                               d->envs[e].device_id == x->device_id;
+                    if (!sender && !have) {
+                        any = true;
+                        if (m) {
+                            reply_begin_object(m, NULL);
+                            reply_cstring(m, "user", l->user);
+                            reply_int(m, "device_id", x->device_id);
+                            reply_end_object(m);
+                        }
+                    }
+                }
+        }
+        for (size_t e = 0; pass && e < d->n_envs; e++) {
+            const struct out_env *v = &d->envs[e];
+            const struct lookup *l = lookup_of(d, v->user);
+            const struct devlist_device *x = l && l->status == 0 ? devlist_find(&l->list,
+                                                                               v->device_id)
+                                                                 : NULL;
+            bool sender = !strcmp(v->user, d->from_user) && v->device_id == d->from_device;
+            bool hit = pass == 1 ? (!x || sender) : (x && !sender &&
+                                                     x->registration_id != v->registration_id);
+            if (hit) {
+                any = true;
+                if (m) {
+                    reply_begin_object(m, NULL);
+                    reply_cstring(m, "user", v->user);
+                    reply_int(m, "device_id", v->device_id);
+                    reply_end_object(m);
+                }
+            }
+        }
+        if (m)
+            reply_end_array(m);
+    }
+    (void)app;
+    return any;
+}
+
+static void finish_delivery(struct app *app, struct delivery *d)
+{
+    struct relay *rl = app->relay;
+    map_remove_str(&rl->inflight, d->message_id);
+    const struct lookup *sender = lookup_of(d, d->from_user);
+    for (size_t i = 0; i < d->n_users; i++) {
+        if (d->users[i].status < 0) { /* the directory did not answer: indefinite */
+            for (size_t k = 0; k < d->n_waiting; k++) {
+                node_answer_error(app->node, d->waiting[k], ERR_TIMEOUT,
+                                  "the directory did not answer in time; send again");
+                d->waiting[k] = NULL;
+            }
+            d->n_waiting = 0;
+            delivery_free(d);
+            return;
+        }
+    }
+    const char *refusal = NULL;
+    if (!sender || sender->status != 0 || !devlist_find(&sender->list, d->from_device))
+        refusal = "the sending device is not an active device of from_user";
+    for (size_t e = 0; !refusal && e < d->n_envs; e++) {
+        struct mailbox *m = box_find(rl, d->envs[e].user, d->envs[e].device_id);
+        if (m && m->n >= RELAY_MAILBOX_MAX)
+            refusal = "a recipient's mailbox is full";
+    }
+    if (refusal || mismatch(app, d, NULL)) {
+        for (size_t k = 0; k < d->n_waiting; k++) {
+            struct reply *m = node_message(app->node, "error");
+            reply_int(m, "code", ERR_PRECONDITION);
+            reply_cstring(m, "text", refusal ? refusal
+                                             : "the envelopes do not match the current device "
+                                               "lists: fetch them again");
+            if (!refusal)
+                mismatch(app, d, m);
+            node_answer(app->node, d->waiting[k]);
+            d->waiting[k] = NULL;
+        }
+        d->n_waiting = 0;
+        delivery_free(d);
+        return;
+    }
+    /* Revoked devices' mailboxes go (PROTOCOL.md §5.2). */
+    for (size_t u = 0; u < d->n_users; u++) {
+        size_t pos = 0;
+        struct mailbox *m, *drop[64];
+        size_t n_drop = 0;
+        while ((m = map_next(&rl->boxes, &pos)) != NULL && n_drop < 64)
+            if (!strcmp(m->user, d->users[u].user) && !devlist_find(&d->users[u].list,
+                                                                    m->device_id))
+                drop[n_drop++] = m;
+        for (size_t i = 0; i < n_drop; i++)
+            box_forget(app, drop[i]);
+    }
+    if (!seen(rl, d->message_id)) { /* all of them, or none */
+        for (size_t e = 0; e < d->n_envs; e++) {
+            struct out_env *v = &d->envs[e];
+            struct mailbox *m = box_get(rl, v->user, v->device_id);
+            struct envelope *x = calloc(1, sizeof(*x));
+            if (!m || !x || !(x->user = strdup(v->user)) ||
+                !(x->from_user = strdup(d->from_user)) ||
+                !(x->message_id = strdup(d->message_id)) || box_append(m, x)) {
+                envelope_free(x);
+                node_log("e2ee-node: out of memory storing an envelope");
+                continue; /* the commit then holds what memory allowed */
+            }
+            x->id = rl->next_id++;
+            x->device_id = v->device_id;
+            x->from_device = d->from_device;
+            x->ciphertext = v->ciphertext;
+            v->ciphertext = NULL;
+            memcpy(x->kind, v->kind, sizeof(x->kind));
+            put_envelope(app, x);
+        }
+        remember(app, d->message_id);
+        /* Tell each device's node (once per node). */
+        for (size_t e = 0; e < d->n_envs; e++) {
+            struct mailbox *m = box_find(rl, d->envs[e].user, d->envs[e].device_id);
+            if (!m || !m->node || m->notified)
+                continue;
+            m->notified = true;
+            struct reply *msg = node_message(app->node, "relay_notify");
+            reply_cstring(msg, "user", m->user);
+            reply_int(msg, "device_id", m->device_id);
+            node_send(app->node, m->node);
+        }
+    }
+    answer_all(app, d, build_delivered);
+    delivery_free(d);
+}
+
+static void delivery_lookup_done(struct app *app, struct node *n, void *ctx,
+                                 enum node_call_status st, const cJSON *body)
+{
+    (void)n;
+    struct lookup_ctx *c = ctx;
+    struct delivery *d = c->d;
+    struct lookup *l = &d->users[c->index];
+    free(c);
+    l->status = st == NODE_CALL_REPLY ? newest_list(body, &l->list) : -1;
+    if (l->status == 0)
+        cache_put(app->relay, l->user, &l->list, l->asked_ms, l->gen);
+    if (--d->outstanding == 0)
+        finish_delivery(app, d);
+}
+
+static int add_user(struct delivery *d, const char *user)
+{
+    if (lookup_of(d, user))
+        return 0;
+    struct lookup *l = &d->users[d->n_users];
+    if (!(l->user = strdup(user)))
+        return -1;
+    d->n_users++;
+    return 0;
+}
+
+int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
+{
+    struct relay *rl = app->relay;
+    const cJSON *body = req->body, *envs = req_field(body, "envelopes"), *it;
+    const char *from_user, *message_id;
+    uint32_t from_device;
+    size_t len;
+    int rc;
+    if ((rc = req_string(r, body, "from_user", false, &from_user, &len)))
+        return rc;
+    if (!len || len > DEVLIST_USER_MAX)
+        return node_error(r, ERR_MALFORMED, "from_user: expected a name of 1 to %d bytes",
+                          DEVLIST_USER_MAX);
+    if ((rc = field_u32(r, body, "", "from_device", false, &from_device)) ||
+        (rc = req_string(r, body, "message_id", false, &message_id, &len)))
+        return rc;
+    if (!len || len > 128)
+        return node_error(r, ERR_MALFORMED, "message_id: expected 1 to 128 bytes");
+    if (!cJSON_IsArray(envs) || cJSON_GetArraySize(envs) > 2 * DEVLIST_MAX_DEVICES)
+        return node_error(r, ERR_MALFORMED, "envelopes: expected an array of at most %d "
+                                            "{user, device_id, registration_id, ciphertext, "
+                                            "kind}", 2 * DEVLIST_MAX_DEVICES);
+    if (seen(rl, message_id)) { /* delivered already: a no-op */
+        reply_type(r, "relay_delivered");
+        reply_cstring(r, "message_id", message_id);
+        return 0;
+    }
+    struct delivery *inflight = map_get_str(&rl->inflight, message_id);
+    if (inflight) { /* the same delivery is being checked: answer both at once */
+        struct node_deferred **w = realloc(inflight->waiting,
+                                           (inflight->n_waiting + 1) * sizeof(*w));
+        if (!w)
+            return node_error(r, ERR_CRASH, "out of memory");
+        inflight->waiting = w;
+        if (!(w[inflight->n_waiting] = node_defer(req, r)))
+            return ERR_CRASH;
+        inflight->n_waiting++;
+        return 0;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(envs);
+    struct delivery *d = calloc(1, sizeof(*d));
+    if (!d || !(d->envs = calloc(n ? n : 1, sizeof(*d->envs))) ||
+        !(d->users = calloc(n + 1, sizeof(*d->users))) || !(d->from_user = strdup(from_user)) ||
+        !(d->message_id = strdup(message_id)) || !(d->waiting = calloc(1, sizeof(*d->waiting)))) {
+        if (d)
+            delivery_free(d);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    d->from_device = from_device;
+    rc = add_user(d, from_user) ? node_error(r, ERR_CRASH, "out of memory") : 0;
+    cJSON_ArrayForEach(it, envs) {
+        struct out_env *v = &d->envs[d->n_envs];
+        const char *user, *ct, *kind;
+        size_t ulen, ctlen;
+        if (rc || (rc = req_string(r, it, "user", false, &user, &ulen)) ||
+            (rc = field_u32(r, it, "envelopes[]", "device_id", false, &v->device_id)) ||
+            (rc = field_u32(r, it, "envelopes[]", "registration_id", false,
+                            &v->registration_id)) ||
+            (rc = req_string(r, it, "ciphertext", false, &ct, &ctlen)) ||
+            (rc = req_string(r, it, "kind", false, &kind, NULL)))
+            break;
+        if (!ulen || ulen > DEVLIST_USER_MAX || !ctlen || ctlen > CIPHERTEXT_MAX ||
+            (strcmp(kind, "prekey") && strcmp(kind, "message"))) {
+            rc = node_error(r, ERR_MALFORMED, "envelopes[]: expected a user of 1 to %d bytes, "
+                                              "base64 ciphertext of at most %zu characters, "
+                                              "kind \"prekey\" or \"message\"",
+                            DEVLIST_USER_MAX, CIPHERTEXT_MAX);
+            break;
+        }
+        for (size_t e = 0; e < d->n_envs; e++)
+            if (!strcmp(d->envs[e].user, user) && d->envs[e].device_id == v->device_id)
+                rc = node_error(r, ERR_MALFORMED, "envelopes: two for device %u of \"%s\"",
+                                v->device_id, user);
+        if (rc || !(v->user = strdup(user)) || !(v->ciphertext = strdup(ct)) || add_user(d, user)) {
+            rc = rc ? rc : node_error(r, ERR_CRASH, "out of memory");
+            break;
+        }
+        snprintf(v->kind, sizeof(v->kind), "%s", kind);
+        d->n_envs++;
+    }
+    if (rc || map_put_str(&rl->inflight, d->message_id, d) ||
+        !(d->waiting[0] = node_defer(req, r))) {
+        map_remove_str(&rl->inflight, d->message_id);
+        delivery_free(d);
+        return rc ? rc : node_error(r, ERR_CRASH, "out of memory");
+    }
+    d->n_waiting = 1;
+    /* One lookup per user named that the cache does not hold; the answer
+     * comes when all are back (at once when none had to be asked for). */
+    d->outstanding = d->n_users + 1;
+    for (size_t i = 0; i < d->n_users; i++) {
+        const struct devlist *cl = cache_get(rl, d->users[i].user);
+        if (cl) {
+            d->users[i].status = 0;
+            d->users[i].list = *cl;
+            d->outstanding--;
+            continue;
+        }
+        d->users[i].asked_ms = node_now_ms();
+        d->users[i].gen = cache_gen(rl, d->users[i].user);
+        struct lookup_ctx *c = malloc(sizeof(*c));
+        if (c)
+            *c = (struct lookup_ctx){d, i};
+        if (!c || ask_directory(app, d->users[i].user, delivery_lookup_done, c)) {
+            free(c);
+            d->users[i].status = -1;
+            d->outstanding--; /* the guard keeps it above 0 */
+        }
+    }
+    if (--d->outstanding == 0) /* the loop's guard */
+        finish_delivery(app, d);
+    return 0;
+}
+
+/* ============================================================================
+ * relay_fetch, relay_ack
+ * ========================================================================== */
+
+struct signed_call {
+    struct node_deferred *to;
+    bool ack;
+    uint64_t asked_ms, gen; /* for the cache */
+    char user[DEVLIST_USER_MAX + 1];
+    uint32_t device_id;
+    uint64_t counter;
+    uint8_t sig[CURVE_SIG_LEN];
+    uint64_t *ids;
+    size_t n_ids;
+};
+
+static void signed_call_free(struct signed_call *c)
+{
+    node_deferred_drop(c->to);
+    free(c->ids);
+    free(c);
+}
+
+static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferred *to)
+{
+    struct reply *msg = node_message(app->node, "relay_envelopes");
+    reply_begin_array(msg, "items");
+    for (size_t i = 0; m && i < m->n && i < RELAY_FETCH_MAX; i++) {
+        const struct envelope *e = m->items[i];
+        reply_begin_object(msg, NULL);
+        reply_int(msg, "id", (long long)e->id);
+        reply_cstring(msg, "from_user", e->from_user);
+        reply_int(msg, "from_device", e->from_device);
+        reply_cstring(msg, "message_id", e->message_id);
+        reply_cstring(msg, "ciphertext", e->ciphertext);
+        reply_cstring(msg, "kind", e->kind);
+        reply_end_object(msg);
+    }
+    reply_end_array(msg);
+    node_answer(app->node, to);
+}
+
+/* Decides a signed request once the user's list is known (known: 0 listed,
+ * 1 no such account, -1 no answer). */
+static void signed_decide(struct app *app, struct node *n, struct signed_call *c, int known,
+                          const struct devlist *l)
+{
+    struct relay *rl = app->relay;
+    struct devlist list;
+    if (known == 0)
+        list = *l;
+    const struct devlist_device *dev = known == 0 ? devlist_find(&list, c->device_id) : NULL;
+    struct mailbox *m = box_find(rl, c->user, c->device_id);
+    if (known < 0) {
+        node_answer_error(n, c->to, ERR_TIMEOUT, "the directory did not answer in time");
+        c->to = NULL;
+        signed_call_free(c);
+        return;
+    }
+    if (!dev) { /* unknown, pending or revoked: a revoked device's mailbox goes */
+        if (m && known == 0)
+            box_forget(app, m);
+        node_answer_error(n, c->to, ERR_PRECONDITION, "device %u of \"%s\" is not an active "
+                                                      "device", c->device_id, c->user);
+        c->to = NULL;
+        signed_call_free(c);
+        return;
+    }
+    struct signed_request sr = {.type = c->ack ? "relay_ack" : "relay_fetch", .user = c->user,
+                                .device_id = c->device_id, .counter = c->counter,
+                                .ids = c->ids, .n_ids = c->n_ids};
+    int ok = signed_request_verify(dev->identity, c->sig, &sr);
+    uint64_t last = m ? m->counter : 0;
+    if (ok <= 0 || c->counter <= last) {
+        node_answer_error(n, c->to, ok < 0 ? ERR_CRASH : ERR_PRECONDITION,
+                          ok < 0    ? "signature verification failed internally"
+                          : ok == 0 ? "signature: does not verify under the device's identity key"
+                                    : "counter: not above the last one (a replayed or out-of-date "
+                                      "request)");
+        c->to = NULL;
+        signed_call_free(c);
+        return;
+    }
+    if (!m && !(m = box_get(rl, c->user, c->device_id))) {
+        node_answer_error(n, c->to, ERR_CRASH, "out of memory");
+        c->to = NULL;
+        signed_call_free(c);
+        return;
+    }
+    m->counter = c->counter;
+    m->dirty = rl->any_dirty = true; /* written by the tick: see relay_flush */
+    if (!c->ack) { /* notifications go where it fetches from */
+        m->notified = false;
+        const char *src = node_deferred_dest(c->to);
+        if (!m->node || strcmp(m->node, src)) {
+            char *copy = strdup(src);
+            if (copy) {
+                free(m->node);
+                m->node = copy;
+            }
+        }
+    }
+    if (c->ack) {
+        size_t j = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            bool acked = false;
+            for (size_t k = 0; k < c->n_ids && !acked; k++)
+                acked = c->ids[k] == m->items[i]->id;
+            if (acked) {
+                if (gone_add(rl, m->items[i]->id))
+                    del_envelope(app, m->items[i]->id); /* no room to wait: now */
+                envelope_free(m->items[i]);
+            } else {
+                m->items[j++] = m->items[i];
+            }
+        }
+        m->n = j;
+        node_message(n, "relay_acked");
+        node_answer(n, c->to);
+    } else {
+        answer_fetch(app, m, c->to);
+    }
+    c->to = NULL;
+    signed_call_free(c);
+}
+
+static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
+                               enum node_call_status st, const cJSON *body)
+{
+    struct signed_call *c = ctx;
+    struct devlist list;
+    int known = st == NODE_CALL_REPLY ? newest_list(body, &list) : -1;
+    if (known == 0)
+        cache_put(app->relay, c->user, &list, c->asked_ms, c->gen);
+    signed_decide(app, n, c, known, &list);
+}
+
+static int signed_request(struct app *app, const struct request *req, struct reply *r, bool ack)
+{
+    const cJSON *body = req->body;
+    const char *user;
+    size_t len;
+    long long counter;
+    int rc;
+    struct signed_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return node_error(r, ERR_CRASH, "out of memory");
+    c->ack = ack;
+    if ((rc = req_string(r, body, "user", false, &user, &len)) ||
+        (rc = field_u32(r, body, "", "device_id", false, &c->device_id)) ||
+        (rc = req_int(r, body, "counter", false, 1, NODE_MAX_SAFE_INT, &counter, NULL)) ||
+        (rc = field_sig(r, body, "", "signature", c->sig)))
+        goto fail;
+    if (!len || len > DEVLIST_USER_MAX) {
+        rc = node_error(r, ERR_MALFORMED, "user: expected a name of 1 to %d bytes",
+                        DEVLIST_USER_MAX);
+        goto fail;
+    }
+    memcpy(c->user, user, len + 1);
+    c->counter = (uint64_t)counter;
+    if (ack) {
+        const cJSON *ids = req_field(body, "ids"), *it;
+        int n = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
+        if (n < 0 || n > RELAY_FETCH_MAX ||
+            !(c->ids = calloc((size_t)n + 1, sizeof(*c->ids)))) {
+            rc = node_error(r, ERR_MALFORMED, "ids: expected an array of at most %d envelope "
+                                              "ids", RELAY_FETCH_MAX);
+            goto fail;
+        }
+        cJSON_ArrayForEach(it, ids) {
+            long long v;
+            if (!json_exact_int(it, &v) || v < 1) {
+                rc = node_error(r, ERR_MALFORMED, "ids: expected positive integers");
+                goto fail;
+            }
+            c->ids[c->n_ids++] = (uint64_t)v;
+        }
+    }
+    if (!(c->to = node_defer(req, r))) {
+        rc = ERR_CRASH;
+        goto fail;
+    }
+    const struct devlist *cl = cache_get(app->relay, c->user);
+    if (cl) {
+        signed_decide(app, app->node, c, 0, cl);
+        return 0;
+    }
+    c->asked_ms = node_now_ms();
+    c->gen = cache_gen(app->relay, c->user);
+    if (ask_directory(app, c->user, signed_lookup_done, c)) {
+        node_answer_error(app->node, c->to, ERR_CRASH, "could not ask the directory");
+        c->to = NULL;
+        signed_call_free(c);
+    }
+    return 0;
+fail:
+    signed_call_free(c);
+    return rc;
+}
+
+int h_relay_fetch(struct app *app, const struct request *req, struct reply *r)
+{
+    return signed_request(app, req, r, false);
+}
+
+int h_relay_ack(struct app *app, const struct request *req, struct reply *r)
+{
+    return signed_request(app, req, r, true);
+}
+
+/* ============================================================================
+ * Loading
+ * ========================================================================== */
+
+static int by_envelope_id(const void *x, const void *y)
+{
+    uint64_t a = (*(struct envelope *const *)x)->id, b = (*(struct envelope *const *)y)->id;
+    return a < b ? -1 : a > b;
+}
+
+int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t key_len,
+                   const uint8_t *value, size_t value_len)
+{
+    struct row_reader rd = row_reader(value, value_len);
+    if (relay_new(app) || row_get_u8(&rd) != ROW_VERSION)
+        return -1;
+    struct relay *rl = app->relay;
+    if (!strcmp(kind, "relay_env")) {
+        char user[DEVLIST_USER_MAX + 1], from[DEVLIST_USER_MAX + 1], mid[129], k[8];
+        struct envelope *e = calloc(1, sizeof(*e));
+        if (!e || key_len != 8)
+            goto bad_env;
+        for (int i = 0; i < 8; i++)
+            e->id = e->id << 8 | key[i];
+        row_get_str(&rd, user, sizeof(user));
+        e->device_id = row_get_u32(&rd);
+        row_get_str(&rd, from, sizeof(from));
+        e->from_device = row_get_u32(&rd);
+        row_get_str(&rd, mid, sizeof(mid));
+        row_get_str(&rd, k, sizeof(k));
+        if (rd.bad || !(e->ciphertext = strndup((const char *)rd.p, (size_t)(rd.end - rd.p))) ||
+            !(e->user = strdup(user)) || !(e->from_user = strdup(from)) ||
+            !(e->message_id = strdup(mid)))
+            goto bad_env;
+        memcpy(e->kind, k, sizeof(e->kind));
+        struct mailbox *m = box_get(rl, user, e->device_id);
+        if (!m || box_append(m, e))
+            goto bad_env;
+        if (e->id >= rl->next_id)
+            rl->next_id = e->id + 1;
+        return 0;
+    bad_env:
+        envelope_free(e);
+        return -1;
+    }
+    if (!strcmp(kind, "relay_box")) {
+        char node[257];
+        size_t n = strnlen((const char *)key, key_len);
+        if (!n || n > DEVLIST_USER_MAX || n + 5 != key_len)
+            return -1;
+        char user[DEVLIST_USER_MAX + 1];
+        memcpy(user, key, n);
+        user[n] = 0;
+        uint32_t id = (uint32_t)key[n + 1] << 24 | (uint32_t)key[n + 2] << 16 |
+                      (uint32_t)key[n + 3] << 8 | key[n + 4];
+        struct mailbox *m = box_get(rl, user, id);
+        if (!m)
+            return -1;
+        m->counter = row_get_u64(&rd);
+        row_get_str(&rd, node, sizeof(node));
+        if (!row_done(&rd) || (*node && !(m->node = strdup(node))))
+            return -1;
+        return 0;
+    }
+    if (!strcmp(kind, "relay_seen")) {
+        uint64_t seq = row_get_u64(&rd);
+        size_t slot = (size_t)(seq % RELAY_SEEN_MAX);
+        if (!row_done(&rd) || rl->seen[slot] || !key_len ||
+            key_len > 128 || memchr(key, 0, key_len) ||
+            !(rl->seen[slot] = strndup((const char *)key, key_len)) ||
+            map_put_str(&rl->seen_index, rl->seen[slot], (void *)(uintptr_t)(slot + 1)))
+            return -1;
+        if (seq >= rl->n_seen)
+            rl->n_seen = seq + 1;
+        return 0;
+    }
+    return -1;
+}
+
+int relay_loaded(struct app *app)
+{
+    if (relay_new(app))
+        return -1;
+    size_t pos = 0;
+    struct mailbox *m;
+    while ((m = map_next(&app->relay->boxes, &pos)) != NULL)
+        if (m->n > 1) /* qsort must not be given NULL, even for none */
+            qsort(m->items, m->n, sizeof(m->items[0]), by_envelope_id);
+    return 0;
+}

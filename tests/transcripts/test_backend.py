@@ -1,0 +1,732 @@
+#!/usr/bin/env python3
+"""The blind backend (PROTOCOL.md §5) through the real binaries: a directory,
+a relay and device nodes wired together by netlib's router, which can lose,
+duplicate, delay and change messages, and kill nodes.
+
+usage: test_backend.py PATH/TO/e2ee-node
+Environment: SECURITOR_WRAPPER (e.g. "valgrind --error-exitcode=99 ..."),
+SECURITOR_SEED (the fault tests' seed; printed when one fails).
+"""
+import base64
+import json
+import os
+import random
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netlib import Net  # noqa: E402
+from nodelib import run_all, test  # noqa: E402
+
+E2EE = sys.argv[1]
+WRAPPER = shlex.split(os.environ.get("SECURITOR_WRAPPER", ""))
+SLOW = 8 if WRAPPER else 1  # valgrind: everything takes longer
+SEED = int(os.environ.get("SECURITOR_SEED", time.time_ns() % 1000000))
+SERVICES = ("n0", "n1")  # the directory, the relay
+KEY = "7a" * 32
+
+
+def backend(devices, state=None):
+    """A net of the directory n0, the relay n1 and `devices` device nodes
+    n2, n3, ...; with state, every node keeps its state in that folder."""
+    args = [E2EE, "--directory", "n0", "--relay", "n1"]
+    env = {}
+    if state:
+        args += ["--state-dir", state]
+        env["SECURITOR_KEY"] = KEY
+    ids = ["n%d" % i for i in range(2 + devices)]
+    net = Net({nid: args for nid in ids}, env=env, wrapper=WRAPPER)
+    net.init_all()
+    return net
+
+
+def call(net, node, body, expect=None, timeout=15):
+    r = net.call(node, body, timeout * SLOW)
+    if expect:
+        assert r["type"] == expect, (node, body, r)
+    return r
+
+
+def error(net, node, body, code, text=None):
+    r = net.call(node, body, 15 * SLOW)
+    assert r["type"] == "error" and r["code"] == code, (node, body, r)
+    if text:
+        assert text in r["text"], (text, r)
+    return r
+
+
+def register(net, node, user):
+    return call(net, node, {"type": "register", "user": user}, "registered")
+
+
+def approve(net, primary, node, user):
+    """Registers user on node as a new device and approves it from primary;
+    waits until the new device knows it is active."""
+    p = register(net, node, user)
+    assert p["status"] == "pending", p
+    call(net, primary, {"type": "approve_device", "user": user, "device_id": p["device_id"],
+                        "code": p["code"]}, "device_approved")
+    deadline = time.monotonic() + 10 * SLOW
+    while register(net, node, user)["status"] != "active":
+        assert time.monotonic() < deadline, "the approved device never saw its approval"
+        net.run_for(0.2)
+    return p["device_id"]
+
+
+def inbox(net, node, user):
+    return call(net, node, {"type": "read", "user": user}, "messages")["messages"]
+
+
+def wait_inbox(net, node, user, count, timeout=10):
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        got = inbox(net, node, user)
+        if len(got) >= count or time.monotonic() > deadline:
+            return got
+        net.run_for(0.2)
+
+
+def backend_lines(net):
+    """Every message to or from the directory and the relay, as text."""
+    return [json.dumps(m) for _, m, _ in net.journal
+            if m["src"] in SERVICES or m["dest"] in SERVICES]
+
+
+def same_bytes_every_time(net, sender):
+    """Every relay_deliver of one message_id carried the same envelopes, byte
+    for byte: retries (after timeouts, after a restart) never re-encrypt.
+    Returns how many deliveries were retries."""
+    seen, retries = {}, 0
+    for _, m, _ in net.journal:
+        b = m["body"]
+        if m["src"] == sender and b.get("type") == "relay_deliver":
+            envs = json.dumps(b["envelopes"], sort_keys=True)
+            if b["message_id"] in seen:
+                retries += 1
+                assert seen[b["message_id"]] == envs, ("re-encrypted", b["message_id"])
+            seen[b["message_id"]] = envs
+    return retries
+
+
+def close(net):
+    out = net.close()
+    for nid, (code, err) in out.items():
+        assert code in (0, -9), (nid, code, err[-3000:])
+        assert "runtime error" not in err and "AddressSanitizer" not in err, (nid, err[-3000:])
+    return out
+
+
+# ============================================================================
+# The happy path, and every refusal a user can meet
+# ============================================================================
+
+@test
+def two_users_three_devices():
+    net = backend(3)  # alice on n2 and n3, bob on n4
+    a1 = register(net, "n2", "alice")
+    assert (a1["device_id"], a1["status"]) == (1, "active") and len(a1["code"]) == 12, a1
+    assert a1["code"].isdigit()
+    again = register(net, "n2", "alice")  # a no-op with the same answer
+    assert {k: again[k] for k in ("device_id", "status", "code")} == \
+        {k: a1[k] for k in ("device_id", "status", "code")}
+    b1 = register(net, "n4", "bob")
+    assert (b1["device_id"], b1["status"]) == (1, "active"), b1
+
+    # A pending device: empty inbox, cannot send, needs the right code.
+    a2 = register(net, "n3", "alice")
+    assert (a2["device_id"], a2["status"]) == (2, "pending"), a2
+    assert a2["code"] != a1["code"]
+    assert inbox(net, "n3", "alice") == []
+    error(net, "n3", {"type": "send", "user": "alice", "to": "bob", "text": "x"}, 22, "pending")
+    wrong = "%012d" % ((int(a2["code"]) + 1) % 10**12)
+    error(net, "n2", {"type": "approve_device", "user": "alice", "device_id": 2, "code": wrong},
+          22, "code")
+    error(net, "n2", {"type": "approve_device", "user": "alice", "device_id": 7,
+                      "code": a2["code"]}, 20)
+    r = call(net, "n2", {"type": "approve_device", "user": "alice", "device_id": 2,
+                         "code": a2["code"]}, "device_approved")
+    assert [d["device_id"] for d in r["devices"]] == [1, 2], r
+    assert all(d["status"] == "active" for d in r["devices"]), r
+    net.run_for(1.5 * SLOW)
+    assert register(net, "n3", "alice")["status"] == "active"
+
+    d = call(net, "n4", {"type": "devices", "user": "bob", "of": "alice"}, "devices")
+    assert (d["of"], d["version"]) == ("alice", 2), d
+    assert [x["device_id"] for x in d["devices"]] == [1, 2], d
+    assert d["devices"] == r["devices"], (d, r)
+
+    # alice/1 -> bob: bob/1 and alice/2 get it; alice/1 does not.
+    s = call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "hello bob"},
+             "sent")
+    assert s["devices"] == 2 and len(s["message_id"]) == 36, s
+    got = wait_inbox(net, "n4", "bob", 1)
+    assert [(m["message_id"], m["from"], m["from_device"], m["text"], m["seq"]) for m in got] == \
+        [(s["message_id"], "alice", 1, "hello bob", 1)], got
+    got = wait_inbox(net, "n3", "alice", 1)
+    assert [(m["from"], m["from_device"], m["text"]) for m in got] == \
+        [("alice", 1, "hello bob")], got
+    assert inbox(net, "n2", "alice") == []
+
+    # bob -> alice: both of alice's devices; read with after.
+    s2 = call(net, "n4", {"type": "send", "user": "bob", "to": "alice", "text": "hi ☃ alice"},
+              "sent")
+    assert s2["devices"] == 2, s2
+    assert [m["text"] for m in wait_inbox(net, "n2", "alice", 1)] == ["hi ☃ alice"]
+    got = wait_inbox(net, "n3", "alice", 2)
+    assert [m["seq"] for m in got] == [1, 2], got
+    assert call(net, "n3", {"type": "read", "user": "alice", "after": 1},
+                "messages")["messages"] == got[1:]
+
+    # Safety numbers per device, the same on both sides.
+    f1 = call(net, "n2", {"type": "fingerprint", "user": "alice", "peer": "bob",
+                          "device_id": 1}, "fingerprint")
+    f2 = call(net, "n4", {"type": "fingerprint", "user": "bob", "peer": "alice",
+                          "device_id": 1}, "fingerprint")
+    f3 = call(net, "n4", {"type": "fingerprint", "user": "bob", "peer": "alice",
+                          "device_id": 2}, "fingerprint")
+    assert f1["safety_number"] == f2["safety_number"] != f3["safety_number"], (f1, f2, f3)
+    assert len(f1["safety_number"]) == 60
+    error(net, "n4", {"type": "fingerprint", "user": "bob", "peer": "alice", "device_id": 9}, 20)
+
+    # Revoke alice/2: gone from the list at once, gets nothing more, cannot act.
+    r = call(net, "n2", {"type": "revoke_device", "user": "alice", "device_id": 2},
+             "device_revoked")
+    assert [d["device_id"] for d in r["devices"]] == [1], r
+    s3 = call(net, "n4", {"type": "send", "user": "bob", "to": "alice", "text": "after"}, "sent")
+    assert s3["devices"] == 1, s3
+    error(net, "n3", {"type": "read", "user": "alice"}, 22, "revoked")
+    error(net, "n3", {"type": "send", "user": "alice", "to": "bob", "text": "x"}, 22)
+    error(net, "n3", {"type": "register", "user": "alice"}, 22, "revoked")
+    assert [m["text"] for m in wait_inbox(net, "n2", "alice", 2)] == ["hi ☃ alice", "after"]
+    error(net, "n2", {"type": "revoke_device", "user": "alice", "device_id": 1}, 22, "last")
+
+    # Bad requests, unknown users, the wrong role.
+    error(net, "n2", {"type": "send", "user": "alice", "to": "nobody", "text": "x"}, 20)
+    error(net, "n2", {"type": "send", "user": "alice", "to": "a/b", "text": "x"}, 12)
+    error(net, "n2", {"type": "send", "user": "alice", "to": "bob"}, 12)
+    error(net, "n2", {"type": "read", "user": "carol"}, 20, "register first")
+    error(net, "n2", {"type": "get_bundle", "user": "alice"}, 10)
+    error(net, "n2", {"type": "dir_get_devices", "user": "alice"}, 10)
+    error(net, "n0", {"type": "send", "user": "alice", "to": "bob", "text": "x"}, 10)
+    error(net, "n1", {"type": "dir_get_devices", "user": "alice"}, 10)
+    error(net, "n0", {"type": "relay_fetch", "user": "alice"}, 10)
+
+    # Blind: no text ever went to or came from the directory or the relay.
+    for line in backend_lines(net):
+        for text in ("hello bob", "hi \\u2603 alice", "hi ☃ alice", "after"):
+            assert text not in line, line
+    close(net)
+
+
+@test
+def note_to_self_and_a_third_device():
+    net = backend(3)
+    register(net, "n2", "dana")
+    approve(net, "n2", "n3", "dana")
+    approve(net, "n2", "n4", "dana")
+    s = call(net, "n3", {"type": "send", "user": "dana", "to": "dana", "text": "note"}, "sent")
+    assert s["devices"] == 2, s
+    for node in ("n2", "n4"):
+        assert [m["text"] for m in wait_inbox(net, node, "dana", 1)] == ["note"]
+    assert inbox(net, "n3", "dana") == []
+    # A device revoked by another; the one that did it can still send.
+    call(net, "n4", {"type": "revoke_device", "user": "dana", "device_id": 2}, "device_revoked")
+    error(net, "n3", {"type": "read", "user": "dana"}, 22)
+    s = call(net, "n2", {"type": "send", "user": "dana", "to": "dana", "text": "n2"}, "sent")
+    assert s["devices"] == 1, s
+    close(net)
+
+
+@test
+def a_change_waits_for_the_relay_or_its_lease():
+    """The relay trusts a list it asked for during a lease (1 s); the directory
+    answers a change once the relay has dropped its copy, or, when the relay
+    cannot be told, once the lease is over. Either way a send that starts
+    after device_revoked excludes the revoked device, and the revoked device
+    can no longer fetch."""
+    net = backend(3)
+    register(net, "n2", "wes")
+    approve(net, "n2", "n3", "wes")
+    register(net, "n4", "xia")
+    call(net, "n4", {"type": "send", "user": "xia", "to": "wes", "text": "warm"}, "sent")
+    wait_inbox(net, "n3", "wes", 1)  # the relay holds wes's list now
+    net.rules.append(lambda m: "drop" if m["body"].get("type") == "dir_list_changed" else None)
+    t0 = time.monotonic()
+    call(net, "n2", {"type": "revoke_device", "user": "wes", "device_id": 2}, "device_revoked")
+    assert time.monotonic() - t0 >= 0.9, "answered before the relay's lease ran out"
+    t1 = time.monotonic()
+    s = call(net, "n4", {"type": "send", "user": "xia", "to": "wes", "text": "after"}, "sent")
+    assert s["devices"] == 1, s
+    net.run_for(1.5)
+    late = [m for t, m, _ in net.journal if t > t1 and m["dest"] == "n3" and
+            m["body"].get("type") == "relay_envelopes" and m["body"]["items"]]
+    assert not late, late
+    net.rules.clear()
+    # With the relay told, the answer comes at once.
+    t2 = time.monotonic()
+    call(net, "n4", {"type": "revoke_device", "user": "xia", "device_id": 1}, "error")
+    register(net, "n3", "yan")
+    approve(net, "n3", "n4", "yan")
+    assert time.monotonic() - t2 < 0.9 * 3, "the relay was told: no lease to wait out"
+    close(net)
+
+
+# ============================================================================
+# A network that loses, duplicates and reorders: exactly once
+# ============================================================================
+
+def check_exactly_once(net, sends, devices_of, timeout=40):
+    """sends: [(sender user, sender node, to, text, reply)]; devices_of:
+    user -> [(node, device id)]. Every `sent` message reaches each of its
+    devices once; a send without a reply reaches all or none; nothing
+    else appears."""
+    expected = {}  # text -> set of (node, user)
+    definite = {}
+    for user, node, to, text, reply in sends:
+        targets = {(n, to) for n, _ in devices_of[to]} | \
+                  {(n, user) for n, _ in devices_of[user]}
+        targets.discard((node, user))
+        expected[text] = targets
+        definite[text] = reply["type"] == "sent"
+        if reply["type"] == "sent":
+            assert reply["devices"] == len(targets), (reply, targets)
+        else:
+            assert reply["type"] == "error" and reply["code"] == 0, reply
+    boxes = {}
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        for user, nodes in devices_of.items():
+            for node, _ in nodes:
+                boxes[(node, user)] = inbox(net, node, user)
+        got = {t: {k for k, msgs in boxes.items() for m in msgs if m["text"] == t}
+               for t in expected}
+        done = all(got[t] == expected[t] for t in expected if definite[t]) and \
+            all(got[t] in (set(), expected[t]) for t in expected)
+        if done or time.monotonic() > deadline:
+            break
+        net.run_for(0.5)
+    for key, msgs in boxes.items():
+        texts = [m["text"] for m in msgs]
+        assert len(texts) == len(set(texts)), ("a message twice", key, texts)
+        ids = [m["message_id"] for m in msgs]
+        assert len(ids) == len(set(ids)), ("a message_id twice", key, ids)
+        assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1)), (key, msgs)
+        for m in msgs:
+            assert m["text"] in expected and key in expected[m["text"]], ("unexpected", key, m)
+    for t in expected:
+        if definite[t]:
+            assert got[t] == expected[t], ("sent but not everywhere", t, got[t], expected[t])
+        else:
+            assert got[t] in (set(), expected[t]), ("some but not all", t, got[t], expected[t])
+    for node in {s[1] for s in sends}:  # the device sets never changed here
+        same_bytes_every_time(net, node)
+    return boxes
+
+
+def faulty(rng, drop=0.15, dup=0.1, delay=0.3):
+    """A rule for messages between nodes (clients are spared)."""
+    def rule(msg):
+        if not (msg["src"].startswith("n") and msg["dest"].startswith("n")):
+            return None
+        x = rng.random()
+        if x < drop:
+            return "drop"
+        if x < drop + dup:
+            return "dup"
+        return rng.random() * delay
+    return rule
+
+
+@test
+def exactly_once_through_loss_duplication_and_reordering():
+    rng = random.Random(SEED)
+    print("  seed %d" % SEED)
+    net = backend(4)  # alice n2+n3, bob n4, carol n5
+    register(net, "n2", "alice")
+    approve(net, "n2", "n3", "alice")
+    register(net, "n4", "bob")
+    register(net, "n5", "carol")
+    devices_of = {"alice": [("n2", 1), ("n3", 2)], "bob": [("n4", 1)], "carol": [("n5", 1)]}
+    senders = [("alice", "n2"), ("alice", "n3"), ("bob", "n4"), ("carol", "n5")]
+    net.rules.append(faulty(rng))
+    pending = {}
+    sends = []
+    for i in range(24):
+        user, node = rng.choice(senders)
+        to = rng.choice([u for u in devices_of if u != user])
+        text = "m%d %s->%s" % (i, user, to)
+        mid = net.send(node, {"type": "send", "user": user, "to": to, "text": text})
+        pending[mid] = (user, node, to, text)
+        net.run_for(rng.random() * 0.2)
+    while pending:
+        m = net.wait_client(lambda m: m["body"].get("in_reply_to") in pending, 30 * SLOW)
+        user, node, to, text = pending.pop(m["body"]["in_reply_to"])
+        sends.append((user, node, to, text, m["body"]))
+    net.rules.clear()  # the network heals
+    check_exactly_once(net, sends, devices_of)
+    close(net)
+
+
+@test
+def a_partitioned_relay_answers_error_0_then_delivers_everything():
+    net = backend(2)
+    register(net, "n2", "erin")
+    register(net, "n3", "fred")
+    net.rules.append(lambda m: "drop" if "n1" in (m["src"], m["dest"]) else None)
+    t0 = time.monotonic()
+    r = net.call("n2", {"type": "send", "user": "erin", "to": "fred", "text": "later"},
+                 15 * SLOW)
+    assert r["type"] == "error" and r["code"] == 0, r
+    assert time.monotonic() - t0 < 7 * SLOW, "send must answer within 5 s"
+    net.run_for(2)
+    net.rules.clear()
+    # The outbox kept it: once the relay is back, it arrives, once, as the
+    # very bytes it first tried.
+    assert [m["text"] for m in wait_inbox(net, "n3", "fred", 1, 15)] == ["later"]
+    assert same_bytes_every_time(net, "n2") >= 2
+    net.run_for(1.5)
+    check_exactly_once(net, [("erin", "n2", "fred", "later", r)],
+                       {"erin": [("n2", 1)], "fred": [("n3", 1)]})
+    close(net)
+
+
+@test
+def notifications_lost_mail_still_arrives_by_polling():
+    net = backend(2)
+    register(net, "n2", "gus")
+    register(net, "n3", "hal")
+    net.rules.append(lambda m: "drop" if m["body"]["type"] == "relay_notify" else None)
+    call(net, "n2", {"type": "send", "user": "gus", "to": "hal", "text": "polled"}, "sent")
+    assert [m["text"] for m in wait_inbox(net, "n3", "hal", 1, 5)] == ["polled"]
+    close(net)
+
+
+# ============================================================================
+# Hostile servers
+# ============================================================================
+
+def mutate(net, pred, change):
+    """A rule that applies change(body) to messages matching pred, once
+    each; returns a list that records each change."""
+    done = []
+
+    def rule(msg):
+        if pred(msg):
+            change(msg["body"])
+            done.append(msg)
+        return None
+    net.rules.append(rule)
+    return done
+
+
+def to_node(node, typ):
+    return lambda m: m["dest"] == node and m["body"].get("type") == typ
+
+
+@test
+def a_directory_that_lies_about_device_lists_is_refused():
+    net = backend(3)
+    register(net, "n2", "ivy")
+    register(net, "n3", "jon")
+    approve(net, "n3", "n4", "jon")
+    # Ivy pins jon's chain (version 2) by sending once.
+    call(net, "n2", {"type": "send", "user": "ivy", "to": "jon", "text": "first"}, "sent")
+
+    # A ghost device slipped into the newest list: the signature breaks.
+    def ghost(body):
+        if body.get("user") == "jon":
+            last = body["lists"][-1]
+            last["devices"].append({"device_id": 9, "registration_id": 1,
+                                    "identity_key": last["devices"][0]["identity_key"]})
+    rule = mutate(net, to_node("n2", "dir_devices"), ghost)
+    error(net, "n2", {"type": "send", "user": "ivy", "to": "jon", "text": "x"}, 22,
+          "does not verify")
+    error(net, "n2", {"type": "devices", "user": "ivy", "of": "jon"}, 22)
+    assert rule
+    net.rules.clear()
+
+    # A rollback to version 1 (a device removed without a signed version).
+    def rollback(body):
+        if body.get("user") == "jon":
+            body["lists"] = body["lists"][:1]
+    mutate(net, to_node("n2", "dir_devices"), rollback)
+    error(net, "n2", {"type": "send", "user": "ivy", "to": "jon", "text": "x"}, 22, "rolled")
+    net.rules.clear()
+
+    # A device swapped: the same id, another key, re-signed by nobody valid.
+    def swap(body):
+        if body.get("user") == "jon":
+            for lst in body["lists"]:
+                for d in lst["devices"]:
+                    if d["device_id"] == 2:
+                        d["identity_key"] = body["lists"][0]["devices"][0]["identity_key"]
+    mutate(net, to_node("n2", "dir_devices"), swap)
+    error(net, "n2", {"type": "send", "user": "ivy", "to": "jon", "text": "x"}, 22)
+    net.rules.clear()
+    call(net, "n2", {"type": "send", "user": "ivy", "to": "jon", "text": "honest"}, "sent")
+    assert [m["text"] for m in wait_inbox(net, "n4", "jon", 2)] == ["first", "honest"]
+    close(net)
+
+
+@test
+def a_directory_that_swaps_a_bundle_or_a_pending_key_is_refused():
+    net = backend(3)
+    register(net, "n2", "kim")
+    register(net, "n3", "lee")
+    other = register(net, "n4", "max")
+
+    # lee's bundle with max's identity key: not the key lee's chain carries.
+    def swap_bundle(body):
+        for b in body.get("bundles", []):
+            b["identity_key"] = call_cache["max_key"]
+    call_cache = {"max_key": call(net, "n4", {"type": "devices", "user": "max", "of": "max"},
+                                  "devices")["devices"][0]["identity_key"]}
+    mutate(net, to_node("n2", "dir_bundles"), swap_bundle)
+    error(net, "n2", {"type": "send", "user": "kim", "to": "lee", "text": "x"}, 22,
+          "not the identity key")
+    net.rules.clear()
+    call(net, "n2", {"type": "send", "user": "kim", "to": "lee", "text": "ok"}, "sent")
+
+    # A pending device whose key the directory swapped: the code no longer fits.
+    p = register(net, "n4", "kim")
+    assert p["status"] == "pending"
+
+    def swap_pending(body):
+        for d in body.get("pending", []):
+            d["identity_key"] = call_cache["max_key"]
+    mutate(net, to_node("n2", "dir_devices"), swap_pending)
+    error(net, "n2", {"type": "approve_device", "user": "kim", "device_id": p["device_id"],
+                      "code": p["code"]}, 22, "code")
+    net.rules.clear()
+    assert other["device_id"] == 1
+    close(net)
+
+
+@test
+def a_relay_that_alters_moves_or_replays_envelopes_is_refused():
+    net = backend(3)
+    register(net, "n2", "ned")
+    register(net, "n3", "ola")
+    register(net, "n4", "pam")
+    call(net, "n2", {"type": "send", "user": "ned", "to": "ola", "text": "one"}, "sent")
+    assert [m["text"] for m in wait_inbox(net, "n3", "ola", 1)] == ["one"]
+
+    # A flipped ciphertext byte: never reaches the inbox; after 3 fetches it
+    # is acknowledged and dropped, with a line on stderr.
+    def flip(body):
+        for it in body.get("items", []):
+            raw = bytearray(base64.b64decode(it["ciphertext"]))
+            raw[len(raw) // 2] ^= 1
+            it["ciphertext"] = base64.b64encode(bytes(raw)).decode()
+    mutate(net, to_node("n3", "relay_envelopes"), flip)
+    call(net, "n2", {"type": "send", "user": "ned", "to": "ola", "text": "two"}, "sent")
+    net.run_for(4.5 * SLOW)
+    assert [m["text"] for m in inbox(net, "n3", "ola")] == ["one"]
+    net.rules.clear()
+
+    # A relabelled message_id, or a sender changed: refused, not stored.
+    def relabel(body):
+        for it in body.get("items", []):
+            it["message_id"] = "00000000-0000-4000-8000-000000000000"
+    mutate(net, to_node("n3", "relay_envelopes"), relabel)
+    call(net, "n2", {"type": "send", "user": "ned", "to": "ola", "text": "three"}, "sent")
+    net.run_for(2 * SLOW)
+    net.rules.clear()
+    assert [m["text"] for m in inbox(net, "n3", "ola")] == ["one"]
+
+    # Moved into another mailbox (pam's): pam cannot read it.
+    moved = []
+
+    def steal(msg):
+        if msg["dest"] == "n1" and msg["body"].get("type") == "relay_deliver":
+            for e in msg["body"]["envelopes"]:
+                if e["user"] == "ola":
+                    moved.append(dict(e))
+        if msg["dest"] == "n4" and msg["body"].get("type") == "relay_envelopes" and moved:
+            e = moved.pop()
+            msg["body"]["items"].append({"id": 999999, "from_user": "ned", "from_device": 1,
+                                         "message_id": "x", "ciphertext": e["ciphertext"],
+                                         "kind": e["kind"]})
+        return None
+    net.rules.append(steal)
+    call(net, "n2", {"type": "send", "user": "ned", "to": "ola", "text": "four"}, "sent")
+    net.run_for(2 * SLOW)
+    net.rules.clear()
+    assert inbox(net, "n4", "pam") == []
+    assert "four" in [m["text"] for m in wait_inbox(net, "n3", "ola", 2)]
+
+    # A replayed relay_fetch (captured from the wire) is refused by the relay.
+    fetches = [m for _, m, _ in net.journal
+               if m["src"] == "n3" and m["body"]["type"] == "relay_fetch"]
+    old = dict(fetches[0]["body"], msg_id=10**9)
+    net.write("n1", json.dumps({"src": "n3", "dest": "n1", "body": old}))
+    net.run_for(1)
+    answers = [m for _, m, _ in net.journal
+               if m["src"] == "n1" and m["body"].get("in_reply_to") == 10**9]
+    assert answers and answers[0]["body"]["type"] == "error", answers
+    assert answers[0]["body"]["code"] == 22 and "counter" in answers[0]["body"]["text"], answers
+    # ... and so is one re-signed for another device (pam's signature does not
+    # cover ola).
+    forged = dict(fetches[-1]["body"], msg_id=10**9 + 1, user="pam", counter=10**6)
+    net.write("n1", json.dumps({"src": "n3", "dest": "n1", "body": forged}))
+    net.run_for(1)
+    answers = [m for _, m, _ in net.journal
+               if m["src"] == "n1" and m["body"].get("in_reply_to") == 10**9 + 1]
+    assert answers and answers[0]["body"]["code"] == 22, answers
+    out = close(net)
+    assert "failed 3 times" in out["n3"][1], out["n3"][1][-2000:]
+    assert "refused" in out["n3"][1], out["n3"][1][-2000:]
+
+
+# ============================================================================
+# Prekeys: each handed out once, topped up, and a bundle without one works
+# ============================================================================
+
+@test
+def one_time_prekeys_once_each_topped_up_and_none_still_works():
+    net = backend(2)
+    register(net, "n2", "quin")
+    seen = set()
+    first = None
+    without = 0
+    for i in range(105):
+        r = call(net, "n0", {"type": "dir_get_bundles", "user": "quin",
+                             "request_id": "r%d" % i}, "dir_bundles")
+        b = r["bundles"][0]
+        if i == 0:
+            first = r
+        if "one_time_pre_key_id" in b:
+            assert b["one_time_pre_key_id"] not in seen, ("handed out twice", b)
+            seen.add(b["one_time_pre_key_id"])
+        else:
+            without += 1
+    again = call(net, "n0", {"type": "dir_get_bundles", "user": "quin", "request_id": "r0"},
+                 "dir_bundles")
+    assert again["bundles"] == first["bundles"], "the same request_id, the same answer"
+    # The device tops up within a few seconds of running low: a fetch now
+    # has a key again, never one seen before.
+    deadline = time.monotonic() + 15 * SLOW
+    while True:
+        r = call(net, "n0", {"type": "dir_get_bundles", "user": "quin",
+                             "request_id": "late%f" % time.monotonic()}, "dir_bundles")
+        b = r["bundles"][0]
+        if "one_time_pre_key_id" in b:
+            assert b["one_time_pre_key_id"] not in seen, b
+            break
+        assert time.monotonic() < deadline, "no top-up"
+        net.run_for(0.5)
+    # Empty the directory again, and send: the bundle without a one-time
+    # prekey (the signed prekey alone) still sets up a session.
+    for i in range(300):
+        r = call(net, "n0", {"type": "dir_get_bundles", "user": "quin",
+                             "request_id": "drain%d" % i}, "dir_bundles")
+        if "one_time_pre_key_id" not in r["bundles"][0]:
+            break
+    register(net, "n3", "rex")
+    call(net, "n3", {"type": "send", "user": "rex", "to": "quin", "text": "no opk"}, "sent")
+    assert [m["text"] for m in wait_inbox(net, "n2", "quin", 1)] == ["no opk"]
+    close(net)
+
+
+# ============================================================================
+# Crashes: kill -9 any node at any moment, with --state-dir
+# ============================================================================
+
+@test
+def kill_9_anywhere_keeps_exactly_once():
+    rng = random.Random(SEED + 1)
+    print("  seed %d" % (SEED + 1))
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    try:
+        net = backend(3, state)  # sue n2+n3, tom n4
+        register(net, "n2", "sue")
+        approve(net, "n2", "n3", "sue")
+        register(net, "n4", "tom")
+        devices_of = {"sue": [("n2", 1), ("n3", 2)], "tom": [("n4", 1)]}
+        senders = [("sue", "n2"), ("sue", "n3"), ("tom", "n4")]
+        sends = []
+        kills = 0
+        killed = set()
+
+        def victim_was(node):
+            return node in killed
+        for i in range(30):
+            killed.clear()
+            user, node = rng.choice(senders)
+            to = "tom" if user == "sue" else "sue"
+            text = "k%d" % i
+            mid = net.send(node, {"type": "send", "user": user, "to": to, "text": text})
+            net.run_for(rng.random() * 0.3)
+            if rng.random() < 0.5:
+                victim = rng.choice(["n0", "n1", "n2", "n3", "n4"])
+                net.kill(victim)
+                killed.add(victim)
+                kills += 1
+                net.run_for(rng.random() * 0.2)
+                net.start(victim)
+                net.send(victim, {"type": "init", "node_id": victim,
+                                  "node_ids": sorted(net.procs)})
+            # The reply, if the sender survived to give one (else: unknown,
+            # which must mean all or none, like error 0).
+            lost = {"type": "error", "code": 0, "text": "no reply (killed)"}
+            if victim_was(node):
+                net.run_for(0.1)
+                replies = [m for m in net.client_inbox if m["body"].get("in_reply_to") == mid]
+                reply = replies[0]["body"] if replies else lost
+            else:
+                try:
+                    reply = net.reply_to(mid, 8 * SLOW)
+                except AssertionError:
+                    reply = lost
+            sends.append((user, node, to, text, reply))
+        assert kills >= 5
+        boxes = check_exactly_once(net, sends, devices_of, timeout=60)
+        assert sum(len(v) for v in boxes.values()) > 0
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@test
+def restarts_keep_devices_pins_inboxes_and_outboxes():
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    try:
+        net = backend(2, state)
+        a = register(net, "n2", "uma")
+        register(net, "n3", "vic")
+        call(net, "n2", {"type": "send", "user": "uma", "to": "vic", "text": "before"}, "sent")
+        wait_inbox(net, "n3", "vic", 1)
+        # A message accepted while the relay is down, then every node restarts.
+        net.rules.append(lambda m: "drop" if m["dest"] == "n1" else None)
+        r = net.call("n2", {"type": "send", "user": "uma", "to": "vic", "text": "during"},
+                     15 * SLOW)
+        assert r["type"] == "error" and r["code"] == 0, r
+        for nid in ("n0", "n1", "n2", "n3"):
+            net.kill(nid)
+        net.rules.clear()
+        for nid in ("n0", "n1", "n2", "n3"):
+            net.start(nid)
+            net.send(nid, {"type": "init", "node_id": nid, "node_ids": sorted(net.procs)})
+        again = register(net, "n2", "uma")
+        assert {k: again[k] for k in ("device_id", "status", "code")} == \
+            {k: a[k] for k in ("device_id", "status", "code")}
+        got = wait_inbox(net, "n3", "vic", 2, 15)
+        assert [m["text"] for m in got] == ["before", "during"], got
+        assert same_bytes_every_time(net, "n2") >= 2  # before the crash and after
+        call(net, "n3", {"type": "send", "user": "vic", "to": "uma", "text": "after"}, "sent")
+        assert [m["text"] for m in wait_inbox(net, "n2", "uma", 1)] == ["after"]
+        close(net)
+        # Nothing readable at rest: no text in any state file.
+        for name in os.listdir(state):
+            with open(os.path.join(state, name), "rb") as f:
+                data = f.read()
+            for text in (b"before", b"during", b"after"):
+                assert text not in data, (name, text)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+run_all()
