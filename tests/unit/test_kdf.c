@@ -6,7 +6,7 @@
  * and random, of every length around the 64-byte block; empty and long
  * info; outputs from 1 byte to 255 * 32. hmac_sha256 and hmac_sha256_each
  * are checked against EVP_Q_mac the same way, and everything again under
- * kdf_hold. RFC 5869's three SHA-256 cases pin the results down. Wycheproof's
+ * kdf_hold; hmac_key too. RFC 5869's three SHA-256 cases pin the results down. Wycheproof's
  * cases run in test_wycheproof_primitives.
  */
 #include <stdio.h>
@@ -217,6 +217,32 @@ static void test_hold_mix(void)
     CHECK_BYTES(rb, ra, 64);
 }
 
+/* hmac_key (a context of its own, keyed once) between calls on the shared
+ * contexts, against the reference. */
+static void test_hmac_key(int rounds)
+{
+    uint8_t key[150], msg[200], got[32], want[32], other[32];
+    for (int r = 0; r < rounds; r++) {
+        size_t kl = test_rand() % 4 ? test_rand() % 70 : test_rand() % sizeof(key);
+        random_bytes(key, kl);
+        struct hmac_key *k = hmac_key_new(kl ? key : NULL, kl);
+        CHECK(k != NULL);
+        if (!k)
+            return;
+        for (int i = 0; i < 3; i++) {
+            size_t ml = test_rand() % sizeof(msg);
+            random_bytes(msg, ml);
+            ref_hmac(want, key, kl, msg, ml);
+            CHECK(hmac_key_mac(k, got, msg, ml) == 0);
+            CHECK_BYTES(got, want, 32);
+            const struct bytes m = {msg, ml};
+            CHECK(hmac_sha256(other, msg, ml, &m, 1) == 0); /* another key, shared context */
+        }
+        hmac_key_free(k);
+    }
+    hmac_key_free(NULL);
+}
+
 int main(void)
 {
     test_seed();
@@ -227,5 +253,6 @@ int main(void)
     test_hmac_random(1000, false);
     test_hmac_random(200, true);
     test_hold_mix();
+    test_hmac_key(200);
     return check_finish("kdf");
 }
