@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "securitor/kdf.h"
 #include "securitor/wipe.h"
 
 #define BATCH_ARENA_KEEP ((size_t)4 << 20) /* parse memory a batch keeps */
@@ -30,6 +31,11 @@
  * their trees at once, and empties the batch but for its text. */
 static void answer_batch(struct node *n, struct batch *b)
 {
+    /* The shared HMAC context is scrubbed once, after the batch, as the
+     * stack is (kdf_hold): it holds the last key a handler used until then,
+     * at most the batch's lines later, instead of being re-keyed with zeros
+     * after every message. */
+    kdf_hold();
     for (size_t i = 0; i < b->n; i++) {
         struct parsed *p = &b->items[i];
         if (n->stop_status || !dispatch_line(n, p))
@@ -42,7 +48,8 @@ static void answer_batch(struct node *n, struct batch *b)
     if (freed > TRIM_AFTER)
         n->trim_pending = true;
     b->n = 0;
-    wipe_stack(); /* what the handlers' callees left on the stack */
+    kdf_release(); /* re-keys the HMAC context with zeros */
+    wipe_stack();  /* what the handlers' callees left on the stack */
 }
 
 /* The worker's last steps at end of input: the program's on_close, pending
