@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "securitor/cbc.h"
 #include "securitor/kdf.h"
 #include "securitor/wipe.h"
 
@@ -31,11 +32,12 @@
  * their trees at once, and empties the batch but for its text. */
 static void answer_batch(struct node *n, struct batch *b)
 {
-    /* The shared HMAC context is scrubbed once, after the batch, as the
-     * stack is (kdf_hold): it holds the last key a handler used until then,
-     * at most the batch's lines later, instead of being re-keyed with zeros
-     * after every message. */
+    /* The shared HMAC and AES-CBC contexts are scrubbed once, after the
+     * batch, as the stack is (kdf_hold, cbc_hold): they hold the last keys a
+     * handler used until then, at most the batch's lines later, instead of
+     * being re-keyed with zeros (HMAC) or freed (AES) after every message. */
     kdf_hold();
+    cbc_hold();
     for (size_t i = 0; i < b->n; i++) {
         struct parsed *p = &b->items[i];
         if (n->stop_status || !dispatch_line(n, p))
@@ -49,6 +51,7 @@ static void answer_batch(struct node *n, struct batch *b)
         n->trim_pending = true;
     b->n = 0;
     kdf_release(); /* re-keys the HMAC context with zeros */
+    cbc_release(); /* resets the cipher context, which cleanses it */
     wipe_stack();  /* what the handlers' callees left on the stack */
 }
 
