@@ -28,4 +28,12 @@ __attribute__((warn_unused_result))
 int cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[static CBC_KEY_LEN],
                 const uint8_t iv[static CBC_IV_LEN], const uint8_t *in, size_t len);
 
+/* Defers the reset of the shared cipher context (which cleanses the last
+ * message key's schedule) to the matching cbc_release, as kdf_hold does for
+ * HMAC: meanwhile each message re-keys the same context, without freeing and
+ * allocating OpenSSL's cipher state. Holds nest; the outermost cbc_release
+ * resets the context. */
+void cbc_hold(void);
+void cbc_release(void);
+
 #endif

@@ -5,8 +5,9 @@
  * (0x05 || u) is handled by curve_encode/curve_decode. Private keys are
  * secrets: callers keep them in fixed arrays and wipe them.
  *
- * Threads: key imports go through cached contexts in static storage: one
- * thread at a time (the loop's worker, or main before the loop starts).
+ * Threads: key imports go through cached contexts in static storage, and
+ * curve_verify keeps a cache there: one thread at a time (the loop's worker,
+ * or main before the loop starts).
  */
 #ifndef SECURITOR_CURVE_H
 #define SECURITOR_CURVE_H
@@ -49,6 +50,19 @@ int curve_generate(struct curve_keypair *kp);
 __attribute__((warn_unused_result))
 int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
              const uint8_t theirs[static CURVE_KEY_LEN]);
+/* X25519 of one key pair with each of n public keys: out[i] = DH(mine,
+ * theirs[i]), 32 bytes each, with the private key imported into OpenSSL
+ * and its derive context made once for all of them. Returns -1, with every
+ * output wiped, when any of them fails as curve_dh does. */
+__attribute__((warn_unused_result))
+int curve_dh_each(uint8_t *const out[], const struct curve_keypair *mine,
+                  const uint8_t *const theirs[], size_t n);
+/* curve_generate, then curve_dh with the new pair, on one import of it (the
+ * DH ratchet's new key pair and its first DH). 0 or -1; on failure kp and
+ * out are unspecified and must not be used. */
+__attribute__((warn_unused_result))
+int curve_generate_dh(struct curve_keypair *kp, uint8_t out[static CURVE_KEY_LEN],
+                      const uint8_t theirs[static CURVE_KEY_LEN]);
 
 /* Whether a public key is usable for DH: 1 yes, 0 when it is of low order
  * (every DH with it gives all zeros, so it binds nothing), -1 when OpenSSL
@@ -67,7 +81,10 @@ int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *i
 /* Verifies a libsignal/XEdDSA-style signature under an X25519 public key:
  * u is mapped to the Edwards y = (u-1)/(u+1), the sign bit taken from
  * sig[63] bit 7, and the rest checked by OpenSSL's Ed25519 (SIGNAL.md 2.4).
- * Returns 1 valid, 0 invalid, -1 internal error. */
+ * Returns 1 valid, 0 invalid, -1 internal error. Valid signatures over
+ * messages of up to 64 bytes (signed prekeys) are remembered in a bounded
+ * cache (1,024 entries, public data), so the same signature on the same
+ * message under the same key is verified once. */
 __attribute__((warn_unused_result))
 int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
                  const uint8_t sig[static CURVE_SIG_LEN]);

@@ -1,8 +1,14 @@
 /* kdf.h - HKDF-SHA256 (RFC 5869), HMAC-SHA256 and SHA-512 over OpenSSL.
  *
  * Algorithms are fetched once and contexts reused: these run several times
- * per ratchet message. All return 0 or -1 (OpenSSL failed); outputs are
- * unspecified on failure and callers must not use them.
+ * per ratchet message. HKDF is composed from OpenSSL's HMAC (an extract
+ * HMAC, then the expand HMACs), which OpenSSL's own HKDF re-fetches and
+ * re-allocates on every call. All return 0 or -1 (OpenSSL failed); outputs
+ * are unspecified on failure and callers must not use them.
+ *
+ * Keyed HMAC state does not outlive a call: the shared HMAC context is
+ * re-keyed with zeros before each call returns, unless kdf_hold defers that
+ * to kdf_release.
  *
  * Threads: the contexts live in static storage and every call reuses them:
  * one thread at a time (the loop's worker, or main before the loop starts).
@@ -22,6 +28,9 @@ struct bytes {
     size_t n;
 };
 
+/* HKDF-SHA256: out_len bytes, 1 to 255 * 32 (else -1). An empty or absent
+ * salt is RFC 5869's default (32 zero bytes); salt, ikm and info may be NULL
+ * when their length is 0. */
 __attribute__((warn_unused_result))
 int hkdf_sha256(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
                 const uint8_t *ikm, size_t ikm_len, const char *info, size_t info_len);
@@ -38,6 +47,16 @@ int hmac_sha256(uint8_t out[static HMAC_SHA256_LEN], const uint8_t *key, size_t 
 __attribute__((warn_unused_result))
 int hmac_sha256_each(uint8_t (*out)[HMAC_SHA256_LEN], const uint8_t *key, size_t key_len,
                      const struct bytes *msgs, size_t n);
+
+/* Defers the scrub of the shared HMAC context to the matching kdf_release:
+ * for a run of calls on one message (the ratchet's chain step, message keys
+ * and MAC), which then re-key it once instead of after every call. The
+ * context holds the last key of the run until kdf_release, so the run must
+ * end before the caller returns. Holds nest; the outermost kdf_release
+ * re-keys the context, or frees it (which cleanses it) when re-keying fails,
+ * so the key is gone either way. */
+void kdf_hold(void);
+void kdf_release(void);
 
 /* An HMAC-SHA256 context keyed once, for many messages under one key (a
  * blind index's key, PROTOCOL.md §2): each MAC re-initialises the context

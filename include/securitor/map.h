@@ -24,6 +24,10 @@ struct map {
     size_t cap;  /* a power of two, or 0 */
     size_t n;    /* live entries */
     size_t used; /* live entries and tombstones */
+    /* The slot map_get found last, tried first by the next map_get (runs of
+     * requests name the same user and peer): a hint only, its key compared
+     * like any other, so a moved or removed entry just misses. */
+    size_t hint;
 };
 
 /* The value stored under key (len bytes), or NULL. */

@@ -8,18 +8,44 @@
 
 #include "securitor/wipe.h"
 
+/* Reused (one message at a time) and reset after each use, or under
+ * cbc_hold at cbc_release: a message key's schedule must not outlive the
+ * message, or the held run of them. */
+static EVP_CIPHER_CTX *shared_ctx;
+static unsigned hold_depth; /* cbc_hold nesting */
+
 static EVP_CIPHER_CTX *cbc_ctx(EVP_CIPHER **cipher)
 {
-    /* Reused (one message at a time) and reset after each use: a message
-     * key's schedule must not outlive the message. */
-    static EVP_CIPHER_CTX *ctx;
     static EVP_CIPHER *c;
     if (!c)
         c = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
-    if (!ctx)
-        ctx = EVP_CIPHER_CTX_new();
-    *cipher = c;
-    return c ? ctx : NULL;
+    if (!shared_ctx)
+        shared_ctx = EVP_CIPHER_CTX_new();
+    /* A context still set up for the cipher (under a hold) is re-keyed as
+     * it is: naming the cipher again would make OpenSSL free its state and
+     * allocate it anew. */
+    *cipher = shared_ctx && EVP_CIPHER_CTX_get0_cipher(shared_ctx) == c ? NULL : c;
+    return c ? shared_ctx : NULL;
+}
+
+/* Ends a call: resets the context unless a hold defers it. */
+static void done(void)
+{
+    if (!hold_depth)
+        EVP_CIPHER_CTX_reset(shared_ctx); /* cleanses the message key's schedule */
+}
+
+void cbc_hold(void)
+{
+    hold_depth++;
+}
+
+void cbc_release(void)
+{
+    if (hold_depth && --hold_depth)
+        return;
+    if (shared_ctx)
+        EVP_CIPHER_CTX_reset(shared_ctx);
 }
 
 int cbc_encrypt(uint8_t *out, const uint8_t key[static CBC_KEY_LEN],
@@ -35,7 +61,7 @@ int cbc_encrypt(uint8_t *out, const uint8_t key[static CBC_KEY_LEN],
         ERR_clear_error();
         return -1;
     }
-    EVP_CIPHER_CTX_reset(ctx); /* cleanses the message key's schedule */
+    done();
     return 0;
 }
 
@@ -55,7 +81,7 @@ int cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[static CBC_KEY_
         ERR_clear_error();
         return -1;
     }
-    EVP_CIPHER_CTX_reset(ctx); /* cleanses the message key's schedule */
+    done();
     *out_len = (size_t)(n1 + n2);
     return 0;
 }

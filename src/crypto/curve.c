@@ -90,30 +90,84 @@ int curve_generate(struct curve_keypair *kp)
     return curve_public(kp->pub, kp->priv);
 }
 
-int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
-             const uint8_t theirs[static CURVE_KEY_LEN])
+/* The peer's public key for derives: one EVP_PKEY whose key is replaced
+ * (EVP_PKEY_set1_encoded_public_key) for each DH, instead of a new object
+ * per DH (EVP_PKEY_fromdata looks the type up in the provider's name map
+ * every time). Public data only. */
+static EVP_PKEY *peer_key(const uint8_t pub[static CURVE_KEY_LEN])
+{
+    static EVP_PKEY *peer;
+    if (!peer)
+        return peer = import_key(KEY_X25519, NULL, pub);
+    return EVP_PKEY_set1_encoded_public_key(peer, pub, CURVE_KEY_LEN) == 1 ? peer : NULL;
+}
+
+/* X25519 of `me` with each of n public keys, on one derive context. On
+ * failure (OpenSSL failed, or a result is all zero: a low-order public key)
+ * every output is wiped and -1 returned. */
+static int derive_each(EVP_PKEY *me, uint8_t *const out[], const uint8_t *const theirs[],
+                       size_t n)
 {
     static const uint8_t zero[CURVE_KEY_LEN];
     int rc = -1;
-    size_t len = CURVE_KEY_LEN;
-    EVP_PKEY *me = import_key(KEY_X25519, mine->priv, mine->pub);
-    EVP_PKEY *them = import_key(KEY_X25519, NULL, theirs);
+    size_t i = 0;
     EVP_PKEY_CTX *ctx = me ? EVP_PKEY_CTX_new(me, NULL) : NULL;
-    if (!ctx || !them || EVP_PKEY_derive_init(ctx) != 1 ||
-        EVP_PKEY_derive_set_peer(ctx, them) != 1 || EVP_PKEY_derive(ctx, out, &len) != 1 ||
-        len != CURVE_KEY_LEN)
+    if (!ctx || EVP_PKEY_derive_init(ctx) != 1)
         goto out;
-    /* OpenSSL already refuses an all-zero result; check anyway, in constant
-     * time, since using it would make the "shared" secret public. */
-    if (CRYPTO_memcmp(out, zero, CURVE_KEY_LEN) == 0)
-        goto out;
+    for (; i < n; i++) {
+        size_t len = CURVE_KEY_LEN;
+        EVP_PKEY *them = peer_key(theirs[i]);
+        /* No validation of the peer: for X25519 OpenSSL's public-key check
+         * only asks whether a public key is present (and costs a context). */
+        if (!them || EVP_PKEY_derive_set_peer_ex(ctx, them, 0) != 1 ||
+            EVP_PKEY_derive(ctx, out[i], &len) != 1 || len != CURVE_KEY_LEN)
+            goto out;
+        /* OpenSSL already refuses an all-zero result; check anyway, in
+         * constant time, since using it would make the "shared" secret
+         * public. */
+        if (CRYPTO_memcmp(out[i], zero, CURVE_KEY_LEN) == 0)
+            goto out;
+    }
     rc = 0;
 out:
     if (rc)
-        OPENSSL_cleanse(out, CURVE_KEY_LEN);
-    EVP_PKEY_CTX_free(ctx);
+        for (size_t j = 0; j < n; j++)
+            OPENSSL_cleanse(out[j], CURVE_KEY_LEN);
+    EVP_PKEY_CTX_free(ctx); /* its peer reference goes too */
+    ERR_clear_error();
+    return rc;
+}
+
+int curve_dh(uint8_t out[static CURVE_KEY_LEN], const struct curve_keypair *mine,
+             const uint8_t theirs[static CURVE_KEY_LEN])
+{
+    return curve_dh_each(&out, mine, &theirs, 1);
+}
+
+int curve_dh_each(uint8_t *const out[], const struct curve_keypair *mine,
+                  const uint8_t *const theirs[], size_t n)
+{
+    EVP_PKEY *me = import_key(KEY_X25519, mine->priv, mine->pub);
+    int rc = derive_each(me, out, theirs, n);
     EVP_PKEY_free(me); /* cleanses its copy of the private key */
-    EVP_PKEY_free(them);
+    return rc;
+}
+
+int curve_generate_dh(struct curve_keypair *kp, uint8_t out[static CURVE_KEY_LEN],
+                      const uint8_t theirs[static CURVE_KEY_LEN])
+{
+    size_t len = CURVE_KEY_LEN;
+    EVP_PKEY *me = NULL;
+    int rc = -1;
+    if (rand_secret(kp->priv, CURVE_KEY_LEN))
+        goto out;
+    clamp(kp->priv);
+    if (!(me = import_key(KEY_X25519, kp->priv, NULL)) || /* computes the public key */
+        EVP_PKEY_get_raw_public_key(me, kp->pub, &len) != 1 || len != CURVE_KEY_LEN)
+        goto out;
+    rc = derive_each(me, &out, &theirs, 1);
+out:
+    EVP_PKEY_free(me);
     ERR_clear_error();
     return rc;
 }
@@ -220,8 +274,9 @@ out:
     return rc;
 }
 
-int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
-                 const uint8_t sig[static CURVE_SIG_LEN])
+/* curve_verify without the cache. */
+static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                  const uint8_t sig[static CURVE_SIG_LEN])
 {
     int rc = -1;
     uint8_t u_bytes[32], ed_pub[32], ed_sig[CURVE_SIG_LEN];
@@ -258,5 +313,75 @@ out:
     BN_CTX_free(bn);
     BN_free(p);
     ERR_clear_error();
+    return rc;
+}
+
+/* ============================================================================
+ * Verified signatures
+ * ========================================================================== */
+
+/* Signatures that verified, by content: (public key, message, signature)
+ * for messages of up to VERIFIED_MSG_MAX bytes (a signed prekey's is 33), so
+ * that a bundle seen again (another session with the same peer) costs no
+ * Ed25519 verification and no birational map. Verification is a function of
+ * these bytes alone, so a hit answers what verifying again would. Only
+ * valid signatures are kept; all of it is public. Bounded: VERIFIED_SETS
+ * sets of VERIFIED_WAYS entries, the oldest of a set replaced first. */
+#define VERIFIED_SETS 256
+#define VERIFIED_WAYS 4
+#define VERIFIED_MSG_MAX 64
+
+struct verified {
+    uint8_t pub[CURVE_KEY_LEN], sig[CURVE_SIG_LEN], msg[VERIFIED_MSG_MAX];
+    uint8_t msg_len;
+    bool used;
+};
+
+static struct verified verified[VERIFIED_SETS][VERIFIED_WAYS];
+static uint8_t verified_next[VERIFIED_SETS]; /* the set's next victim */
+
+static size_t verified_set(const uint8_t pub[static CURVE_KEY_LEN],
+                           const uint8_t sig[static CURVE_SIG_LEN])
+{
+    /* R (the signature's first half) is a hash output for honest signers;
+     * a forger can only make entries evict each other. */
+    return (size_t)(sig[0] ^ pub[0] ^ (uint8_t)(sig[1] + pub[1])) % VERIFIED_SETS;
+}
+
+static bool verified_find(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg,
+                          size_t len, const uint8_t sig[static CURVE_SIG_LEN])
+{
+    const struct verified *set = verified[verified_set(pub, sig)];
+    for (size_t i = 0; len <= VERIFIED_MSG_MAX && i < VERIFIED_WAYS; i++)
+        if (set[i].used && set[i].msg_len == len && !memcmp(set[i].sig, sig, CURVE_SIG_LEN) &&
+            !memcmp(set[i].pub, pub, CURVE_KEY_LEN) && (!len || !memcmp(set[i].msg, msg, len)))
+            return true;
+    return false;
+}
+
+static void verified_add(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                         const uint8_t sig[static CURVE_SIG_LEN])
+{
+    size_t s = verified_set(pub, sig);
+    if (len > VERIFIED_MSG_MAX)
+        return;
+    struct verified *v = &verified[s][verified_next[s]];
+    verified_next[s] = (uint8_t)((verified_next[s] + 1) % VERIFIED_WAYS);
+    memcpy(v->pub, pub, CURVE_KEY_LEN);
+    memcpy(v->sig, sig, CURVE_SIG_LEN);
+    if (len)
+        memcpy(v->msg, msg, len);
+    v->msg_len = (uint8_t)len;
+    v->used = true;
+}
+
+int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                 const uint8_t sig[static CURVE_SIG_LEN])
+{
+    if (verified_find(pub, msg, len, sig))
+        return 1;
+    int rc = verify(pub, msg, len, sig);
+    if (rc == 1)
+        verified_add(pub, msg, len, sig);
     return rc;
 }

@@ -101,7 +101,7 @@ int session_init_alice(struct session *s, const struct x3dh_result *x,
     *s = (struct session){0};
     session_common(s, local_identity, remote_identity, base_key);
     memcpy(c->remote, their_spk, 32); /* Bob's first ratchet key is his SPK */
-    if (curve_generate(&c->self) || curve_dh(dh, &c->self, their_spk) ||
+    if (curve_generate_dh(&c->self, dh, their_spk) ||
         root_step(c->root_key, c->send_ck, x->root_key, dh) ||
         session_id_derive(s->id, local_identity, remote_identity, base_key))
         goto out;
@@ -156,7 +156,7 @@ static int message_mac(uint8_t mac[static WIRE_MAC_LEN], const uint8_t key[stati
     return rc;
 }
 
-int ratchet_encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t *out_len)
+static int encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t *out_len)
 {
     uint8_t seed[32], next[32], dh[32];
     struct message_keys mk;
@@ -167,7 +167,7 @@ int ratchet_encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *o
     if (!ct)
         goto out;
     if (!c.has_send) { /* the deferred half of the last DH ratchet step */
-        if (curve_generate(&c.self) || curve_dh(dh, &c.self, c.remote) ||
+        if (curve_generate_dh(&c.self, dh, c.remote) ||
             root_step(c.root_key, c.send_ck, c.root_key, dh))
             goto out;
         c.send_n = 0;
@@ -192,6 +192,18 @@ out:
     WIPE_OBJ(dh);
     WIPE_OBJ(mk);
     free(ct); /* ciphertext: not secret */
+    return rc;
+}
+
+/* A message's HMACs and HKDFs (chain step, message keys, MAC; a root step
+ * when the ratchet turns) run under one kdf_hold: the HMAC context is
+ * re-keyed once per message instead of after each of them, and before the
+ * message's function returns. */
+int ratchet_encrypt(struct session *s, const uint8_t *pt, size_t len, uint8_t *out, size_t *out_len)
+{
+    kdf_hold();
+    int rc = encrypt(s, pt, len, out, out_len);
+    kdf_release();
     return rc;
 }
 
@@ -293,8 +305,8 @@ static int store_skipped(struct session *s, const struct skip_list *l)
     return 0;
 }
 
-enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_message *m,
-                                    uint8_t *pt, size_t *pt_len)
+static enum ratchet_result decrypt(struct session *s, const struct signal_message *m,
+                                   uint8_t *pt, size_t *pt_len)
 {
     enum ratchet_result r = RATCHET_INTERNAL;
     struct ratchet_core c;
@@ -388,6 +400,15 @@ out:
     WIPE_OBJ(seed);
     WIPE_OBJ(next);
     skip_list_wipe(&skipped);
+    return r;
+}
+
+enum ratchet_result ratchet_decrypt(struct session *s, const struct signal_message *m,
+                                    uint8_t *pt, size_t *pt_len)
+{
+    kdf_hold(); /* as in ratchet_encrypt */
+    enum ratchet_result r = decrypt(s, m, pt, pt_len);
+    kdf_release();
     return r;
 }
 

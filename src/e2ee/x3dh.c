@@ -29,10 +29,11 @@ int x3dh_initiate(struct x3dh_result *out, const struct curve_keypair *ik,
                   const uint8_t their_spk[static 32], const uint8_t *their_opk)
 {
     uint8_t secret[160];
+    uint8_t *const ek_out[3] = {secret + 64, secret + 96, secret + 128};
+    const uint8_t *const ek_with[3] = {their_ik, their_spk, their_opk};
     int rc = -1;
-    if (curve_dh(secret + 32, ik, their_spk) || curve_dh(secret + 64, ek, their_ik) ||
-        curve_dh(secret + 96, ek, their_spk) ||
-        (their_opk && curve_dh(secret + 128, ek, their_opk)))
+    if (curve_dh(secret + 32, ik, their_spk) ||
+        curve_dh_each(ek_out, ek, ek_with, their_opk ? 3 : 2))
         goto out;
     rc = x3dh_finish(out, secret, their_opk ? 4 : 3);
 out:
@@ -45,9 +46,11 @@ int x3dh_respond(struct x3dh_result *out, const struct curve_keypair *ik,
                  const uint8_t their_ik[static 32], const uint8_t their_ek[static 32])
 {
     uint8_t secret[160];
+    uint8_t *const spk_out[2] = {secret + 32, secret + 96};
+    const uint8_t *const spk_with[2] = {their_ik, their_ek};
     int rc = -1;
-    if (curve_dh(secret + 32, spk, their_ik) || curve_dh(secret + 64, ik, their_ek) ||
-        curve_dh(secret + 96, spk, their_ek) || (opk && curve_dh(secret + 128, opk, their_ek)))
+    if (curve_dh_each(spk_out, spk, spk_with, 2) || curve_dh(secret + 64, ik, their_ek) ||
+        (opk && curve_dh(secret + 128, opk, their_ek)))
         goto out;
     rc = x3dh_finish(out, secret, opk ? 4 : 3);
 out:

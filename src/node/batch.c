@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "securitor/cbc.h"
+#include "securitor/kdf.h"
 #include "securitor/wipe.h"
 
 #define BATCH_ARENA_KEEP ((size_t)4 << 20) /* parse memory a batch keeps */
@@ -30,6 +32,12 @@
  * their trees at once, and empties the batch but for its text. */
 static void answer_batch(struct node *n, struct batch *b)
 {
+    /* The shared HMAC and AES-CBC contexts are scrubbed once, after the
+     * batch, as the stack is (kdf_hold, cbc_hold): they hold the last keys a
+     * handler used until then, at most the batch's lines later, instead of
+     * being re-keyed with zeros (HMAC) or freed (AES) after every message. */
+    kdf_hold();
+    cbc_hold();
     for (size_t i = 0; i < b->n; i++) {
         struct parsed *p = &b->items[i];
         if (n->stop_status || !dispatch_line(n, p))
@@ -42,7 +50,9 @@ static void answer_batch(struct node *n, struct batch *b)
     if (freed > TRIM_AFTER)
         n->trim_pending = true;
     b->n = 0;
-    wipe_stack(); /* what the handlers' callees left on the stack */
+    kdf_release(); /* re-keys the HMAC context with zeros */
+    cbc_release(); /* resets the cipher context, which cleanses it */
+    wipe_stack();  /* what the handlers' callees left on the stack */
 }
 
 /* The worker's last steps at end of input: the program's on_close, pending

@@ -79,10 +79,20 @@ void *map_get(const struct map *m, const void *key, size_t len)
 {
     uint64_t h;
     struct map_slot *free_slot, *s;
-    if (!m->n || hash_key(key, len, &h))
+    if (!m->n)
+        return NULL;
+    /* The last hit again: no SipHash (an EVP_MAC call) for it. The hint is
+     * not part of the table's value, hence the cast; one thread per table. */
+    s = m->hint < m->cap ? &m->slots[m->hint] : NULL;
+    if (s && s->key && s->key != TOMBSTONE && s->len == len && !memcmp(s->key, key, len))
+        return s->value;
+    if (hash_key(key, len, &h))
         return NULL;
     s = find(m, key, len, h, &free_slot);
-    return s ? s->value : NULL;
+    if (!s)
+        return NULL;
+    ((struct map *)m)->hint = (size_t)(s - m->slots);
+    return s->value;
 }
 
 /* Rehashes into a table of cap slots (dropping tombstones). */

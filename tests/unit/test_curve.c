@@ -1,0 +1,247 @@
+/* test_curve.c - curve.h's batched and fused calls against the plain ones.
+ *
+ * curve_dh_each must give what curve_dh gives for each public key, whatever
+ * came before (the peer key object is reused between DHs), and refuse the
+ * whole batch, wiping every output, when one public key is of low order.
+ * curve_generate_dh must give a key pair curve_public agrees with and the DH
+ * curve_dh computes with it. curve_verify, which remembers valid signatures
+ * on short messages, must answer the same for a signature seen before as
+ * for a new one, for every change of key, message or signature, also after
+ * its cache has been filled over and over, and for every byte of a
+ * remembered one flipped. The reused peer key object (no re-validation, its
+ * key replaced per DH) must answer as OpenSSL does with fresh objects, for
+ * random, non-canonical and low-order peers in any order. Random keys; the
+ * seed is printed.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "check.h"
+#include "securitor/curve.h"
+
+static void random_pair(struct curve_keypair *kp)
+{
+    for (size_t i = 0; i < sizeof(kp->priv); i++)
+        kp->priv[i] = (uint8_t)test_rand();
+    kp->priv[0] &= 248;
+    kp->priv[31] = (uint8_t)((kp->priv[31] & 127) | 64);
+    CHECK(curve_public(kp->pub, kp->priv) == 0);
+}
+
+static void test_dh_each(void)
+{
+    static const uint8_t zero_pub[32]; /* order 1 */
+    for (int round = 0; round < 50; round++) {
+        struct curve_keypair me, peers[4];
+        uint8_t got[4][32], want[4][32];
+        uint8_t *const out[4] = {got[0], got[1], got[2], got[3]};
+        const uint8_t *with[4];
+        size_t n = 1 + (size_t)(test_rand() % 4);
+        random_pair(&me);
+        for (size_t i = 0; i < n; i++) {
+            random_pair(&peers[i]);
+            with[i] = peers[i].pub;
+            CHECK(curve_dh(want[i], &me, with[i]) == 0);
+            /* The other side agrees. */
+            uint8_t back[32];
+            CHECK(curve_dh(back, &peers[i], me.pub) == 0);
+            CHECK_BYTES(back, want[i], 32);
+        }
+        CHECK(curve_dh_each(out, &me, with, n) == 0);
+        CHECK_BYTES(got[0], want[0], 32 * n);
+        /* One low-order key anywhere: refused, nothing left in any output. */
+        size_t bad = (size_t)(test_rand() % n);
+        static const uint8_t wiped[4][32];
+        with[bad] = zero_pub;
+        memset(got, 0xAA, sizeof(got));
+        CHECK(curve_dh_each(out, &me, with, n) == -1);
+        CHECK_BYTES(got[0], wiped[0], 32 * n);
+        /* And the next DH is right again. */
+        CHECK(curve_dh(got[0], &me, peers[0].pub) == 0);
+        CHECK_BYTES(got[0], want[0], 32);
+    }
+}
+
+static void test_generate_dh(void)
+{
+    for (int round = 0; round < 50; round++) {
+        struct curve_keypair kp, peer;
+        uint8_t pub[32], got[32], want[32], back[32];
+        random_pair(&peer);
+        CHECK(curve_generate_dh(&kp, got, peer.pub) == 0);
+        CHECK(curve_public(pub, kp.priv) == 0);
+        CHECK_BYTES(kp.pub, pub, 32);
+        CHECK((kp.priv[0] & 7) == 0 && (kp.priv[31] & 0xC0) == 0x40); /* clamped */
+        CHECK(curve_dh(want, &kp, peer.pub) == 0);
+        CHECK_BYTES(got, want, 32);
+        CHECK(curve_dh(back, &peer, kp.pub) == 0);
+        CHECK_BYTES(back, got, 32);
+    }
+    static const uint8_t zero_pub[32];
+    struct curve_keypair kp;
+    uint8_t out[32];
+    CHECK(curve_generate_dh(&kp, out, zero_pub) == -1);
+}
+
+/* Each valid (key, message, signature) twice, then each with one bit
+ * flipped in one of them; n of them, so the cache is refilled many times. */
+static void test_verify(size_t n)
+{
+    struct curve_identity ids[3];
+    for (size_t i = 0; i < 3; i++)
+        CHECK(curve_identity_generate(&ids[i]) == 0);
+    for (size_t round = 0; round < n; round++) {
+        const struct curve_identity *id = &ids[round % 3];
+        uint8_t msg[100], sig[CURVE_SIG_LEN], pub[CURVE_KEY_LEN];
+        /* Around the cached length (64), and a signed prekey's 33. */
+        size_t len = round % 4 ? 33 : (size_t)(test_rand() % sizeof(msg));
+        for (size_t i = 0; i < len; i++)
+            msg[i] = (uint8_t)test_rand();
+        CHECK(curve_sign(sig, id, msg, len) == 0);
+        CHECK(curve_verify(id->x.pub, msg, len, sig) == 1);
+        CHECK(curve_verify(id->x.pub, msg, len, sig) == 1);
+        size_t bit = (size_t)(test_rand() % (8 * (len + sizeof(sig) + sizeof(pub))));
+        int want = 0;
+        memcpy(pub, id->x.pub, sizeof(pub));
+        if (bit < 8 * len) {
+            msg[bit / 8] ^= (uint8_t)(1 << bit % 8);
+        } else if ((bit -= 8 * len) < 8 * sizeof(sig)) {
+            sig[bit / 8] ^= (uint8_t)(1 << bit % 8);
+        } else {
+            bit -= 8 * sizeof(sig);
+            pub[bit / 8] ^= (uint8_t)(1 << bit % 8);
+            want = bit == 255; /* bit 255 of an X25519 key is ignored, as libsignal does */
+        }
+        CHECK(curve_verify(pub, msg, len, sig) == want);
+        CHECK(curve_verify(pub, msg, len, sig) == want);
+        /* A shorter message, the rest the same. */
+        if (len)
+            CHECK(curve_verify(id->x.pub, msg, len - 1, sig) == 0);
+    }
+}
+
+/* Every byte of a remembered (key, message, signature) flipped, one at a
+ * time, each way (one bit, all bits): refused, asked twice (so a refusal is
+ * not remembered either), with the original asked between flips (a cache
+ * hit, accepted). Messages of 0, 1, 33 and 64 bytes (the longest kept) and
+ * 65 (never kept). Only bit 255 of the key may change the answer to valid:
+ * it is ignored, as libsignal ignores it. */
+static void test_verify_each_byte(void)
+{
+    static const size_t lens[] = {0, 1, 33, 64, 65};
+    static const uint8_t flips[] = {0x01, 0x80, 0xFF};
+    struct curve_identity id;
+    CHECK(curve_identity_generate(&id) == 0);
+    for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+        size_t len = lens[l];
+        uint8_t msg[65], sig[CURVE_SIG_LEN], pub[CURVE_KEY_LEN];
+        for (size_t i = 0; i < sizeof(msg); i++) /* all of it: len + 1 is asked below */
+            msg[i] = (uint8_t)test_rand();
+        CHECK(curve_sign(sig, &id, msg, len) == 0);
+        memcpy(pub, id.x.pub, sizeof(pub));
+        CHECK(curve_verify(pub, msg, len, sig) == 1); /* now remembered (len <= 64) */
+        uint8_t *const parts[3] = {msg, sig, pub};
+        const size_t sizes[3] = {len, sizeof(sig), sizeof(pub)};
+        for (size_t part = 0; part < 3; part++) {
+            for (size_t i = 0; i < sizes[part]; i++) {
+                for (size_t f = 0; f < sizeof(flips); f++) {
+                    parts[part][i] ^= flips[f];
+                    int want = part == 2 && i == 31 && flips[f] == 0x80;
+                    CHECK(curve_verify(pub, msg, len, sig) == want);
+                    CHECK(curve_verify(pub, msg, len, sig) == want);
+                    parts[part][i] ^= flips[f];
+                    CHECK(curve_verify(pub, msg, len, sig) == 1);
+                }
+            }
+        }
+        /* The message one byte longer or shorter, the same bytes otherwise. */
+        if (len < sizeof(msg))
+            CHECK(curve_verify(pub, msg, len + 1, sig) == 0);
+        if (len)
+            CHECK(curve_verify(pub, msg, len - 1, sig) == 0);
+    }
+}
+
+/* OpenSSL's X25519 with a fresh key object per call: the reference for
+ * curve_dh, which reuses one peer key object and skips its validation. */
+static int ref_dh(uint8_t out[32], const uint8_t priv[32], const uint8_t pub[32])
+{
+    EVP_PKEY *me = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
+    EVP_PKEY *them = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pub, 32);
+    EVP_PKEY_CTX *ctx = me ? EVP_PKEY_CTX_new(me, NULL) : NULL;
+    size_t len = 32;
+    int rc = ctx && them && EVP_PKEY_derive_init(ctx) == 1 &&
+                     EVP_PKEY_derive_set_peer(ctx, them) == 1 &&
+                     EVP_PKEY_derive(ctx, out, &len) == 1 && len == 32
+                 ? 0
+                 : -1;
+    static const uint8_t zero[32];
+    if (rc == 0 && memcmp(out, zero, 32) == 0)
+        rc = -1;
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(me);
+    EVP_PKEY_free(them);
+    ERR_clear_error();
+    return rc;
+}
+
+/* The peer key object replaced between DHs: random peers, peers with bit
+ * 255 set, non-canonical u (p and above, which X25519 reduces), u = 0, 1
+ * and p - 1 (low order, refused), in a random order, through curve_dh,
+ * curve_dh_each, curve_generate_dh and curve_public_usable; every answer
+ * as the reference's. */
+static void test_peer_reuse(void)
+{
+    static const uint8_t p_le[32] = {0xED, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                     0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                     0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                     0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F};
+    struct curve_keypair me;
+    random_pair(&me);
+    for (int round = 0; round < 400; round++) {
+        uint8_t pub[32], got[32], want[32];
+        struct curve_keypair peer;
+        random_pair(&peer);
+        memcpy(pub, peer.pub, 32);
+        switch (test_rand() % 8) {
+        case 0: pub[31] |= 0x80; break;             /* bit 255: ignored */
+        case 1:                                     /* p + k: reduced to k */
+            memcpy(pub, p_le, 32);
+            pub[0] = (uint8_t)(pub[0] + test_rand() % 18);
+            break;
+        case 2: memset(pub, 0, 32); pub[0] = (uint8_t)(test_rand() % 2); break; /* 0, 1 */
+        case 3: memcpy(pub, p_le, 32); pub[0] -= 1; break; /* p - 1: order 2 */
+        default: break;
+        }
+        int rc = ref_dh(want, me.priv, pub);
+        memset(got, 0xAA, sizeof(got));
+        CHECK(curve_dh(got, &me, pub) == rc);
+        if (rc == 0)
+            CHECK_BYTES(got, want, 32);
+        else
+            CHECK_BYTES(got, (const uint8_t[32]){0}, 32);
+        CHECK(curve_public_usable(pub) == (rc == 0));
+        /* A fresh pair against the same peer, on the same peer object. */
+        struct curve_keypair kp;
+        int grc = curve_generate_dh(&kp, got, pub);
+        CHECK(grc == rc);
+        if (grc == 0) {
+            CHECK(ref_dh(want, kp.priv, pub) == 0);
+            CHECK_BYTES(got, want, 32);
+        }
+    }
+}
+
+int main(void)
+{
+    test_seed();
+    test_dh_each();
+    test_generate_dh();
+    test_peer_reuse();
+    test_verify(3000);
+    test_verify_each_byte();
+    return check_finish("curve");
+}
