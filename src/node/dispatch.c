@@ -111,6 +111,10 @@ static int check_request(const struct parsed *p, const cJSON *body, const cJSON 
         return node_error(r, ERR_MALFORMED, "a string holds \\u0000, which cannot be carried "
                                             "losslessly; send binary data as base64 with "
                                             "\"encoding\": \"base64\"");
+    if (p->bad_u_escape)
+        return node_error(r, ERR_MALFORMED, "the \\u escape at byte %zu is not followed by "
+                                            "four hex digits (0-9, a-f, A-F), as JSON requires",
+                          p->bad_at);
     return 0;
 }
 

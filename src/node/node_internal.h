@@ -68,6 +68,8 @@ struct parsed {
     const struct bulk_slice *slices; /* its long strings, for bulk_string_len */
     size_t n_slices;
     bool utf8_ok, raw_nul, raw_control, trailing, escaped_nul;
+    bool bad_u_escape;    /* a \u without four hex digits, which cJSON reads as NUL */
+    size_t bad_at;        /* where the escape flagged above starts in the line */
     bool too_long;        /* longer than --max-line: only its start was kept */
     bool over_budget;     /* its tree would take more memory than allowed */
     bool out_of_memory;   /* the reader ran out of memory with it */

@@ -8,10 +8,19 @@
 
 #include "securitor/codec.h"
 
-/* True when the raw line holds a \u0000 escape (a backslash-u that is not
- * itself escaped). cJSON's C strings stop at NUL, so such a string would be
- * silently truncated: it is refused instead (PROTOCOL.md §1). */
-static bool has_escaped_nul(const char *line, size_t len)
+enum escape_check { ESCAPES_OK, ESCAPED_NUL, BAD_U_ESCAPE };
+
+static bool is_hex_digit(char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
+/* Looks at every \u escape of the raw line (a backslash-u that is not itself
+ * escaped) for the two that cJSON 1.7.15 would silently misread:
+ * \u0000 (its C strings stop at NUL) and a \u without four hex digits (it
+ * decodes one as U+0000 too). Either would truncate the string, so the line
+ * is refused instead (PROTOCOL.md §1); *at is where the escape starts. */
+static enum escape_check check_escapes(const char *line, size_t len, size_t *at)
 {
     const char *p = line, *end = line + len;
     /* memchr is much faster than memmem; backslashes are rare. */
@@ -20,10 +29,16 @@ static bool has_escaped_nul(const char *line, size_t len)
         while (p < end && *p == '\\')
             p++;
         /* An odd run of backslashes escapes what follows it. */
-        if ((p - run) % 2 == 1 && end - p >= 5 && !memcmp(p, "u0000", 5))
-            return true;
+        if ((p - run) % 2 == 0 || p == end || *p != 'u')
+            continue;
+        *at = (size_t)(p - 1 - line);
+        if (end - p < 5 || !is_hex_digit(p[1]) || !is_hex_digit(p[2]) ||
+            !is_hex_digit(p[3]) || !is_hex_digit(p[4]))
+            return BAD_U_ESCAPE;
+        if (!memcmp(p, "u0000", 5))
+            return ESCAPED_NUL;
     }
-    return false;
+    return ESCAPES_OK;
 }
 
 /* True when a byte below 0x20 stands inside a string token: JSON allows
@@ -95,9 +110,13 @@ void parse_line(struct reader_state *rs, char *line, size_t len, struct parsed *
     for (; p->root && end < text + text_len && !p->trailing; end++)
         if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
             p->trailing = true;
-    /* Only a string with a backslash can hold \u0000, and the long-string
+    /* Only a string with a backslash holds an escape, and the long-string
      * pass has already looked for backslashes. Parsing only replaced closing
      * quotes of strings without any, so the check below still holds. */
-    p->escaped_nul = p->root && (!b->n || b->escapes) && has_escaped_nul(line, len);
+    if (p->root && (!b->n || b->escapes)) {
+        enum escape_check e = check_escapes(line, len, &p->bad_at);
+        p->escaped_nul = e == ESCAPED_NUL;
+        p->bad_u_escape = e == BAD_U_ESCAPE;
+    }
     bulk_reset(b);
 }

@@ -14,11 +14,11 @@
  *   3. Every long string parse_line kept (p->slices) that the tree uses
  *      points into the line, all of them when nothing trails the value; and
  *      bulk_string_len gives every string of the tree its strlen.
- *   4. A line parse_line passes (a tree, nothing trailing, no \u0000, valid
- *      UTF-8, no raw NUL or control byte in a string) holds no \u escape
- *      without its four hex digits (RFC 8259 §7): cJSON 1.7.15 decodes one
- *      to U+0000 and its C string silently ends there. parse_line does not
- *      check this yet (see KNOWN_BAD_U_ESCAPE).
+ *   4. For lines without such text, `bad_u_escape` flags a \u escape
+ *      without its four hex digits (RFC 8259 §7), which cJSON 1.7.15 decodes
+ *      to U+0000, silently cutting its C string short: with escaped_nul, the
+ *      flags name the first bad escape and are raised exactly when the line
+ *      holds one (tests/fuzz/corpus/fuzz_bulk/regress-bad-u-escape).
  * Nothing is read or written outside the line (a heap block of exactly its
  * size); the trees use cJSON's default allocator (malloc), not the loop's
  * arena, so that AddressSanitizer sees each node and string on its own, and
@@ -38,15 +38,6 @@
 #include "node_internal.h"
 
 #define MAX_EXPANSIONS 16
-
-/* parse_line lets through a \u escape without four hex digits, which
- * cJSON turns into U+0000, silently cutting the string short (reported with
- * tests/fuzz/corpus/fuzz_bulk/regress-bad-u-escape). While that stands,
- * property 4 only counts such lines, printing the first; set this to 0 once
- * parse.c refuses them. */
-#ifndef KNOWN_BAD_U_ESCAPE
-#define KNOWN_BAD_U_ESCAPE 1
-#endif
 
 static struct reader_state rs; /* reused from line to line, as the reader does */
 static struct arena arena;     /* for what parse_line takes from arena_now */
@@ -136,7 +127,6 @@ static bool expand(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static unsigned long bad_u_lines;
     if (!expand(data, size))
         return 0;
     size_t len = line_buf.len;
@@ -160,23 +150,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool trailing = trailing_text(want_end, direct + len), nul, bad;
         FUZZ_CHECK(p.trailing == trailing); /* 2 */
         scan_u_escapes(direct, want_end, &nul, &bad);
-        if (!trailing)
-            FUZZ_CHECK(p.escaped_nul == nul);
+        if (!trailing) { /* 2, 4 */
+            FUZZ_CHECK(!(p.escaped_nul && p.bad_u_escape));
+            FUZZ_CHECK(p.escaped_nul ? nul : p.bad_u_escape ? bad : !nul && !bad);
+            if (p.escaped_nul || p.bad_u_escape)
+                FUZZ_CHECK(p.bad_at < len && direct[p.bad_at] == '\\' &&
+                           direct[p.bad_at + 1] == 'u');
+        }
 
         size_t used = in_line(p.root, line, line + len); /* 3 */
         FUZZ_CHECK(trailing ? used <= p.n_slices : used == p.n_slices);
         bulk_use(p.slices, p.n_slices);
         FUZZ_CHECK(lengths_known(p.root));
         bulk_use(NULL, 0);
-
-        /* 4 */
-        if (bad && !trailing && !p.escaped_nul && p.utf8_ok && !p.raw_nul && !p.raw_control) {
-            if (!KNOWN_BAD_U_ESCAPE)
-                FUZZ_CHECK(!"a \\u escape without four hex digits passed parse_line");
-            if (!bad_u_lines++)
-                fprintf(stderr, "fuzz_bulk: known bug: parse_line passes a \\u escape "
-                                "without four hex digits (cJSON reads U+0000)\n");
-        }
     }
     cJSON_Delete(want);
     cJSON_Delete(p.root);

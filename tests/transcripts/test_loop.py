@@ -173,6 +173,29 @@ def valid_json_cjson_refuses_still_gets_error_12():
 
 
 @test
+def u_escape_without_four_hex_digits_is_refused():
+    """cJSON 1.7.15 reads a \\u escape whose four characters are not all hex
+    digits as U+0000, and its C string ends there: "attack at dawn\\u00zz, not
+    dusk" would encrypt only "attack at dawn". Such a line gets error 12
+    naming the escape, in a short string and in a long one (the long-string
+    path), and the node goes on."""
+    long_text = "x" * 3000
+    cases = ['"attack at dawn\\u00zz, not dusk"', '"\\u12 a"', '"%s\\u0G00"' % long_text,
+             '"\\u\\"ab"', '"ok", "aad": "x\\uzzzz"']
+    lines = ['{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":%d,"plaintext":%s}}'
+             % (i + 1, c) for i, c in enumerate(cases)]
+    lines.append(msg({"type": "encrypt", "msg_id": 9, "plaintext": "attack at dawn\u00e9"}))
+    replies, err, code = run_lines(BIN, lines, env=KEY_ENV)
+    assert code == 0, err
+    got = [(r["body"].get("in_reply_to"), r["body"]["type"], r["body"].get("code"))
+           for r in replies]
+    assert got == [(i + 1, "error", 12) for i in range(len(cases))] + [
+        (9, "encrypted", None)], got
+    for r in replies[:-1]:
+        assert "\\u escape" in r["body"]["text"] and "four hex digits" in r["body"]["text"], r
+
+
+@test
 def integers_json_cannot_carry_are_refused():
     big = 9007199254740993  # 2^53 + 1: a double reads it as 2^53
     lines = ['{"src":"c","dest":"n1","body":{"type":"echo","msg_id":%d,"echo":1}}' % big,
