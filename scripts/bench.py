@@ -307,10 +307,13 @@ def main():
             bench_symmetric()
         if WHAT == "transit":
             bench_symmetric(transit_only=True)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         if WHAT in ("e2ee", "all"):
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
             import bench_e2ee
             bench_e2ee.run_all(BUILD)
+        if WHAT in ("state", "all"):
+            import bench_state
+            bench_state.run_all(BUILD)
     finally:
         subprocess.run(["rm", "-rf", TMP])
 

@@ -69,9 +69,9 @@ WORKLOADS = (("setups", "session setups", "setup"),
 
 
 class Driver:
-    def __init__(self, argv, stderr=subprocess.DEVNULL):
+    def __init__(self, argv, stderr=subprocess.DEVNULL, env=None):
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=stderr)
+                                  stderr=stderr, env=dict(os.environ, **env) if env else None)
         self.buf = b""
         self.mid = 0
         self.busy = 0.0  # seconds with a pipelined batch in flight

@@ -28,6 +28,10 @@ struct durable {
     long long reserved;        /* msg_ids up to here are durably reserved */
     const char *program;       /* for messages */
     state_row_fn load;         /* the program's rows */
+    /* May be NULL. Called after every row went through load (at open and
+     * at reload): 0, or -1 when the rows do not fit together (a damaged
+     * state; at open the file is then closed untouched, PROTOCOL.md §4). */
+    int (*loaded)(void *ctx);
     void *ctx;
     struct node *node;         /* set by durable_on_init, for the commit hook */
 };
@@ -48,7 +52,9 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
 int durable_commit(struct durable *d, struct node *n);
 /* After a failed commit: reads every row again through load. 0 or -1. */
 int durable_reload(struct durable *d);
-/* Checkpoints, closes and wipes the key. */
+/* Checkpoints, closes and wipes the key. With SECURITOR_STATE_STATS=1 in
+ * the environment it first writes one line to stderr, "<program>: state:
+ * C commits, R rows" (what this process wrote; for the benchmark). */
 void durable_close(struct durable *d);
 
 #endif

@@ -93,6 +93,10 @@ int state_commit(struct state *st);
 void state_discard(struct state *st);
 /* Checkpoints and truncates the WAL (a clean exit), and closes. NULL is fine. */
 void state_close(struct state *st);
+/* Closes without a checkpoint, so the files stay byte for byte as they
+ * were: for a state the program refuses after it opened (its rows do not
+ * fit together), PROTOCOL.md §4 "left as it was". NULL is fine. */
+void state_abandon(struct state *st);
 
 /* For tests and the benchmark: transactions and rows written so far. */
 void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows);

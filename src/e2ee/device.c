@@ -69,7 +69,7 @@ void put_device(struct app *app, const struct device *d)
     row_u8(&b, ROW_VERSION);
     row_u32(&b, d->device_id);
     row_u8(&b, (uint8_t)d->status);
-    row_u64(&b, d->counter);
+    row_u64(&b, d->reserved);
     row_u32(&b, d->dir_opks);
     put_row(app, "dev_dev", (const uint8_t *)d->user, strlen(d->user), &b);
 }
@@ -122,12 +122,55 @@ void put_message(struct app *app, const struct device *d, const struct message *
     put_row(app, "dev_msg", key, key_pair(key, d->user, seq, 8), &b);
 }
 
-void put_outgoing(struct app *app, const struct device *d, const struct outgoing *o)
+void del_outgoing(struct app *app, const struct device *d, struct outgoing *o)
+{
+    uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
+    if (o->stored)
+        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
+    o->stored = false;
+}
+
+void outgoing_done(struct app *app, const struct device *d, struct outgoing *o)
+{
+    struct devices *ds = app->devs;
+    if (!o->stored)
+        return;
+    if (ds->n_done == ds->cap_done) {
+        size_t cap = ds->cap_done ? 2 * ds->cap_done : 64;
+        struct done_row *p = realloc(ds->done, cap * sizeof(*p));
+        if (!p)
+            return del_outgoing(app, d, o); /* no room to wait: now */
+        ds->done = p;
+        ds->cap_done = cap;
+    }
+    struct done_row *x = &ds->done[ds->n_done];
+    if (!(x->user = strdup(d->user)))
+        return del_outgoing(app, d, o);
+    memcpy(x->message_id, o->message_id, sizeof(x->message_id));
+    ds->n_done++;
+    o->stored = false;
+}
+
+/* The rows of delivered messages, queued by outgoing_done. */
+static void delete_done_rows(struct app *app)
+{
+    struct devices *ds = app->devs;
+    uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
+    for (size_t i = 0; i < ds->n_done; i++) {
+        del_row(app, "dev_out", key,
+                key_pair(key, ds->done[i].user, ds->done[i].message_id, MESSAGE_ID_LEN));
+        free(ds->done[i].user);
+    }
+    ds->n_done = 0;
+}
+
+void put_outgoing(struct app *app, const struct device *d, struct outgoing *o)
 {
     struct buf b = {0};
     uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
     if (!app_state(app))
         return;
+    o->stored = true;
     row_u8(&b, ROW_VERSION);
     row_str(&b, o->to, strlen(o->to));
     row_u32(&b, (uint32_t)o->len);
@@ -710,8 +753,8 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
     struct chain c = {0};
     struct known *k;
     char text[200];
-    if (!d || !u || d->status != DEV_ACTIVE)
-        return change_fail(app, op, ERR_PRECONDITION, "the acting device is no longer active");
+    if (!d || !u || d->status == DEV_REVOKED)
+        return change_fail(app, op, ERR_PRECONDITION, "the acting device is revoked");
     chain_read(&c, st, body);
     if (c.status) {
         chain_free(&c);
@@ -727,12 +770,12 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
         return change_fail(app, op, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION, text);
     }
     const struct devlist *cur = &k->newest;
-    if (!devlist_find(cur, d->device_id)) {
+    if (device_note_own_list(app, d, u, k) != DEV_ACTIVE) {
         chain_free(&c);
-        d->status = DEV_REVOKED;
-        drop_sessions(u);
-        put_device(app, d);
-        return change_fail(app, op, ERR_PRECONDITION, "the acting device has been revoked");
+        return change_fail(app, op, ERR_PRECONDITION, d->status == DEV_PENDING
+                                                          ? "the acting device is pending: an "
+                                                            "active device must approve it first"
+                                                          : "the acting device is revoked");
     }
     struct devlist next = *cur;
     if (op->approve) {
@@ -799,7 +842,7 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
     struct reply *m = node_message(n, "dir_update_devices");
     reply_cstring(m, "user", op->user);
     reply_devlist(m, "list", &next);
-    if (!node_call(n, app->directory_id, DEVICE_CALL_MS, change_updated, op))
+    if (!node_call(n, app->directory_id, DEVICE_CHANGE_MS, change_updated, op))
         change_fail(app, op, ERR_CRASH, "out of memory");
 }
 
@@ -824,7 +867,8 @@ static int change_request(struct app *app, const struct request *req, struct rep
     if (approve && code_len != 12)
         return node_error(r, ERR_MALFORMED, "code: expected the 12 digits the new device "
                                             "showed");
-    if ((rc = acting_device(app, req, r, true, &d, &u)))
+    /* A pending device may have been approved a moment ago: its list says. */
+    if ((rc = acting_device(app, req, r, false, &d, &u)))
         return rc;
     struct change_op *op = calloc(1, sizeof(*op));
     if (!op || !(op->user = strdup(d->user))) {
@@ -1020,13 +1064,8 @@ static void read_checked(struct app *app, struct node *n, void *ctx, enum node_c
     struct chain c = {0};
     struct known *k;
     chain_read(&c, st, body);
-    if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK &&
-        !devlist_find(&k->newest, d->device_id) && known_device(k, d->device_id) &&
-        d->status != DEV_REVOKED) {
-        d->status = DEV_REVOKED;
-        drop_sessions(u);
-        put_device(app, d);
-    }
+    if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK)
+        device_note_own_list(app, d, u, k);
     chain_free(&c);
     if (!d)
         node_answer_error(n, op->client, ERR_CRASH, "the device was lost (a failed commit)");
@@ -1050,10 +1089,7 @@ int h_read(struct app *app, const struct request *req, struct reply *r)
     if ((rc = req_int(r, req->body, "after", true, 0, NODE_MAX_SAFE_INT, &after, NULL)) ||
         (rc = acting_device(app, req, r, false, &d, &u)))
         return rc;
-    if (d->status != DEV_ACTIVE) { /* pending: nothing to check yet */
-        reply_inbox(r, d, after);
-        return 0;
-    }
+
     struct read_op *op = calloc(1, sizeof(*op));
     if (!op || !(op->user = strdup(d->user))) {
         free(op);
@@ -1074,6 +1110,26 @@ int h_read(struct app *app, const struct request *req, struct reply *r)
  * Pending and revoked: the device's own list; prekey top-ups
  * ========================================================================== */
 
+enum dev_status device_note_own_list(struct app *app, struct device *d, struct user *u,
+                                     const struct known *own)
+{
+    const struct devlist_device *me = devlist_find(&own->newest, d->device_id);
+    bool listed = me && !memcmp(me->identity, u->id.x.pub, CURVE_KEY_LEN);
+    if (listed && d->status == DEV_PENDING) { /* approved: to work at once */
+        d->status = DEV_ACTIVE;
+        d->next_topup_ms = 0;
+        d->last_fetch_ms = 0;
+        put_device(app, d);
+        if (!app->devs->closing)
+            fetch_start(app, d);
+    } else if (!listed && known_device(own, d->device_id) && d->status != DEV_REVOKED) {
+        d->status = DEV_REVOKED; /* listed once, not now: its keys go */
+        drop_sessions(u);
+        put_device(app, d);
+    }
+    return d->status;
+}
+
 static void self_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
                       const cJSON *body)
 {
@@ -1086,17 +1142,7 @@ static void self_done(struct app *app, struct node *n, void *ctx, enum node_call
     free(user);
     chain_read(&c, st, body);
     if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK) {
-        const struct devlist_device *me = devlist_find(&k->newest, d->device_id);
-        bool mine = me && !memcmp(me->identity, u->id.x.pub, CURVE_KEY_LEN);
-        if (mine && d->status == DEV_PENDING) {
-            d->status = DEV_ACTIVE; /* approved */
-            d->next_topup_ms = 0;
-            put_device(app, d);
-        } else if (!mine && known_device(k, d->device_id) && d->status != DEV_REVOKED) {
-            d->status = DEV_REVOKED;
-            drop_sessions(u);
-            put_device(app, d);
-        }
+        device_note_own_list(app, d, u, k);
         d->check_self = false;
     }
     chain_free(&c);
@@ -1200,6 +1246,7 @@ static void tick(struct app *app, struct node *n, void *ctx)
     struct device *d;
     if (ds->closing)
         return;
+    delete_done_rows(app);
     while ((d = map_next(&ds->by_user, &pos)) != NULL) {
         if (d->status == DEV_ACTIVE) {
             if (!d->fetching && now - d->last_fetch_ms >= DEVICE_POLL_MS)
@@ -1223,10 +1270,9 @@ static void tick(struct app *app, struct node *n, void *ctx)
             if (d->status == DEV_ACTIVE) {
                 send_start(app, d, o, NULL);
             } else if (d->status == DEV_REVOKED) { /* it can send nothing now */
-                uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
                 node_log("e2ee-node: message %s of revoked device \"%s\" given up", ids[i],
                          d->user);
-                del_row(app, "dev_out", key, key_pair(key, d->user, ids[i], MESSAGE_ID_LEN));
+                del_outgoing(app, d, o);
                 map_remove_str(&d->outbox, ids[i]);
                 outgoing_free(o);
             }
@@ -1239,7 +1285,7 @@ int devices_start(struct app *app)
     if (devices_new(app))
         return -1;
     if (!app->devs->tick)
-        app->devs->tick = node_timer(app->node, 0, DEVICE_POLL_MS, tick, NULL, NULL);
+        app->devs->tick = node_timer(app->node, 0, DEVICE_TICK_MS, tick, NULL, NULL);
     return app->devs->tick ? 0 : -1;
 }
 
@@ -1283,6 +1329,9 @@ void devices_free(struct app *app)
     devices_forget(app);
     while ((op = map_next(&ds->ops, &pos)) != NULL)
         send_op_free(op);
+    for (size_t i = 0; i < ds->n_done; i++)
+        free(ds->done[i].user);
+    free(ds->done);
     map_free(&ds->ops);
     free(ds);
     app->devs = NULL;
@@ -1335,7 +1384,7 @@ int devices_load_row(struct app *app, const char *kind, const uint8_t *key, size
             return -1;
         d->device_id = row_get_u32(&rd);
         d->status = row_get_u8(&rd);
-        d->counter = row_get_u64(&rd);
+        d->counter = d->reserved = row_get_u64(&rd); /* past every counter used */
         d->dir_opks = row_get_u32(&rd);
         return row_done(&rd) && d->status <= DEV_REVOKED ? 0 : -1;
     }
@@ -1393,6 +1442,7 @@ int devices_load_row(struct app *app, const char *kind, const uint8_t *key, size
         memcpy(o->message_id, rest, MESSAGE_ID_LEN);
         memcpy(o->text, text, len);
         o->len = len;
+        o->stored = true;
         o->ready = row_get_bool(&rd);
         uint32_t n_envs = row_get_u32(&rd);
         if (rd.bad || n_envs > 2 * DEVLIST_MAX_DEVICES ||

@@ -46,8 +46,11 @@
 #define DEVICE_TEXT_MAX (256 * 1024) /* bytes of text in one message */
 #define DEVICE_INBOX_MAX 100000    /* messages kept per device */
 #define DEVICE_CHAIN_MAX 4096      /* versions of a device list read */
-#define DEVICE_CALL_MS 2000        /* deadline of one call to the backend */
+#define DEVICE_CALL_MS 500         /* deadline of one call to the backend (retried) */
+#define DEVICE_CHANGE_MS 2000      /* a list change: the directory may wait out the relay's lease */
 #define DEVICE_POLL_MS 1000        /* fetch at least this often */
+#define DEVICE_COUNTER_BLOCK 4096  /* signed-request counters reserved per state write */
+#define DEVICE_TICK_MS 250         /* a pending device asks about its approval this often */
 #define DEVICE_ANSWER_MS 5000      /* send answers within this (error 0 after) */
 #define DEVICE_TOPUP_MS 5000       /* how often the directory's prekey count is checked */
 #define DEVICE_TOPUP_BELOW 50      /* upload more when the directory holds fewer */

@@ -62,6 +62,7 @@ struct outgoing {
     struct sealed *envs; /* one per device it is for, once encrypted */
     size_t n_envs;
     bool ready;          /* envs are the set to deliver (false after a refusal) */
+    bool stored;         /* it has a row (written with its first envelopes) */
 };
 
 struct failure {
@@ -74,6 +75,7 @@ struct device {
     uint32_t device_id;     /* 0 until the directory gave one */
     enum dev_status status;
     uint64_t counter;       /* the last signed request's (never repeats) */
+    uint64_t reserved;      /* counters up to here are reserved in the state */
     uint32_t dir_opks;      /* one-time prekeys the directory holds, as last told */
     struct map known;       /* user -> struct known */
     struct message *inbox;  /* inbox[i].seq == i + 1 */
@@ -89,9 +91,19 @@ struct device {
 
 struct send_op;
 
+/* An outbox row whose message was delivered: deleted by the next tick, so
+ * that no commit waits for it (a crash first only sends it again, which the
+ * relay takes as the no-op it is). */
+struct done_row {
+    char *user;
+    char message_id[MESSAGE_ID_LEN + 1];
+};
+
 struct devices {
     struct map by_user; /* user -> struct device */
     struct map ops;     /* message_id -> struct send_op */
+    struct done_row *done;
+    size_t n_done, cap_done;
     uint64_t tick;
     bool closing;
 };
@@ -115,7 +127,10 @@ size_t key_pair(uint8_t *k, const char *user, const void *rest, size_t rest_len)
 void del_row(struct app *app, const char *kind, const uint8_t *k, size_t k_len);
 void put_device(struct app *app, const struct device *d);
 void put_message(struct app *app, const struct device *d, const struct message *m);
-void put_outgoing(struct app *app, const struct device *d, const struct outgoing *o);
+void put_outgoing(struct app *app, const struct device *d, struct outgoing *o);
+void del_outgoing(struct app *app, const struct device *d, struct outgoing *o);
+/* Queues the row of a delivered message for the next tick. */
+void outgoing_done(struct app *app, const struct device *d, struct outgoing *o);
 
 /* Devices (device.c) */
 void sealed_free(struct sealed *e, size_t n);
@@ -131,6 +146,11 @@ struct peer *pin_device(struct app *app, struct user *u, const char *of,
                                const struct devlist_device *x);
 const struct devlist_device *known_device(const struct known *k, uint32_t id);
 void drop_sessions(struct user *u);
+/* What the device's own verified list says of it: a pending device that is
+ * listed becomes active (and fetches); one listed before and not now is
+ * revoked. Returns the status after. */
+enum dev_status device_note_own_list(struct app *app, struct device *d, struct user *u,
+                                     const struct known *own);
 
 /* Device lists (device.c) */
 void chain_free(struct chain *c);

@@ -11,6 +11,7 @@
 #include "securitor/wipe.h"
 #include "conversation.h"
 #include "devlist.h"
+#include "relay.h"
 #include "fields.h"
 #include "rows.h"
 #include "signed.h"
@@ -468,6 +469,77 @@ int h_dir_get_devices(struct app *app, const struct request *req, struct reply *
     return 0;
 }
 
+/* A list change is answered only once the relay has dropped its copy of
+ * the user's list (relay_list_noted), or once any copy it took before the
+ * change is past its lease (RELAY_LEASE_MS): from the answer on, the relay
+ * checks deliveries and fetches against the new version (PROTOCOL.md §5.2,
+ * "Who is active for a send"). */
+struct announce {
+    struct node_deferred *to;
+    char *user;
+    uint32_t version;
+    uint64_t due_ms; /* when every copy from before the change has expired */
+};
+
+static void announce_answer(struct app *app, struct node *n, void *ctx)
+{
+    (void)app;
+    struct announce *a = ctx;
+    struct reply *m = node_message(n, "dir_devices_updated");
+    reply_cstring(m, "user", a->user);
+    reply_int(m, "version", a->version);
+    node_answer(n, a->to);
+    a->to = NULL;
+}
+
+static void announce_free(void *ctx)
+{
+    struct announce *a = ctx;
+    node_deferred_drop(a->to);
+    free(a->user);
+    free(a);
+}
+
+static void announce_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
+                          const cJSON *body)
+{
+    struct announce *a = ctx;
+    const cJSON *type = body ? req_field(body, "type") : NULL;
+    uint64_t now = node_now_ms();
+    bool noted = st == NODE_CALL_REPLY && cJSON_IsString(type) &&
+                 !strcmp(type->valuestring, "relay_list_noted");
+    if (noted || now >= a->due_ms || st == NODE_CALL_CLOSED) {
+        announce_answer(app, n, a);
+        announce_free(a);
+    } else if (!node_timer(n, a->due_ms - now, 0, announce_answer, a, announce_free)) {
+        announce_answer(app, n, a); /* out of memory: the lease is nearly over anyway */
+        announce_free(a);
+    }
+}
+
+/* Defers the reply to a stored change until the relay knows of it. */
+static int announce_change(struct app *app, const struct request *req, struct reply *r,
+                           const char *user, uint32_t version)
+{
+    struct announce *a = calloc(1, sizeof(*a));
+    if (!a || !(a->user = strdup(user))) {
+        free(a);
+        return node_error(r, ERR_CRASH, "out of memory");
+    }
+    a->version = version;
+    a->due_ms = node_now_ms() + RELAY_LEASE_MS + 1;
+    if (!(a->to = node_defer(req, r))) {
+        announce_free(a);
+        return ERR_CRASH;
+    }
+    struct reply *m = node_message(app->node, "dir_list_changed");
+    reply_cstring(m, "user", user);
+    reply_int(m, "version", version);
+    if (!node_call(app->node, app->relay_id, RELAY_LEASE_MS + 1, announce_done, a))
+        announce_done(app, app->node, a, NODE_CALL_TIMEOUT, NULL);
+    return 0;
+}
+
 int h_dir_update_devices(struct app *app, const struct request *req, struct reply *r)
 {
     const char *user;
@@ -480,12 +552,10 @@ int h_dir_update_devices(struct app *app, const struct request *req, struct repl
     if (!a)
         return node_error(r, ERR_KEY_DOES_NOT_EXIST, "user: no account \"%s\"", user);
     const struct devlist *cur = head(a);
-    if (l.version == cur->version && !memcmp(l.signature, cur->signature, CURVE_SIG_LEN)) {
-        reply_type(r, "dir_devices_updated"); /* the same update again: done already */
-        reply_cstring(r, "user", user);
-        reply_int(r, "version", l.version);
-        return 0;
-    }
+    if (!cur) /* an account is created with its first list; never without one */
+        return node_error(r, ERR_CRASH, "user: account \"%s\" has no device list", user);
+    if (l.version == cur->version && !memcmp(l.signature, cur->signature, CURVE_SIG_LEN))
+        return announce_change(app, req, r, user, l.version); /* the same again: done */
     enum devlist_result v = devlist_verify_next(user, cur, a->head_hash, &l);
     if (v != DEVLIST_OK)
         return node_error(r, ERR_PRECONDITION, "list: %s (it must extend version %u by one, "
@@ -521,10 +591,7 @@ int h_dir_update_devices(struct app *app, const struct request *req, struct repl
             put_device(app, a, d);
     }
     put_account(app, a);
-    reply_type(r, "dir_devices_updated");
-    reply_cstring(r, "user", user);
-    reply_int(r, "version", l.version);
-    return 0;
+    return announce_change(app, req, r, user, l.version);
 }
 
 int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *r)
@@ -552,10 +619,12 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     /* One bundle per active device, each taking its oldest one-time prekey
      * (or none: the last-resort path). The answer is built aside, kept,
      * and given. */
+    const struct devlist *cur = head(a);
+    if (!cur)
+        return node_error(r, ERR_CRASH, "user: account \"%s\" has no device list", user);
     struct reply tmp = {0};
     tmp.need_comma[0] = false;
     reply_begin_array(&tmp, "b");
-    const struct devlist *cur = head(a);
     uint32_t taken[DEVLIST_MAX_DEVICES];
     size_t n_taken = 0;
     for (size_t i = 0; i < cur->n; i++) {
@@ -594,6 +663,8 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     }
     for (size_t i = 0; i < n_taken; i++) { /* handed out: never again */
         struct dir_device *d = device_by_id(a, taken[i]);
+        if (!d || !d->n_opks)
+            continue; /* cannot happen: taken[] was filled from a's devices above */
         del_opk(app, a, d->id, d->opks[0].id);
         memmove(d->opks, d->opks + 1, (d->n_opks - 1) * sizeof(d->opks[0]));
         d->n_opks--;

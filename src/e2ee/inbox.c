@@ -53,8 +53,10 @@ static void fetch_end(struct app *app, struct device *d, bool more)
         fetch_start(app, d);
 }
 
-/* Signs a request for the relay or the directory with the next counter;
- * the counter is in this commit, before the request leaves. */
+/* Signs a request for the relay or the directory with the next counter.
+ * Counters are reserved in the state a block at a time (the reservation is
+ * in the commit before the request leaves), so that none repeats after a
+ * restart and most requests wait for no commit. */
 int sign_next(struct app *app, struct device *d, struct user *u, const char *type,
               const uint64_t *ids, size_t n_ids, const uint8_t *digest,
               uint8_t sig[static CURVE_SIG_LEN])
@@ -62,7 +64,10 @@ int sign_next(struct app *app, struct device *d, struct user *u, const char *typ
     struct signed_request sr = {.type = type, .user = d->user, .device_id = d->device_id,
                                 .counter = ++d->counter, .ids = ids, .n_ids = n_ids,
                                 .digest = digest};
-    put_device(app, d);
+    if (d->counter > d->reserved) {
+        d->reserved = d->counter + DEVICE_COUNTER_BLOCK;
+        put_device(app, d);
+    }
     return signed_request_sign(sig, &u->id, &sr);
 }
 
@@ -314,8 +319,7 @@ static void fetch_done(struct app *app, struct node *n, void *ctx, enum node_cal
         const cJSON *code = body ? req_field(body, "code") : NULL;
         if (cJSON_IsNumber(code) && code->valuedouble == ERR_PRECONDITION)
             d->check_self = true; /* revoked? the directory will say */
-        d->fetching = false;
-        return;
+        return fetch_end(app, d, false);
     }
     size_t n_items = (size_t)cJSON_GetArraySize(items);
     if (!(f = calloc(1, sizeof(*f))) || !(f->user = strdup(d->user)) ||

@@ -468,7 +468,8 @@ static int on_init(struct app *app, struct node *n, const char *node_id, const c
     }
     persist_loader_free(l.store);
     app->durable.ctx = NULL;
-    if (!rc && app->role == ROLE_DEVICES && devices_start(app))
+    if (!rc && ((app->role == ROLE_DEVICES && devices_start(app)) ||
+                (app->role == ROLE_RELAY && relay_start(app))))
         return node_error(r, ERR_CRASH, "out of memory");
     return rc;
 }
@@ -489,6 +490,7 @@ static void on_close(struct app *app, struct node *n)
 {
     (void)n;
     devices_close(app);
+    relay_close(app);
 }
 
 /* ============================================================================
@@ -537,6 +539,7 @@ ROLE_HANDLER(h_dir_upload_prekeys, "dir_upload_prekeys", DIRECTORY)
 ROLE_HANDLER(h_relay_deliver, "relay_deliver", RELAY)
 ROLE_HANDLER(h_relay_fetch, "relay_fetch", RELAY)
 ROLE_HANDLER(h_relay_ack, "relay_ack", RELAY)
+ROLE_HANDLER(h_dir_list_changed, "dir_list_changed", RELAY)
 
 /* fingerprint: §3's standalone, or per device (§5). */
 static int h_fingerprint_any(struct app *app, const struct request *req, struct reply *r)
@@ -571,6 +574,7 @@ static const struct node_handler HANDLERS[] = {
     {.type = "relay_deliver", .fn = h_relay_deliver_in_role, .public_request = true},
     {.type = "relay_fetch", .fn = h_relay_fetch_in_role, .public_request = true},
     {.type = "relay_ack", .fn = h_relay_ack_in_role, .public_request = true},
+    {.type = "dir_list_changed", .fn = h_dir_list_changed_in_role, .public_request = true},
 };
 
 static const struct node_program PROGRAM = {

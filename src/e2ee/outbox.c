@@ -94,9 +94,13 @@ static void send_finish(struct app *app, struct send_op *op, int code, const cha
     struct device *d = device_find(app, op->user);
     struct outgoing *o = d ? map_get_str(&d->outbox, op->message_id) : NULL;
     if (o) {
-        uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
         op->n_envs = o->n_envs;
-        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
+        /* Delivered: the row may go later. Not delivered: it must go in this
+         * commit, or a restart would deliver what was refused. */
+        if (code < 0)
+            outgoing_done(app, d, o);
+        else
+            del_outgoing(app, d, o);
         map_remove_str(&d->outbox, op->message_id);
         outgoing_free(o);
     }
@@ -393,15 +397,12 @@ static void send_lists_done(struct app *app, struct node *n, void *ctx, enum nod
         k[1] = k[0];
     chain_free(&op->chains[0]);
     chain_free(&op->chains[1]);
-    if (!devlist_find(&k[1]->newest, d->device_id)) {
-        if (d->status == DEV_ACTIVE) {
-            d->status = DEV_REVOKED;
-            drop_sessions(u);
-            put_device(app, d);
-        }
-        return send_finish(app, op, ERR_PRECONDITION, "the sending device is not in its user's "
+    if (device_note_own_list(app, d, u, k[1]) != DEV_ACTIVE)
+        return send_finish(app, op, ERR_PRECONDITION,
+                           d->status == DEV_PENDING ? "the sending device is pending: an active "
+                                                      "device of the user must approve it first"
+                                                    : "the sending device is not in its user's "
                                                       "device list (revoked)");
-    }
     op->n_targets = 0;
     for (int side = 0; side < 2 - self; side++)
         for (size_t i = 0; i < k[side]->newest.n; i++) {
@@ -539,7 +540,8 @@ int h_send(struct app *app, const struct request *req, struct reply *r)
         return rc;
     if (len > DEVICE_TEXT_MAX)
         return node_error(r, ERR_MALFORMED, "text: at most %d bytes", DEVICE_TEXT_MAX);
-    if ((rc = acting_device(app, req, r, true, &d, &u)))
+    /* A pending device may have been approved a moment ago: the lists say. */
+    if ((rc = acting_device(app, req, r, false, &d, &u)))
         return rc;
     size_t pos = 0, waiting = 0;
     while (map_next(&d->outbox, &pos))
@@ -561,14 +563,14 @@ int h_send(struct app *app, const struct request *req, struct reply *r)
         outgoing_free(o);
         return node_error(r, ERR_CRASH, "out of memory");
     }
-    put_outgoing(app, d, o);
+    /* No row yet: it is written with the sealed envelopes, in the commit that
+     * lets the delivery out (a crash before loses a message nobody was told
+     * of). The lookups that go out first then wait for no commit. */
     struct node_deferred *client = node_defer(req, r);
     char *id = strdup(o->message_id);
     struct send_op *op = client ? send_start(app, d, o, client) : NULL;
     if (!op) {
         map_remove_str(&d->outbox, o->message_id);
-        uint8_t key[DEVICE_USER_MAX + MESSAGE_ID_LEN + 1];
-        del_row(app, "dev_out", key, key_pair(key, d->user, o->message_id, MESSAGE_ID_LEN));
         outgoing_free(o);
         free(id);
         if (client)

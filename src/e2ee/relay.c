@@ -44,6 +44,8 @@ struct mailbox {
     size_t n, cap;
     uint64_t counter; /* the last signed request accepted */
     char *node;       /* where it last fetched from: notifications go there */
+    bool notified;    /* told of mail since its last fetch: once is enough */
+    bool dirty;       /* counter or node changed since its row was written */
 };
 
 struct relay {
@@ -53,6 +55,26 @@ struct relay {
     struct map seen_index; /* message_id -> 1 + slot */
     struct map inflight;   /* message_id -> struct delivery being checked */
     uint64_t next_id;
+    /* Written by the tick, not before the answer (see relay_flush). */
+    uint64_t *gone;        /* acknowledged envelopes whose rows remain */
+    size_t n_gone, cap_gone;
+    bool any_dirty;
+    uint64_t tick;
+    bool closing;
+    struct map lists;      /* user -> struct cached: the directory's answers, leased */
+};
+
+/* A device list as the directory gave it, trusted until RELAY_LEASE_MS after
+ * it was asked for. The directory tells the relay of every change
+ * (dir_list_changed) and answers the change only once the relay has dropped
+ * its copy, or once the lease of any copy taken before the change has run
+ * out; so a copy the relay uses is never older than a change the directory
+ * has answered. */
+struct cached {
+    char *user;
+    struct devlist list;
+    uint64_t asked_ms;
+    uint64_t gen; /* the user's generation when it was asked for */
 };
 
 /* ============================================================================
@@ -161,6 +183,71 @@ static void box_free(struct mailbox *m)
     free(m);
 }
 
+/* Queues an acknowledged envelope's row for the tick. 0 or -1. */
+static int gone_add(struct relay *rl, uint64_t id)
+{
+    if (rl->n_gone == rl->cap_gone) {
+        size_t cap = rl->cap_gone ? 2 * rl->cap_gone : 256;
+        uint64_t *p = realloc(rl->gone, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        rl->gone = p;
+        rl->cap_gone = cap;
+    }
+    rl->gone[rl->n_gone++] = id;
+    return 0;
+}
+
+/* Writes what fetches and acknowledgments changed: mailbox counters and
+ * where notifications go, and the deletion of acknowledged envelopes. They
+ * wait for the tick (every RELAY_FLUSH_MS) rather than hold up the answer,
+ * so that only deliveries wait for a commit. A crash before loses little:
+ * acknowledged envelopes come back and the device drops them as
+ * duplicates; a counter falls back to the one last written, so a request
+ * replayed from that window would be taken (it returns ciphertext to the
+ * network that carried it once already, or deletes what is deleted). */
+static void relay_flush(struct app *app)
+{
+    struct relay *rl = app->relay;
+    for (size_t i = 0; i < rl->n_gone; i++)
+        del_envelope(app, rl->gone[i]);
+    rl->n_gone = 0;
+    if (rl->any_dirty) {
+        size_t pos = 0;
+        struct mailbox *m;
+        while ((m = map_next(&rl->boxes, &pos)) != NULL)
+            if (m->dirty) {
+                put_box(app, m);
+                m->dirty = false;
+            }
+        rl->any_dirty = false;
+    }
+}
+
+static void relay_tick(struct app *app, struct node *n, void *ctx)
+{
+    (void)n;
+    (void)ctx;
+    if (app->relay)
+        relay_flush(app);
+}
+
+int relay_start(struct app *app)
+{
+    if (relay_new(app))
+        return -1;
+    if (!app->relay->tick)
+        app->relay->tick = node_timer(app->node, RELAY_FLUSH_MS, RELAY_FLUSH_MS, relay_tick,
+                                      NULL, NULL);
+    return app->relay->tick ? 0 : -1;
+}
+
+void relay_close(struct app *app)
+{
+    if (app->relay)
+        relay_flush(app); /* a clean exit keeps everything */
+}
+
 static struct mailbox *box_find(struct relay *rl, const char *user, uint32_t id)
 {
     uint8_t k[DEVLIST_USER_MAX + 5];
@@ -233,6 +320,14 @@ void relay_free(struct app *app)
         free(rl->seen[i]);
     map_free(&rl->seen_index);
     map_free(&rl->inflight); /* deliveries own themselves; see finish_delivery */
+    free(rl->gone);
+    pos = 0;
+    struct cached *cl;
+    while ((cl = map_next(&rl->lists, &pos)) != NULL) {
+        free(cl->user);
+        free(cl);
+    }
+    map_free(&rl->lists);
     free(rl);
     app->relay = NULL;
 }
@@ -294,6 +389,69 @@ static int ask_directory(struct app *app, const char *user, node_call_fn fn, voi
     return node_call(app->node, app->directory_id, RELAY_CALL_MS, fn, ctx) ? 0 : -1;
 }
 
+/* The user's cache entry, made empty (gen 0, asked never) when absent. */
+static struct cached *cache_slot(struct relay *rl, const char *user)
+{
+    struct cached *cl = map_get_str(&rl->lists, user);
+    if (cl)
+        return cl;
+    if (!(cl = calloc(1, sizeof(*cl))) || !(cl->user = strdup(user)) ||
+        map_put_str(&rl->lists, cl->user, cl)) {
+        if (cl)
+            free(cl->user);
+        free(cl);
+        return NULL;
+    }
+    return cl;
+}
+
+/* The cached list of user while its lease runs, else NULL. */
+static const struct devlist *cache_get(struct relay *rl, const char *user)
+{
+    const struct cached *cl = map_get_str(&rl->lists, user);
+    if (!cl || !cl->asked_ms || node_now_ms() >= cl->asked_ms + RELAY_LEASE_MS)
+        return NULL;
+    return &cl->list;
+}
+
+/* The generation of user now: a lookup remembers it, and its answer is kept
+ * only when no change was announced meanwhile. */
+static uint64_t cache_gen(struct relay *rl, const char *user)
+{
+    const struct cached *cl = map_get_str(&rl->lists, user);
+    return cl ? cl->gen : 0;
+}
+
+static void cache_put(struct relay *rl, const char *user, const struct devlist *l,
+                      uint64_t asked_ms, uint64_t gen)
+{
+    struct cached *cl = cache_slot(rl, user);
+    if (!cl || cl->gen != gen || asked_ms < cl->asked_ms)
+        return; /* a change came since it was asked for, or a newer answer is here */
+    cl->list = *l;
+    cl->asked_ms = asked_ms;
+}
+
+int h_dir_list_changed(struct app *app, const struct request *req, struct reply *r)
+{
+    const char *user;
+    size_t len;
+    int rc = req_string(r, req->body, "user", false, &user, &len);
+    if (rc)
+        return rc;
+    if (!req->src || strcmp(req->src, app->directory_id))
+        return node_error(r, ERR_PRECONDITION, "dir_list_changed: only the directory says so");
+    struct cached *cl = len && len <= DEVLIST_USER_MAX ? cache_slot(app->relay, user) : NULL;
+    if (!cl)
+        return node_error(r, ERR_MALFORMED, "user: expected a name of 1 to %d bytes",
+                          DEVLIST_USER_MAX);
+    cl->gen++;
+    cl->asked_ms = 0; /* dropped */
+    reply_type(r, "relay_list_noted");
+    reply_cstring(r, "user", user);
+    return 0;
+}
+
 /* ============================================================================
  * relay_deliver
  * ========================================================================== */
@@ -309,6 +467,7 @@ struct lookup {
     char *user;
     int status; /* 0 known, 1 unknown, -1 no answer */
     struct devlist list;
+    uint64_t asked_ms, gen; /* for the cache */
 };
 
 struct delivery {
@@ -506,8 +665,9 @@ static void finish_delivery(struct app *app, struct delivery *d)
         /* Tell each device's node (once per node). */
         for (size_t e = 0; e < d->n_envs; e++) {
             struct mailbox *m = box_find(rl, d->envs[e].user, d->envs[e].device_id);
-            if (!m || !m->node)
+            if (!m || !m->node || m->notified)
                 continue;
+            m->notified = true;
             struct reply *msg = node_message(app->node, "relay_notify");
             reply_cstring(msg, "user", m->user);
             reply_int(msg, "device_id", m->device_id);
@@ -527,6 +687,8 @@ static void delivery_lookup_done(struct app *app, struct node *n, void *ctx,
     struct lookup *l = &d->users[c->index];
     free(c);
     l->status = st == NODE_CALL_REPLY ? newest_list(body, &l->list) : -1;
+    if (l->status == 0)
+        cache_put(app->relay, l->user, &l->list, l->asked_ms, l->gen);
     if (--d->outstanding == 0)
         finish_delivery(app, d);
 }
@@ -629,19 +791,30 @@ int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
         return rc ? rc : node_error(r, ERR_CRASH, "out of memory");
     }
     d->n_waiting = 1;
-    /* One lookup per user named; the answer comes when all are back. */
-    d->outstanding = d->n_users;
+    /* One lookup per user named that the cache does not hold; the answer
+     * comes when all are back (at once when none had to be asked for). */
+    d->outstanding = d->n_users + 1;
     for (size_t i = 0; i < d->n_users; i++) {
+        const struct devlist *cl = cache_get(rl, d->users[i].user);
+        if (cl) {
+            d->users[i].status = 0;
+            d->users[i].list = *cl;
+            d->outstanding--;
+            continue;
+        }
+        d->users[i].asked_ms = node_now_ms();
+        d->users[i].gen = cache_gen(rl, d->users[i].user);
         struct lookup_ctx *c = malloc(sizeof(*c));
         if (c)
             *c = (struct lookup_ctx){d, i};
         if (!c || ask_directory(app, d->users[i].user, delivery_lookup_done, c)) {
             free(c);
             d->users[i].status = -1;
-            if (--d->outstanding == 0)
-                finish_delivery(app, d);
+            d->outstanding--; /* the guard keeps it above 0 */
         }
     }
+    if (--d->outstanding == 0) /* the loop's guard */
+        finish_delivery(app, d);
     return 0;
 }
 
@@ -652,6 +825,7 @@ int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
 struct signed_call {
     struct node_deferred *to;
     bool ack;
+    uint64_t asked_ms, gen; /* for the cache */
     char user[DEVLIST_USER_MAX + 1];
     uint32_t device_id;
     uint64_t counter;
@@ -686,13 +860,15 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
     node_answer(app->node, to);
 }
 
-static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
-                               enum node_call_status st, const cJSON *body)
+/* Decides a signed request once the user's list is known (known: 0 listed,
+ * 1 no such account, -1 no answer). */
+static void signed_decide(struct app *app, struct node *n, struct signed_call *c, int known,
+                          const struct devlist *l)
 {
-    struct signed_call *c = ctx;
     struct relay *rl = app->relay;
     struct devlist list;
-    int known = st == NODE_CALL_REPLY ? newest_list(body, &list) : -1;
+    if (known == 0)
+        list = *l;
     const struct devlist_device *dev = known == 0 ? devlist_find(&list, c->device_id) : NULL;
     struct mailbox *m = box_find(rl, c->user, c->device_id);
     if (known < 0) {
@@ -732,7 +908,9 @@ static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
         return;
     }
     m->counter = c->counter;
+    m->dirty = rl->any_dirty = true; /* written by the tick: see relay_flush */
     if (!c->ack) { /* notifications go where it fetches from */
+        m->notified = false;
         const char *src = node_deferred_dest(c->to);
         if (!m->node || strcmp(m->node, src)) {
             char *copy = strdup(src);
@@ -742,7 +920,6 @@ static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
             }
         }
     }
-    put_box(app, m);
     if (c->ack) {
         size_t j = 0;
         for (size_t i = 0; i < m->n; i++) {
@@ -750,7 +927,8 @@ static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
             for (size_t k = 0; k < c->n_ids && !acked; k++)
                 acked = c->ids[k] == m->items[i]->id;
             if (acked) {
-                del_envelope(app, m->items[i]->id);
+                if (gone_add(rl, m->items[i]->id))
+                    del_envelope(app, m->items[i]->id); /* no room to wait: now */
                 envelope_free(m->items[i]);
             } else {
                 m->items[j++] = m->items[i];
@@ -764,6 +942,17 @@ static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
     }
     c->to = NULL;
     signed_call_free(c);
+}
+
+static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
+                               enum node_call_status st, const cJSON *body)
+{
+    struct signed_call *c = ctx;
+    struct devlist list;
+    int known = st == NODE_CALL_REPLY ? newest_list(body, &list) : -1;
+    if (known == 0)
+        cache_put(app->relay, c->user, &list, c->asked_ms, c->gen);
+    signed_decide(app, n, c, known, &list);
 }
 
 static int signed_request(struct app *app, const struct request *req, struct reply *r, bool ack)
@@ -811,6 +1000,13 @@ static int signed_request(struct app *app, const struct request *req, struct rep
         rc = ERR_CRASH;
         goto fail;
     }
+    const struct devlist *cl = cache_get(app->relay, c->user);
+    if (cl) {
+        signed_decide(app, app->node, c, 0, cl);
+        return 0;
+    }
+    c->asked_ms = node_now_ms();
+    c->gen = cache_gen(app->relay, c->user);
     if (ask_directory(app, c->user, signed_lookup_done, c)) {
         node_answer_error(app->node, c->to, ERR_CRASH, "could not ask the directory");
         c->to = NULL;

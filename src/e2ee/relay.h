@@ -23,10 +23,16 @@
 #define RELAY_MAILBOX_MAX 10000   /* envelopes held per device */
 #define RELAY_FETCH_MAX 256       /* envelopes in one relay_envelopes */
 #define RELAY_SEEN_MAX 100000     /* message_ids remembered as delivered */
-#define RELAY_CALL_MS 2000        /* a directory lookup's deadline */
+#define RELAY_CALL_MS 500         /* a directory lookup's deadline */
+#define RELAY_FLUSH_MS 200        /* fetch and ack bookkeeping is written this often */
+#define RELAY_LEASE_MS 1000       /* how long a device list from the directory is trusted */
 
 int relay_new(struct app *app);
 void relay_free(struct app *app);
+/* Starts the tick that writes fetch and ack bookkeeping (after init). */
+int relay_start(struct app *app);
+/* End of input: writes what the tick had not. */
+void relay_close(struct app *app);
 int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t key_len,
                    const uint8_t *value, size_t value_len);
 int relay_loaded(struct app *app);
@@ -34,5 +40,7 @@ int relay_loaded(struct app *app);
 int h_relay_deliver(struct app *app, const struct request *req, struct reply *r);
 int h_relay_fetch(struct app *app, const struct request *req, struct reply *r);
 int h_relay_ack(struct app *app, const struct request *req, struct reply *r);
+/* From the directory: a user's list changed; the relay's copy goes. */
+int h_dir_list_changed(struct app *app, const struct request *req, struct reply *r);
 
 #endif

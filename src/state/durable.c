@@ -75,6 +75,13 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
         node_log("%s: cannot use the state: %s", d->program, why);
         return NODE_FATAL;
     }
+    if (d->loaded && d->loaded(d->ctx)) {
+        node_log("%s: cannot use the state: %s/%s.db: its rows do not fit together (damaged)",
+                 d->program, d->dir, node_id);
+        state_abandon(d->st); /* no checkpoint: the file stays as it was */
+        d->st = NULL;
+        return NODE_FATAL;
+    }
     if (!(d->node_id = strdup(node_id))) {
         node_log("%s: out of memory", d->program);
         return NODE_FATAL;
@@ -112,11 +119,22 @@ int durable_reload(struct durable *d)
         node_log("%s: cannot read the state back: %s", d->program, why);
         return -1;
     }
+    if (d->loaded && d->loaded(d->ctx)) {
+        node_log("%s: cannot read the state back: its rows do not fit together", d->program);
+        return -1;
+    }
     return 0;
 }
 
 void durable_close(struct durable *d)
 {
+    const char *stats = getenv("SECURITOR_STATE_STATS");
+    if (d->st && stats && !strcmp(stats, "1")) {
+        uint64_t commits, rows;
+        state_counters(d->st, &commits, &rows);
+        node_log("%s: state: %llu commits, %llu rows", d->program, (unsigned long long)commits,
+                 (unsigned long long)rows);
+    }
     state_close(d->st);
     d->st = NULL;
     free(d->node_id);

@@ -41,6 +41,7 @@ struct state {
     size_t n_ops, cap_ops;
     struct map op_index;  /* id -> its struct pending */
     bool failed;         /* a put could not be buffered: the next commit fails */
+    bool wal_existed;    /* DIR/<id>.db-wal was there before we opened it */
     uint64_t commits, rows;
 };
 
@@ -542,7 +543,7 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
     if (!(wal = malloc(wlen)))
         goto fail;
     snprintf(wal, wlen, "%s-wal", st->path);
-    wal_existed = access(wal, F_OK) == 0;
+    st->wal_existed = wal_existed = access(wal, F_OK) == 0;
     if (sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE, NULL)) {
         say(why, why_len, "cannot open %s: %s", st->path, st->db ? sqlite3_errmsg(st->db) : "");
         goto fail;
@@ -724,6 +725,26 @@ void state_close(struct state *st)
     /* A clean exit leaves everything in the main file and an empty WAL. */
     exec(st->db, "PRAGMA wal_checkpoint(TRUNCATE)");
     free_state(st);
+}
+
+void state_abandon(struct state *st)
+{
+    struct stat sb;
+    char *wal;
+    if (!st)
+        return;
+    state_discard(st);
+    sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    /* The empty WAL that SQLite made when it opened the file goes too, as
+     * state_open's own refusals do. */
+    size_t wlen = strlen(st->path) + 5;
+    bool made_wal = !st->wal_existed;
+    if ((wal = malloc(wlen)))
+        snprintf(wal, wlen, "%s-wal", st->path);
+    free_state(st);
+    if (wal && made_wal && stat(wal, &sb) == 0 && sb.st_size == 0)
+        unlink(wal);
+    free(wal);
 }
 
 void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows)

@@ -11,6 +11,12 @@
  *
  * Every handler checks all its fields before it changes anything, so a
  * request that fails leaves the keyring as it was (PROTOCOL.md §2).
+ *
+ * With --state-dir (PROTOCOL.md §4) the keyring lives in a state sealed
+ * under the given key (ringstate.h): opened at init, where the state's
+ * versions replace the ring made from the key (on a new state the key is
+ * version 1, as without a state); what changed is written before any reply
+ * leaves (the commit hook), and a failed commit reads the ring back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +24,7 @@
 
 #include "securitor/aead.h"
 #include "securitor/codec.h"
+#include "securitor/durable.h"
 #include "securitor/keysource.h"
 #include "securitor/node.h"
 #include "securitor/rand.h"
@@ -25,6 +32,7 @@
 
 #include "blindindex.h"
 #include "keyring.h"
+#include "ringstate.h"
 
 /* The exact text PROTOCOL.md §2 fixes for every failure to authenticate. */
 #define AUTH_FAILED_TEXT "Authentication failed - data has been tampered with"
@@ -35,6 +43,8 @@ struct app {
     struct buf in;  /* a plaintext decoded from base64 */
     struct buf out; /* output bytes (ciphertext or plaintext) */
     struct buf aad; /* decoded base64 AAD */
+    struct durable durable;  /* the state, when --state-dir is given */
+    struct ring_saved saved; /* the ring as the state holds it */
 };
 
 /* Room for n bytes in a scratch buffer (contents are not kept). */
@@ -386,6 +396,100 @@ static int h_trim_keys(struct app *app, const struct request *req, struct reply 
     return reply_keys(&app->keys, r);
 }
 
+/* ============================================================================
+ * The state (PROTOCOL.md §4)
+ * ========================================================================== */
+
+/* A ring whose only version, 1, is `key`: a node without a state, or a new
+ * state. 0 or -1 (out of memory or OpenSSL; kr is then empty). */
+static int ring_from_key(struct keyring *kr, const uint8_t key[static AEAD_KEY_LEN])
+{
+    long long id;
+    if (keyring_init(kr, 1) == KEYRING_OK && keyring_add(kr, key, &id) == KEYRING_OK)
+        return 0;
+    keyring_free(kr);
+    return -1;
+}
+
+static int rows_fit(void *ctx) { return ringstate_check(ctx); }
+
+/* Puts the ring the loader read in place of app->keys: the state's ring,
+ * or for a state that holds none yet, the given key as version 1, not yet
+ * written. 0 or -1 (out of memory or OpenSSL; app->keys is then as it was). */
+static int take_ring(struct app *app, const struct ring_loader *l)
+{
+    struct keyring fresh;
+    struct ring_saved saved = {0};
+    if (ringstate_empty(l) ? ring_from_key(&fresh, app->durable.key)
+                           : ringstate_build(l, &fresh, &saved))
+        return -1;
+    keyring_free(&app->keys);
+    app->keys = fresh; /* the version table moves by pointer: no key is copied */
+    app->saved = saved;
+    return 0;
+}
+
+static int on_init(struct app *app, struct node *n, const char *node_id, const cJSON *node_ids,
+                   struct reply *r)
+{
+    (void)node_ids;
+    bool opening = app->durable.dir && !app->durable.st;
+    struct ring_loader *l = opening ? ringstate_loader_new() : NULL;
+    if (opening && !l)
+        return node_error(r, ERR_CRASH, "out of memory");
+    app->durable.load = ringstate_load_row;
+    app->durable.loaded = rows_fit;
+    app->durable.ctx = l;
+    int rc = durable_on_init(&app->durable, n, node_id, r);
+    if (opening && !rc && take_ring(app, l)) {
+        node_log("symmetric-node: cannot set up the keyring of the state (out of memory or "
+                 "OpenSSL)");
+        rc = NODE_FATAL;
+    }
+    ringstate_loader_free(l);
+    app->durable.ctx = NULL;
+    return rc;
+}
+
+/* Before any reply leaves: the ring's changes since the last commit, then
+ * the transaction. Encrypt, decrypt and every other request that changes
+ * no version leave nothing to write (PROTOCOL.md §4 output commit). */
+static int commit(struct app *app)
+{
+    struct durable *d = &app->durable;
+    if (!d->st)
+        return 0;
+    bool changed = ringstate_changed(&app->keys, &app->saved);
+    if (changed && ringstate_write(&app->keys, &app->saved, d->st)) {
+        state_discard(d->st);
+        return -1;
+    }
+    if (durable_commit(d, d->node))
+        return -1;
+    if (changed)
+        app->saved = ringstate_saved(&app->keys);
+    return 0;
+}
+
+/* After a failed commit: the ring as the state last held it. */
+static int rollback(struct app *app)
+{
+    struct ring_loader *l = ringstate_loader_new();
+    int rc = -1;
+    if (!l)
+        goto out;
+    app->durable.load = ringstate_load_row;
+    app->durable.loaded = rows_fit;
+    app->durable.ctx = l;
+    if (durable_reload(&app->durable) || take_ring(app, l))
+        goto out;
+    rc = 0;
+out:
+    ringstate_loader_free(l);
+    app->durable.ctx = NULL;
+    return rc;
+}
+
 static const struct node_handler HANDLERS[] = {
     {.type = "encrypt", .fn = h_encrypt},
     {.type = "decrypt", .fn = h_decrypt, .public_request = true},
@@ -403,23 +507,34 @@ static const struct node_program PROGRAM = {
     .name = "symmetric-node",
     .summary = "AES-256-GCM encryption as a service: encrypt, decrypt, rotate_key, rewrap,\n"
                "datakey, keys, set_min_decryption_version, trim_keys, blind_index.",
-    .extra_usage = " [--key-file PATH]",
+    .extra_usage = " [--key-file PATH] [--state-dir DIR]",
     .extra_help =
         "\nThe key (32 bytes) comes from one of (both is an error):\n"
         "  --key-file PATH    a file holding 64 hex characters or 32 raw bytes (a\n"
         "                     32-byte file of hex digits is refused: a 128-bit key?)\n"
         "  SECURITOR_KEY      an environment variable holding 64 hex characters\n"
         "  neither            a random key (ciphertexts then die with the process)\n"
-        "Keys are never accepted in argv and never written to stdout or stderr.\n",
+        "Keys are never accepted in argv and never written to stdout or stderr.\n"
+        "  --state-dir DIR    keep the keyring in DIR/<node id>.db (also\n"
+        "                     SECURITOR_STATE_DIR), sealed under the key, which is then\n"
+        "                     required; rotations and trims survive restarts. A new state\n"
+        "                     starts with the key as version 1; an existing one keeps its\n"
+        "                     own versions (the key must be the one that made it).\n",
     .handlers = HANDLERS,
     .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
+    .on_init = on_init,
+    .commit = commit,
+    .rollback = rollback,
 };
 
 int main(int argc, char **argv)
 {
     int status;
+    struct app app = {0};
     if (node_main_options(&PROGRAM, &argc, argv, &status))
         return status;
+    if (durable_options(&app.durable, PROGRAM.name, &argc, argv))
+        return 2;
 
     const char *key_file = NULL;
     for (int i = 1; i < argc; i++) {
@@ -437,6 +552,12 @@ int main(int argc, char **argv)
     if (keysource_load(key, PROGRAM.name, key_file, &origin))
         return 2;
     if (origin == KEYSOURCE_FROM_NONE) {
+        /* A random key could not open the state again (PROTOCOL.md §4). */
+        if (app.durable.dir) {
+            node_log("symmetric-node: --state-dir needs the node's key, to seal the state: "
+                     "give --key-file PATH or SECURITOR_KEY");
+            return 2;
+        }
         if (rand_secret(key, sizeof(key))) {
             node_log("symmetric-node: the random number generator failed");
             return 1;
@@ -445,17 +566,19 @@ int main(int argc, char **argv)
                  "ciphertexts die with this process");
     }
 
-    struct app app = {0};
-    long long id;
     status = 1;
-    bool ok = keyring_init(&app.keys, 1) == KEYRING_OK &&
-              keyring_add(&app.keys, key, &id) == KEYRING_OK &&
-              blind_index_init(&app.index, key) == 0;
-    WIPE_OBJ(key); /* the ring holds the only copy from here on */
+    /* With a state, the key stays (in durable) to seal it and to start a
+     * ring afresh should the first commit fail; without, the ring holds
+     * the only copy. */
+    if (app.durable.dir)
+        memcpy(app.durable.key, key, sizeof(key));
+    bool ok = ring_from_key(&app.keys, key) == 0 && blind_index_init(&app.index, key) == 0;
+    WIPE_OBJ(key);
     if (!ok)
         node_log("symmetric-node: could not set up AES-256-GCM");
     else
         status = node_run(&PROGRAM, &app);
+    durable_close(&app.durable);
     keyring_free(&app.keys);
     blind_index_free(&app.index);
     buf_free(&app.in);

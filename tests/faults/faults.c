@@ -10,12 +10,18 @@
  *                                with ".db") fail with EIO, or with ENOSPC
  *                                (a full disk) when PATH holds "enospc"
  *
+ * And one that is not a fault: SECURITOR_RAND_LOG=PATH appends every
+ * RAND_priv_bytes output to PATH as a line of hex (the secret keys a node
+ * draws, e.g. symmetric-node's rotated versions), so that a test can look
+ * for them in the state's files.
+ *
  * The real functions are found with dlsym(RTLD_NEXT, ...). SQLite reaches
  * the file system through pwrite64, write and fdatasync or fsync, all
  * through the PLT, so the shim sees every one of its writes.
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,6 +51,32 @@ int RAND_bytes(unsigned char *buf, int num)
     return real ? real(buf, num) : 0;
 }
 
+/* Appends buf as a line of hex to SECURITOR_RAND_LOG's file, if set: with
+ * plain write(2) and a stack buffer that is wiped, so the shim leaves no
+ * copy of a key in the process's memory (tests look there too). */
+static void log_secret(const unsigned char *buf, int num)
+{
+    static const char digits[] = "0123456789abcdef";
+    const char *path = getenv("SECURITOR_RAND_LOG");
+    char hex[129];
+    int fd;
+    if (!path || !*path || (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        return;
+    for (int i = 0; i < num;) {
+        size_t k = 0;
+        for (; i < num && k < sizeof(hex) - 1; i++) {
+            hex[k++] = digits[buf[i] >> 4];
+            hex[k++] = digits[buf[i] & 15];
+        }
+        if (i == num)
+            hex[k++] = '\n';
+        if (write(fd, hex, k) != (ssize_t)k)
+            break;
+    }
+    explicit_bzero(hex, sizeof(hex));
+    close(fd);
+}
+
 int RAND_priv_bytes(unsigned char *buf, int num)
 {
     static rand_fn real;
@@ -52,7 +84,10 @@ int RAND_priv_bytes(unsigned char *buf, int num)
         return 0;
     if (!real)
         real = (rand_fn)dlsym(RTLD_NEXT, "RAND_priv_bytes");
-    return real ? real(buf, num) : 0;
+    int rc = real ? real(buf, num) : 0;
+    if (rc == 1)
+        log_secret(buf, num);
+    return rc;
 }
 
 /* --- the disk ---------------------------------------------------------------- */

@@ -240,6 +240,40 @@ def note_to_self_and_a_third_device():
     close(net)
 
 
+@test
+def a_change_waits_for_the_relay_or_its_lease():
+    """The relay trusts a list it asked for during a lease (1 s); the directory
+    answers a change once the relay has dropped its copy, or, when the relay
+    cannot be told, once the lease is over. Either way a send that starts
+    after device_revoked excludes the revoked device, and the revoked device
+    can no longer fetch."""
+    net = backend(3)
+    register(net, "n2", "wes")
+    approve(net, "n2", "n3", "wes")
+    register(net, "n4", "xia")
+    call(net, "n4", {"type": "send", "user": "xia", "to": "wes", "text": "warm"}, "sent")
+    wait_inbox(net, "n3", "wes", 1)  # the relay holds wes's list now
+    net.rules.append(lambda m: "drop" if m["body"].get("type") == "dir_list_changed" else None)
+    t0 = time.monotonic()
+    call(net, "n2", {"type": "revoke_device", "user": "wes", "device_id": 2}, "device_revoked")
+    assert time.monotonic() - t0 >= 0.9, "answered before the relay's lease ran out"
+    t1 = time.monotonic()
+    s = call(net, "n4", {"type": "send", "user": "xia", "to": "wes", "text": "after"}, "sent")
+    assert s["devices"] == 1, s
+    net.run_for(1.5)
+    late = [m for t, m, _ in net.journal if t > t1 and m["dest"] == "n3" and
+            m["body"].get("type") == "relay_envelopes" and m["body"]["items"]]
+    assert not late, late
+    net.rules.clear()
+    # With the relay told, the answer comes at once.
+    t2 = time.monotonic()
+    call(net, "n4", {"type": "revoke_device", "user": "xia", "device_id": 1}, "error")
+    register(net, "n3", "yan")
+    approve(net, "n3", "n4", "yan")
+    assert time.monotonic() - t2 < 0.9 * 3, "the relay was told: no lease to wait out"
+    close(net)
+
+
 # ============================================================================
 # A network that loses, duplicates and reorders: exactly once
 # ============================================================================

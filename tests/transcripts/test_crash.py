@@ -2,18 +2,33 @@
 """kill -9 at any instant (PROTOCOL.md §4): pipelined load on a node with
 --state-dir, killed at random instants (seeded), restarted on its state,
 round after round. Every invariant is checked from what the node wrote to
-stdout before each kill:
+stdout before each kill.
 
+e2ee-node:
 - no Double Ratchet chain position carries two different plaintexts (the
   wire bytes of every message_encrypted are parsed for its ratchet key and
   counter);
 - a message reported decrypted is refused as a duplicate ever after; a
   message reported encrypted decrypts (exactly once) whenever it arrives;
-- no one-time prekey id is handed out twice; no msg_id repeats;
-- the database passes PRAGMA integrity_check after every kill.
+- no one-time prekey id is handed out twice; no msg_id repeats.
+
+symmetric-node (rotate_key, encrypt, decrypt, set_min_decryption_version,
+trim_keys):
+- every returned ciphertext decrypts after a restart, unless its version
+  is below the minimum (error 22) or trimmed (error 20); a version is
+  trimmed only below a minimum that was asked for, and a version reported
+  trimmed never comes back;
+- every reported key_id exists (or was trimmed); a rotation's id is above
+  every id reported before it, so none is given twice; a named version
+  never fails to authenticate its own ciphertext (its key never changes);
+- no msg_id repeats.
+
+Both: the node starts again on its state every time (never exit 2), and
+the database passes PRAGMA integrity_check after every kill.
 
 usage: test_crash.py PATH/TO/e2ee-node PATH/TO/symmetric-node
-Environment: SECURITOR_SEED, SECURITOR_KILLS (rounds per node, default 150).
+Environment: SECURITOR_SEED, SECURITOR_KILLS (e2ee-node's rounds, default
+150), SECURITOR_SYM_KILLS (symmetric-node's, default 100).
 """
 import base64
 import json
@@ -36,6 +51,7 @@ E2EE, SYM = sys.argv[1], sys.argv[2]
 KEY = "c7" * 32
 SEED = int(os.environ.get("SECURITOR_SEED", random.randrange(1 << 30)))
 ROUNDS = int(os.environ.get("SECURITOR_KILLS", "150"))
+SYM_ROUNDS = int(os.environ.get("SECURITOR_SYM_KILLS", "100"))
 
 
 # --- Signal wire bytes -------------------------------------------------------
@@ -149,6 +165,8 @@ class Run:
             pass
         err = self.p.stderr.read().decode(errors="replace")
         assert "Sanitizer" not in err and "runtime error" not in err, err[-3000:]
+        # Killed while it ran: not a node that refused its state and left.
+        assert self.p.returncode == -signal.SIGKILL, (self.p.returncode, err[-3000:])
         return err
 
 
@@ -285,6 +303,180 @@ def e2ee_survives_kill_9_at_any_instant():
     integrity_ok(state)
     print("e2ee: %d kills, %d messages encrypted, %d delivered" % (kills, len(positions),
                                                                   len(delivered)))
+    shutil.rmtree(state)
+
+
+# --- symmetric-node -------------------------------------------------------------
+
+@test
+def symmetric_survives_kill_9_at_any_instant():
+    rng = random.Random(SEED + 1)
+    print("crash seed: %d (SECURITOR_SEED repeats it), %d symmetric rounds" % (SEED, SYM_ROUNDS))
+    state = tempfile.mkdtemp(prefix="securitor-crash-sym-")
+    cts = []              # every ciphertext reported: dict(iv, encryptedData, authTag, key_id, text)
+    top = [1]             # the highest key id reported (existing unless trimmed)
+    rotated = set()       # ids reported by key_rotated
+    floor = [1]           # versions below it were reported trimmed
+    max_min = [1]         # the highest min_decryption_version asked for
+    rotations = [0]       # rotate_key requests sent
+    msg_ids = set()
+    next_id = [1]
+    kills = 0
+    checked = {"decrypted": 0, "below the minimum": 0, "trimmed": 0}
+    lives_seen = 0  # lives whose ring reached stdout before the kill
+
+    def dec_body(c, with_id):
+        body = {"type": "decrypt", "iv": c["iv"], "encryptedData": c["encryptedData"],
+                "authTag": c["authTag"]}
+        if with_id:
+            body["key_id"] = c["key_id"]
+        return body
+
+    def check_ring(b):
+        """A keys reply: the ring's shape against what was reported."""
+        p, m, v = b["primary"], b["min_decryption_version"], b["versions"]
+        assert v == list(range(v[0], p + 1)) and v[0] <= m <= p, (b, SEED)
+        assert v[0] >= floor[0], ("a trimmed version came back", b, floor[0], SEED)
+        assert v[0] <= max_min[0], ("trimmed above every minimum asked for", b, SEED)
+        assert p >= top[0], ("a reported key_id is gone (not trimmed)", b, top[0], SEED)
+        assert p <= 1 + rotations[0], (b, rotations[0], SEED)
+        floor[0] = v[0]
+        return p, m, v[0]
+
+    for rnd in range(SYM_ROUNDS + 1):
+        last = rnd == SYM_ROUNDS
+        run = Run(SYM, state, {})
+        ops, lines = {}, []
+
+        def op(kind, body, *info):
+            mid = next_id[0]
+            next_id[0] += 1
+            body["msg_id"] = mid
+            ops[mid] = (kind,) + info
+            lines.append(line("c", body))
+
+        # First what the restarted state holds: its ring, and ciphertexts
+        # of earlier rounds (every one in the last round).
+        op("init", {"type": "init", "node_id": "n1", "node_ids": ["n1"]})
+        op("ring", {"type": "keys"})
+        if last:
+            checks = cts
+        else:  # mostly versions not reported trimmed, some that were
+            live = [c for c in cts if c["key_id"] >= floor[0]]
+            gone = [c for c in cts if c["key_id"] < floor[0]]
+            checks = rng.sample(live, min(len(live), 25)) + rng.sample(gone, min(len(gone), 5))
+        for c in checks:
+            op("check", dec_body(c, True), c)
+        if not last:
+            for _ in range(rng.randrange(10, 80)):
+                x = rng.random()
+                if x < 0.4 or not cts:
+                    text = "r%d-%s" % (rnd, os.urandom(4).hex())
+                    op("encrypt", {"type": "encrypt", "plaintext": text}, text)
+                elif x < 0.62:
+                    with_id = rng.random() < 0.7
+                    c = rng.choice(cts[-50:])
+                    op("decrypt", dec_body(c, with_id), c, with_id)
+                elif x < 0.76:
+                    rotations[0] += 1
+                    op("rotate", {"type": "rotate_key"})
+                elif x < 0.92:
+                    # Anywhere from the lowest live version to one past the
+                    # primary (error 22), or back down to the lowest.
+                    k = rng.randint(floor[0], top[0] + 1) if rng.random() < 0.6 else floor[0]
+                    max_min[0] = max(max_min[0], k)
+                    op("set_min", {"type": "set_min_decryption_version", "key_id": k})
+                else:
+                    op("trim", {"type": "trim_keys"})
+        writer = run.feed(lines, rng)
+        if last:
+            run.read(until_count=len(lines), timeout=60)
+        elif rng.random() < 0.4:
+            run.read(until_count=rng.randrange(1, len(lines) + 1), timeout=10)
+        else:
+            time.sleep(rng.random() * (0.1 if rnd < 2 else 0.03))
+        if not last:
+            run.kill()
+            kills += 1
+        writer.join(timeout=10)
+        ring = None  # (primary, minimum, lowest live) as this life started
+        for r in run.replies:
+            b = r["body"]
+            assert b["msg_id"] not in msg_ids, ("msg_id repeated", b["msg_id"], SEED)
+            msg_ids.add(b["msg_id"])
+            kind, *info = ops[b["in_reply_to"]]
+            if kind == "init":
+                assert b["type"] == "init_ok", (b, SEED)
+            elif kind == "ring":
+                ring = check_ring(b)
+                lives_seen += 1
+            elif kind == "check":
+                c, (p, m, low) = info[0], ring
+                if c["key_id"] >= m:
+                    assert b["type"] == "decrypted" and b["plaintext"] == c["text"], \
+                        ("a reported ciphertext does not decrypt", c, b, ring, SEED)
+                    checked["decrypted"] += 1
+                elif c["key_id"] >= low:
+                    assert b["type"] == "error" and b["code"] == 22, (c, b, ring, SEED)
+                    checked["below the minimum"] += 1
+                else:
+                    assert b["type"] == "error" and b["code"] == 20, (c, b, ring, SEED)
+                    checked["trimmed"] += 1
+            elif kind == "encrypt":
+                assert b["type"] == "encrypted", (b, SEED)
+                assert b["key_id"] >= floor[0], ("encrypted under a trimmed version", b, SEED)
+                cts.append(dict(iv=b["iv"], encryptedData=b["encryptedData"],
+                                authTag=b["authTag"], key_id=b["key_id"], text=info[0]))
+                top[0] = max(top[0], b["key_id"])
+            elif kind == "decrypt":
+                c, with_id = info
+                if b["type"] == "decrypted":
+                    assert b["plaintext"] == c["text"], (c, b, SEED)
+                elif with_id:  # a named version opens its own ciphertexts, or is refused
+                    assert b["type"] == "error" and b["code"] in (20, 22), (c, b, SEED)
+                else:
+                    assert b["type"] == "decryption_failed", (c, b, SEED)
+            elif kind == "rotate":
+                assert b["type"] == "key_rotated", (b, SEED)
+                k = b["key_id"]
+                assert k not in rotated and k > top[0], ("a key id given twice", k, top[0], SEED)
+                rotated.add(k)
+                top[0] = k
+            elif kind == "set_min":
+                if b["type"] == "error":
+                    assert b["code"] == 22, (b, SEED)
+                else:
+                    check_ring(b)
+            elif kind == "trim":
+                check_ring(b)
+        if last:
+            assert len(run.replies) == len(lines), "the last life answered every request"
+            # Every ciphertext of a version still there opens once the
+            # minimum is back at the lowest live version.
+            p, m, low = ring
+            body = {"type": "set_min_decryption_version", "key_id": low, "msg_id": next_id[0]}
+            run.p.stdin.write((line("c", body) + "\n").encode())
+            run.p.stdin.flush()
+            run.read(until_count=len(lines) + 1, timeout=60)
+            assert run.replies[-1]["body"]["type"] == "keys", run.replies[-1]
+            live = [c for c in cts if c["key_id"] >= low]
+            for i, c in enumerate(live):
+                run.p.stdin.write((line("c", dict(dec_body(c, True), msg_id=next_id[0] + 1 + i))
+                                   + "\n").encode())
+            run.p.stdin.flush()
+            run.read(until_count=len(lines) + 1 + len(live), timeout=60)
+            for c, r in zip(live, run.replies[len(lines) + 1:]):
+                assert r["body"]["type"] == "decrypted" and r["body"]["plaintext"] == c["text"], \
+                    (c, r, SEED)
+            run.p.stdin.close()
+            assert run.p.wait(timeout=60) == 0
+        else:
+            integrity_ok(state)
+    integrity_ok(state)
+    print("symmetric: %d kills (%d lives showed their ring first), %d ciphertexts, %d "
+          "rotations reported, versions %d-%d at the end; ciphertexts checked after a "
+          "restart: %s" % (kills, lives_seen, len(cts), len(rotated), floor[0], top[0],
+                           ", ".join("%d %s" % (v, k) for k, v in checked.items())))
     shutil.rmtree(state)
 
 

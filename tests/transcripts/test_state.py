@@ -7,6 +7,7 @@ Environment: SECURITOR_FAULTS (the fault shim; the disk tests skip without it).
 """
 import base64
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -15,13 +16,17 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nodelib import Node, run_all, skip, test  # noqa: E402
+from nodelib import Node, can_read_memory, memory_holds, run_all, skip, test  # noqa: E402
 
 E2EE, SYM = sys.argv[1], sys.argv[2]
 KEY = "5e" * 32
 KEY_ENV = {"SECURITOR_KEY": KEY}
+# Under a sanitizer the hex key may sit in the environment block the runtime
+# copied (from /proc/self/environ, before main), out of the node's reach.
+SANITIZED = any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
 
 
 def state_dir():
@@ -295,6 +300,344 @@ def nothing_secret_at_rest():
                 assert f not in data, (when, s)
         for name in names:
             assert name not in data, (when, name)
+    shutil.rmtree(d)
+
+
+# ---------------------------------------------------------------------------
+# symmetric-node: the keyring (PROTOCOL.md §2, §4)
+
+INIT = {"type": "init", "node_id": "n1", "node_ids": ["n1"]}
+
+
+def sym_node(d, env=None):
+    return Node(SYM, args=["--state-dir", d], env=dict(KEY_ENV, **(env or {})))
+
+
+def started(n):
+    assert n.call(INIT)["type"] == "init_ok"
+    return n
+
+
+def keys(n):
+    r = n.call({"type": "keys"})
+    assert r["type"] == "keys", r
+    return r["primary"], r["min_decryption_version"], r["versions"]
+
+
+def encrypt(n, text):
+    r = n.call({"type": "encrypt", "plaintext": text, "aad": "row-7"})
+    assert r["type"] == "encrypted", r
+    return dict(r, text=text)
+
+
+def decrypt(n, c, key_id=True):
+    body = {"type": "decrypt", "iv": c["iv"], "encryptedData": c["encryptedData"],
+            "authTag": c["authTag"], "aad": "row-7"}
+    if key_id:
+        body["key_id"] = c["key_id"]
+    return n.call(body)
+
+
+def opens(n, c, key_id=True):
+    r = decrypt(n, c, key_id)
+    return r["type"] == "decrypted" and r["plaintext"] == c["text"]
+
+
+def refused(n, c, code):
+    r = decrypt(n, c)
+    return r["type"] == "error" and r["code"] == code
+
+
+def hkdf(ikm, salt, info):
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def row_id(kind, key, node_id="n1", node_key=KEY):
+    """The id of a row as state.h defines it, from the node's key."""
+    id_key = hkdf(bytes.fromhex(node_key), b"securitor state v1", b"row id|" + node_id.encode())
+    return hmac.new(id_key, kind.encode() + b"\0" + key, hashlib.sha256).digest()[:16]
+
+
+def key_row(version):
+    return row_id("sym_key", version.to_bytes(8, "big"))
+
+
+def rows(d):
+    """{id: sealed value} of every row (read from a copy: a reader must not
+    change the state)."""
+    with tempfile.TemporaryDirectory() as t:
+        for name in os.listdir(d):
+            shutil.copy(os.path.join(d, name), t)
+        with sqlite3.connect(os.path.join(t, "n1.db")) as c:
+            return dict(c.execute("SELECT id, value FROM rows").fetchall())
+
+
+@test
+def symmetric_keyring_survives_restarts():
+    """Rotations, the minimum and trims survive kill -9 and clean exits;
+    ciphertexts under every live version still decrypt; trimmed versions
+    stay gone; ids are never given twice; blind-index tokens do not change
+    (and are those of a node without a state)."""
+    d = state_dir()
+    n = started(sym_node(d))
+    token = n.call({"type": "blind_index", "index": "email", "value": "a@b.c"})["token"]
+    cs = [encrypt(n, "under version 1")]
+    for v in (2, 3, 4):
+        assert n.call({"type": "rotate_key"})["key_id"] == v
+        cs.append(encrypt(n, "under version %d" % v))
+    assert [c["key_id"] for c in cs] == [1, 2, 3, 4]
+    n.call({"type": "set_min_decryption_version", "key_id": 2})
+    kill(n)
+
+    n = started(sym_node(d))
+    assert keys(n) == (4, 2, [1, 2, 3, 4])
+    assert refused(n, cs[0], 22)  # below the minimum, still there
+    assert all(opens(n, c) for c in cs[1:]) and opens(n, cs[3], key_id=False)
+    n.call({"type": "set_min_decryption_version", "key_id": 1})  # back down: not trimmed
+    assert all(opens(n, c) for c in cs)
+    assert n.call({"type": "blind_index", "index": "email", "value": "a@b.c"})["token"] == token
+    n.call({"type": "set_min_decryption_version", "key_id": 3})
+    assert n.call({"type": "trim_keys"})["versions"] == [3, 4]
+    _, err, code = n.close()
+    assert code == 0, err
+
+    n = started(sym_node(d))
+    assert keys(n) == (4, 3, [3, 4])
+    for c in cs[:2]:
+        assert refused(n, c, 20), c["key_id"]  # trimmed: gone for good
+        assert decrypt(n, c, key_id=False)["type"] == "decryption_failed"
+    assert opens(n, cs[2]) and opens(n, cs[3])
+    r = n.call({"type": "set_min_decryption_version", "key_id": 2})
+    assert r["type"] == "error" and r["code"] == 22, r
+    assert n.call({"type": "rotate_key"})["key_id"] == 5  # not 3 or 4 again
+    c5 = encrypt(n, "under version 5")
+    assert c5["key_id"] == 5
+    kill(n)
+
+    n = started(sym_node(d))
+    assert keys(n) == (5, 3, [3, 4, 5])
+    assert opens(n, c5) and opens(n, cs[3])
+    assert n.call({"type": "rotate_key"})["key_id"] == 6
+    assert n.call({"type": "blind_index", "index": "email", "value": "a@b.c"})["token"] == token
+    # The file is fixed by the first message: another id is refused.
+    r = n.call({"type": "init", "node_id": "n2", "node_ids": ["n2"]})
+    assert r["type"] == "error" and r["code"] == 22, r
+    n.close()
+    # The same key without a state gives the same tokens.
+    plain = Node(SYM, env=KEY_ENV)
+    assert plain.call({"type": "blind_index", "index": "email", "value": "a@b.c"})["token"] == token
+    plain.close()
+    with sqlite3.connect(os.path.join(d, "n1.db")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    shutil.rmtree(d)
+
+
+@test
+def symmetric_ids_never_reused_across_restarts():
+    """Rounds of rotations, a trim of everything below the primary and a
+    kill -9: every id is new, and a bare request (no init) finds the state
+    too."""
+    d = state_dir()
+    seen = {1}
+    top = 1
+    for rnd in range(5):
+        n = sym_node(d)
+        if rnd % 2:
+            started(n)
+        assert keys(n)[0] == top
+        for _ in range(3):
+            v = n.call({"type": "rotate_key"})["key_id"]
+            assert v not in seen and v == top + 1, (v, top)
+            seen.add(v)
+            top = v
+        n.call({"type": "set_min_decryption_version", "key_id": top})
+        assert n.call({"type": "trim_keys"})["versions"] == [top]
+        kill(n)
+    assert len(rows(d)) == 3  # the primary's key, the ring, the msg_id reservation
+    shutil.rmtree(d)
+
+
+@test
+def symmetric_rows_only_for_what_changed():
+    """Requests that change no version write nothing: a run of encrypts,
+    decrypts, rewraps, data keys, keys and blind indexes is one commit (the
+    new state's first); a rotation is two rows (its key and the ring), a
+    trim deletes the trimmed versions' rows. SECURITOR_STATE_STATS=1 counts."""
+    d = state_dir()
+    env = {"SECURITOR_STATE_STATS": "1"}
+    n = started(sym_node(d, env))
+    for i in range(50):
+        c = encrypt(n, "text %d" % i)
+        assert opens(n, c)
+        n.call({"type": "keys"})
+        n.call({"type": "blind_index", "index": "i", "value": "v%d" % i})
+        n.call({"type": "datakey"})
+    _, err, code = n.close()
+    assert code == 0 and "state: 1 commits, 3 rows" in err, err  # key 1, ring, msg_ids
+    n = started(sym_node(d, env))
+    for _ in range(3):
+        n.call({"type": "rotate_key"})
+    n.call({"type": "set_min_decryption_version", "key_id": 4})
+    n.call({"type": "trim_keys"})
+    _, err, code = n.close()
+    # A new msg_id reservation at the first reply (init_ok), 3 rotations (2
+    # rows each), the minimum (the ring), the trim (3 deletions and the ring).
+    assert code == 0 and "state: 6 commits, 12 rows" in err, err
+    assert set(rows(d)) >= {key_row(4)} and not set(rows(d)) & {key_row(v) for v in (1, 2, 3)}
+    shutil.rmtree(d)
+
+
+def shim_env(extra):
+    shim = os.environ.get("SECURITOR_FAULTS")
+    if not shim:
+        skip("SECURITOR_FAULTS (the fault shim) not set")
+    return dict({"LD_PRELOAD": shim,
+                 "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"},
+                **extra)
+
+
+@test
+def symmetric_trimmed_keys_leave_no_trace():
+    """The rotated keys' bytes are known from the fault shim's log of every
+    secret random draw. No key, live or trimmed, appears in the database, WAL
+    or shm files (raw, hex, base64), nor does any plaintext. Once trimmed, a
+    version's row is gone and its sealed bytes appear in no file after the
+    node exits (the WAL is checkpointed; secure_delete zeroed the row), and
+    its key bytes are gone from the process's memory."""
+    d = state_dir()
+    log = d + ".rand"
+    n = started(sym_node(d, shim_env({"SECURITOR_RAND_LOG": log})))
+    texts = ["at-rest-%d-%s" % (i, os.urandom(6).hex()) for i in range(4)]
+    encrypt(n, texts[0])
+    for t in texts[1:]:
+        n.call({"type": "rotate_key"})
+        encrypt(n, t)
+    with open(log) as f:
+        drawn = [bytes.fromhex(l) for l in f.read().split()]
+    assert len(drawn) == 3 and all(len(k) == 32 for k in drawn), "the rotations' keys: %r" % drawn
+    versions = {1: bytes.fromhex(KEY), 2: drawn[0], 3: drawn[1], 4: drawn[2]}
+    before = rows(d)
+    assert all(key_row(v) in before for v in versions)
+    sealed = {v: before[key_row(v)] for v in versions}
+    memory = can_read_memory()
+    if memory:  # the check can see a live key
+        assert memory_holds(n.proc.pid, [versions[2]]) == {versions[2]}
+    n.call({"type": "set_min_decryption_version", "key_id": 3})
+    assert n.call({"type": "trim_keys"})["versions"] == [3, 4]
+    live = state_bytes(d)
+    after = rows(d)
+    assert key_row(1) not in after and key_row(2) not in after
+    assert key_row(3) in after and key_row(4) in after
+    if memory:
+        time.sleep(0.2)  # the worker wipes a batch once it is answered
+        needles = [versions[2]] + ([] if SANITIZED else [versions[2].hex().encode()])
+        held = memory_holds(n.proc.pid, needles)
+        assert not held, "the trimmed key 2 is still in the node's memory"
+    n.close()
+    for when, data in (("running", live), ("after exit", state_bytes(d))):
+        for k in list(versions.values()) + [t.encode() for t in texts]:
+            for f in forms(k):
+                assert f not in data, (when, k)
+    data = state_bytes(d)
+    for v in (1, 2):
+        assert sealed[v] not in data, "version %d's sealed row lingers" % v
+    os.remove(log)
+    shutil.rmtree(d)
+
+
+@test
+def symmetric_bad_states_exit_2_untouched():
+    d = state_dir()
+    n = started(sym_node(d))
+    n.call({"type": "rotate_key"})
+    n.close()
+    old_ring = rows(d)[row_id("sym_ring", b"")]
+    n = started(sym_node(d))
+    n.call({"type": "rotate_key"})
+    n.close()
+    err = start_fails(SYM, d, {"SECURITOR_KEY": "11" * 32})
+    assert "another key" in err, err
+    err = start_fails(SYM, d, {"SECURITOR_KEY": None})
+    assert "--key-file" in err and "SECURITOR_KEY" in err, err
+    first = started(sym_node(d))
+    err = start_fails(SYM, d, KEY_ENV)
+    assert "in use" in err, err
+    first.close()
+    # Rows that authenticate one by one but do not fit together: a version
+    # deleted, or the ring put back from before the last rotation.
+    clean = d + ".clean"
+    shutil.copytree(d, clean)
+    db = os.path.join(d, "n1.db")
+
+    def damaged(change, want, binary=SYM):
+        shutil.rmtree(d)
+        shutil.copytree(clean, d)
+        with sqlite3.connect(db) as c:
+            change(c)
+        err = start_fails(binary, d, KEY_ENV)
+        assert want in err, (want, err)
+
+    damaged(lambda c: c.execute("DELETE FROM rows WHERE id = ?", (key_row(2),)),
+            "do not fit together")
+    damaged(lambda c: c.execute("UPDATE rows SET value = ? WHERE id = ?",
+                                (old_ring, row_id("sym_ring", b""))), "do not fit together")
+    damaged(lambda c: c.execute("UPDATE rows SET value = ? WHERE id = ?",
+                                (rows(clean)[key_row(3)], key_row(2))), "does not authenticate")
+    damaged(lambda c: None, "is not what its place says", binary=E2EE)  # not e2ee's state
+    shutil.rmtree(clean)
+    # And e2ee-node's state is not symmetric-node's.
+    shutil.rmtree(d)
+    d = state_dir()
+    n = e2ee_node(d)
+    n.call(INIT)
+    n.call({"type": "get_bundle"}, src="alice")
+    n.close()
+    err = start_fails(SYM, d, KEY_ENV)
+    assert "damaged" in err or "swapped" in err, err
+    shutil.rmtree(d)
+
+
+@test
+def symmetric_failed_commit_keeps_nothing():
+    """Writes and syncs failing below SQLite: a rotate_key, a
+    set_min_decryption_version and a trim_keys get error 13 and leave the
+    ring as it was (the next rotation takes the id the lost one had: nobody
+    was told of it); encrypt and decrypt write nothing, so they go on. After
+    the disk heals and a restart, nothing of the failed requests is there."""
+    d = state_dir()
+    flag = os.path.join(d, "..", os.path.basename(d) + ".fault")
+    n = started(sym_node(d, shim_env({"SECURITOR_FAULT_DISK": flag})))
+    assert n.call({"type": "rotate_key"})["key_id"] == 2
+    c2 = encrypt(n, "under version 2")
+    for mode in ("eio", "enospc"):
+        with open(flag, "w") as f:
+            f.write(mode)
+        for req in ({"type": "rotate_key"}, {"type": "set_min_decryption_version", "key_id": 2}):
+            r = n.call(req)
+            assert r["type"] == "error" and r["code"] == 13, (mode, req, r)
+        # Nothing changed in the ring: encrypt (under version 2, not a
+        # rotation that was never saved), decrypt and a trim with nothing to
+        # trim (the minimum is still 1) write nothing, so they answer.
+        assert n.call({"type": "trim_keys"})["versions"] == [1, 2]
+        c = encrypt(n, "during the fault")
+        assert c["key_id"] == 2 and opens(n, c) and opens(n, c2)
+        os.remove(flag)
+        assert keys(n) == (2, 1, [1, 2]), mode
+    n.call({"type": "set_min_decryption_version", "key_id": 2})
+    with open(flag, "w") as f:
+        f.write("eio")
+    r = n.call({"type": "trim_keys"})
+    assert r["type"] == "error" and r["code"] == 13, r
+    os.remove(flag)
+    assert keys(n) == (2, 2, [1, 2])  # version 1 still there (not trimmed)
+    kill(n)
+    n = started(sym_node(d))
+    assert keys(n) == (2, 2, [1, 2])
+    assert n.call({"type": "rotate_key"})["key_id"] == 3
+    assert opens(n, c2)
+    _, err, code = n.close()
+    assert code == 0, err
     shutil.rmtree(d)
 
 
