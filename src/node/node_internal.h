@@ -68,8 +68,11 @@ struct parsed {
     const struct bulk_slice *slices; /* its long strings, for bulk_string_len */
     size_t n_slices;
     bool utf8_ok, raw_nul, raw_control, trailing, escaped_nul;
+    /* JSON that cJSON reads but RFC 8259 forbids: */
     bool bad_u_escape;    /* a \u without four hex digits, which cJSON reads as NUL */
-    size_t bad_at;        /* where the escape flagged above starts in the line */
+    bool control_between; /* a byte below 0x20 other than tab, LF, CR between tokens */
+    size_t escape_at;     /* escaped_nul, bad_u_escape: the escape's offset in the line */
+    size_t control_at;    /* raw_control, control_between: the byte's offset */
     bool too_long;        /* longer than --max-line: only its start was kept */
     bool over_budget;     /* its tree would take more memory than allowed */
     bool out_of_memory;   /* the reader ran out of memory with it */

@@ -19,6 +19,9 @@
  *      to U+0000, silently cutting its C string short: with escaped_nul, the
  *      flags name the first bad escape and are raised exactly when the line
  *      holds one (tests/fuzz/corpus/fuzz_bulk/regress-bad-u-escape).
+ *   5. `raw_control` and `control_between` point at a byte below 0x20, and
+ *      a valid UTF-8 line without either holds none but tab, CR and LF
+ *      (RFC 8259 §2 white space; cJSON skips any byte up to 0x20).
  * Nothing is read or written outside the line (a heap block of exactly its
  * size); the trees use cJSON's default allocator (malloc), not the loop's
  * arena, so that AddressSanitizer sees each node and string on its own, and
@@ -141,6 +144,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(!p.root == (p.salvaged != NULL)); /* salvage runs when cJSON refuses */
 
     FUZZ_CHECK(!want == !p.root); /* 1 */
+    /* 5: a control byte flagged is one; none flagged, none but tab and CR */
+    FUZZ_CHECK(!(p.raw_control && p.control_between));
+    if (p.raw_control || p.control_between)
+        FUZZ_CHECK(p.control_at < len && (unsigned char)direct[p.control_at] < 0x20);
+    else if (p.utf8_ok && !p.raw_nul)
+        for (size_t i = 0; i < len; i++)
+            FUZZ_CHECK((unsigned char)direct[i] >= 0x20 || direct[i] == '\t' ||
+                       direct[i] == '\r' || direct[i] == '\n');
     if (want && p.root) {
         char *pw = cJSON_PrintUnformatted(want), *pg = cJSON_PrintUnformatted(p.root);
         FUZZ_CHECK(pw && pg && !strcmp(pw, pg));
@@ -154,8 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(!(p.escaped_nul && p.bad_u_escape));
             FUZZ_CHECK(p.escaped_nul ? nul : p.bad_u_escape ? bad : !nul && !bad);
             if (p.escaped_nul || p.bad_u_escape)
-                FUZZ_CHECK(p.bad_at < len && direct[p.bad_at] == '\\' &&
-                           direct[p.bad_at + 1] == 'u');
+                FUZZ_CHECK(p.escape_at < len && direct[p.escape_at] == '\\' &&
+                           direct[p.escape_at + 1] == 'u');
         }
 
         size_t used = in_line(p.root, line, line + len); /* 3 */
