@@ -143,6 +143,7 @@ struct output {
     size_t n_records, cap_records;
     struct buf dests;
     bool fatal;          /* a failed commit could not be rolled back */
+    struct buf *capture; /* node_embed: lines go here instead of stdout */
 };
 
 /* Queues one line {"src":self,"dest":dest,"body":{"type":...,"msg_id":...,
