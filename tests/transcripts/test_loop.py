@@ -159,6 +159,11 @@ def valid_json_cjson_refuses_still_gets_error_12():
         ('{"src":"c","dest":"n1","body":{"type":"echo","msg_id":4,"echo":"a\tb"}}', 4),
         ('{"src":"c\\u00e9","dest":"n1","body":{"msg_id":5,"type":"echo","echo":"\\udc00"}}', 5),
         ('{"src":"c","dest":"n1","body":{"type":"echo","msg_id":6,"echo":"\x1f', 6),
+        # a dest that is not a string no longer stops salvage before msg_id
+        ('{"src":"c","dest":5,"body":{"type":"echo","msg_id":8,"echo":"\\ud800"}}', 8),
+        # RFC 8259 white space is space, tab, LF and CR; cJSON skips any byte
+        # up to 0x20 between tokens
+        ('{"src":"c",\x0b"dest":"n1","body":{"type":"echo","msg_id":9,"echo":"x"}}', 9),
     ]
     replies, err, code = run_lines(BIN, [c for c, _ in cases] + [
         '{"src":"c",\t"dest":"n1",\t"body":{"type":"echo","msg_id":7,"echo":%s}}'
@@ -170,6 +175,7 @@ def valid_json_cjson_refuses_still_gets_error_12():
     assert replies[4]["dest"] == "c\u00e9", replies[4]
     assert "control character" in replies[2]["body"]["text"], replies[2]
     assert "control character" in replies[3]["body"]["text"], replies[3]
+    assert "between JSON tokens" in replies[7]["body"]["text"], replies[7]
 
 
 @test
