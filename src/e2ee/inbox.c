@@ -31,6 +31,11 @@ struct fetch_op {
     struct item *items;
     size_t n, outstanding;
     bool full; /* a whole page: more may wait */
+    /* Senders the directory answered for (a chain, or no such account).
+     * An envelope from an unlisted device counts as a failure only then:
+     * a lookup that timed out says nothing about the sender. */
+    char *answered[LOOKUPS_MAX];
+    size_t n_answered;
 };
 
 static void fetch_free(struct fetch_op *f)
@@ -41,8 +46,20 @@ static void fetch_free(struct fetch_op *f)
         free(f->items[i].ciphertext);
     }
     free(f->items);
+    for (size_t i = 0; i < f->n_answered; i++)
+        free(f->answered[i]);
     free(f->user);
     free(f);
+}
+
+static bool sender_answered(const struct fetch_op *f, const char *from_user)
+{
+    if (!valid_remote_name(from_user))
+        return true; /* never asked: no answer can make it a sender */
+    for (size_t i = 0; i < f->n_answered; i++)
+        if (!strcmp(f->answered[i], from_user))
+            return true;
+    return false;
 }
 
 /* The fetch is over: go again at once when told of more meanwhile. */
@@ -150,8 +167,10 @@ int inbox_add(struct device *d, const struct item *it, const uint8_t *text, size
 }
 
 /* Decides one envelope: true to acknowledge it (stored, a duplicate, or
- * failed too often), false to leave it for the next fetch. */
-static bool receive_one(struct app *app, struct device *d, struct user *u, const struct item *it)
+ * failed too often), false to leave it for the next fetch. answered: the
+ * directory answered this fetch's lookup of the sender (see fetch_op). */
+static bool receive_one(struct app *app, struct device *d, struct user *u, const struct item *it,
+                        bool answered)
 {
     char name[PEER_NAME_MAX + 1], detail[CONV_DETAIL_LEN];
     const char *why = NULL;
@@ -168,7 +187,9 @@ static bool receive_one(struct app *app, struct device *d, struct user *u, const
     size_t b64 = strlen(it->ciphertext), n = 0;
     uint8_t *bytes = NULL, *pt = NULL;
     struct session *used;
-    if (!x) {
+    if (!x && !answered) {
+        return false; /* the directory did not say: ask again at the next fetch */
+    } else if (!x) {
         why = "its sender is not a device of a verified list";
     } else if (!(bytes = malloc(base64_decoded_max(b64) + 1)) ||
                !(pt = malloc(base64_decoded_max(b64) + 1))) {
@@ -246,7 +267,7 @@ static void fetch_process(struct app *app, struct fetch_op *f)
         return fetch_end(app, d, false);
     }
     for (size_t i = 0; i < f->n; i++)
-        if (receive_one(app, d, u, &f->items[i]))
+        if (receive_one(app, d, u, &f->items[i], sender_answered(f, f->items[i].from_user)))
             ids[n_ids++] = f->items[i].id;
     if (!n_ids || app->devs->closing) {
         free(ids);
@@ -296,8 +317,11 @@ static void fetch_lookup_done(struct app *app, struct node *n, void *ctx,
             node_log("e2ee-node: device list of \"%s\" does not verify: %s", ref->of,
                      devlist_result_text(v));
     }
+    if (c.status >= 0 && f->n_answered < LOOKUPS_MAX)
+        f->answered[f->n_answered++] = ref->of; /* f owns it now */
+    else
+        free(ref->of);
     chain_free(&c);
-    free(ref->of);
     free(ref);
     if (--f->outstanding == 0)
         fetch_process(app, f);
