@@ -136,6 +136,19 @@ int node_main_options(const struct node_program *prog, int *argc, char **argv,
  * failed commit cannot be rolled back, 2 when on_init was fatal. */
 int node_run(const struct node_program *prog, struct app *app);
 
+/* The same loop without stdin and stdout, for tests and fuzz targets: one
+ * thread, lines given as bytes, every line the node writes appended to
+ * `out` (owned by the caller). node_embed_lines takes any number of lines
+ * (the last one need not end in '\n'), answers them, runs the timers that
+ * are due and writes what is queued; it returns 0, or the status the node
+ * stopped with (then only node_embed_close may follow). node_embed_close is
+ * end of input (on_close, pending calls cancelled, the rest written) and
+ * returns what node_run would. The program's state lives in `app` and
+ * outlives the node. Lines longer than --max-line are not dropped here. */
+struct node *node_embed_open(const struct node_program *prog, struct app *app, struct buf *out);
+int node_embed_lines(struct node *n, const char *data, size_t len);
+int node_embed_close(struct node *n);
+
 /* ==========================================================================
  * Building replies and messages
  * ========================================================================== */

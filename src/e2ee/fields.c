@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "securitor/codec.h"
+#include "securitor/wire.h"
 
 #define NAME(obj_name) (obj_name), *(obj_name) ? "." : ""
 
@@ -78,6 +79,13 @@ int field_bundle(struct reply *r, const cJSON *obj, const char *obj_name, struct
         return rc;
     if (b->has_opk && (rc = field_u32(r, obj, obj_name, "one_time_pre_key_id", false, &b->opk_id)))
         return rc;
+    /* 0xFFFFFFFF means "no one-time prekey" in a prekey message (wire.h):
+     * taken here, the session would use the key in X3DH but send without
+     * its id, and bob could never open the first message. */
+    if (b->has_opk && b->opk_id == WIRE_NO_PREKEY)
+        return node_error(r, ERR_MALFORMED, "%s%sone_time_pre_key_id: expected an integer from "
+                                            "0 to %u (%u is reserved)", NAME(obj_name),
+                          WIRE_NO_PREKEY - 1, WIRE_NO_PREKEY);
     return 0;
 }
 

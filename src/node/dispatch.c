@@ -107,10 +107,19 @@ static int check_request(const struct parsed *p, const cJSON *body, const cJSON 
         return node_error(r, ERR_MALFORMED, "a string holds a raw control character, which "
                                             "JSON does not allow; escape it (\\n, \\t, "
                                             "\\u001f)");
+    if (p->control_between)
+        return node_error(r, ERR_MALFORMED, "byte %zu is a control character (0x%02x) between "
+                                            "JSON tokens, where only space, tab, CR and LF may "
+                                            "stand", p->control_at,
+                          (unsigned)(unsigned char)p->line[p->control_at]);
     if (p->escaped_nul)
         return node_error(r, ERR_MALFORMED, "a string holds \\u0000, which cannot be carried "
                                             "losslessly; send binary data as base64 with "
                                             "\"encoding\": \"base64\"");
+    if (p->bad_u_escape)
+        return node_error(r, ERR_MALFORMED, "the \\u escape at byte %zu is not followed by "
+                                            "four hex digits (0-9, a-f, A-F), as JSON requires",
+                          p->escape_at);
     return 0;
 }
 

@@ -49,18 +49,43 @@ static void discard_partial(struct buf *in, size_t start)
     in->len = start;
 }
 
-int node_run(const struct node_program *prog, struct app *app)
+static struct node *node_new(const struct node_program *prog, struct app *app)
 {
     struct node *n = calloc(1, sizeof(*n));
     if (!n) {
         node_log("%s: out of memory at start", prog->name);
-        return 1;
+        return NULL;
     }
     n->prog = prog;
     n->app = app;
     n->max_line = node_opt_max_line;
     n->next_msg_id = 1;
     output_init(&n->output);
+    return n;
+}
+
+/* After batches_stop: the status, and everything freed. */
+static int node_delete(struct node *n)
+{
+    int status = n->stop_status ? n->stop_status : n->output.broken ? 1 : 0;
+    arena_release(&n->own);
+    output_free(&n->output);
+    buf_free(&n->head);
+    reply_free(&n->reply);
+    reply_free(&n->msg);
+    bulk_free(&n->reader.bulk);
+    free(n->id);
+    free(n->first_dest);
+    arena_hooks_remove();
+    free(n);
+    return status;
+}
+
+int node_run(const struct node_program *prog, struct app *app)
+{
+    struct node *n = node_new(prog, app);
+    if (!n)
+        return 1;
     size_t start = 0, scan = 0; /* unparsed data begins at start; no '\n' before scan */
     bool dropping = false;      /* skipping the rest of a line we could not keep */
 
@@ -147,17 +172,48 @@ int node_run(const struct node_program *prog, struct app *app)
     if (cur->n && !n->stop_status)
         batch_hand_on(n, &cur, cur->text.len);
     batches_stop(n);
+    return node_delete(n);
+}
 
-    int status = n->stop_status ? n->stop_status : n->output.broken ? 1 : 0;
-    arena_release(&n->own);
-    output_free(&n->output);
-    buf_free(&n->head);
-    reply_free(&n->reply);
-    reply_free(&n->msg);
-    bulk_free(&n->reader.bulk);
-    free(n->id);
-    free(n->first_dest);
-    arena_hooks_remove();
-    free(n);
-    return status;
+struct node *node_embed_open(const struct node_program *prog, struct app *app, struct buf *out)
+{
+    struct node *n = node_new(prog, app);
+    if (!n)
+        return NULL;
+    n->output.capture = out;
+    arena_hooks_install();
+    n->threaded = false;
+    batches_start(n);
+    return n;
+}
+
+int node_embed_lines(struct node *n, const char *data, size_t len)
+{
+    struct batch *cur = &n->batches[0];
+    struct buf *in = &cur->text;
+    if (n->stop_status)
+        return n->stop_status;
+    buf_reset(in);
+    buf_append(in, data, len);
+    if (!buf_ok(in)) {
+        buf_free(in);
+        return 0; /* as a line the node had no memory for: dropped */
+    }
+    for (size_t start = 0; start < in->len;) {
+        char *nl = memchr(in->data + start, '\n', in->len - start);
+        size_t end = nl ? (size_t)(nl - in->data) : in->len;
+        batch_take_line(n, cur, in->data + start, end - start);
+        start = end + 1;
+    }
+    batch_hand_on(n, &cur, in->len); /* answers them all, on this thread */
+    schedule_run_due(n);
+    if (!n->stop_status)
+        output_flush(n);
+    return n->stop_status;
+}
+
+int node_embed_close(struct node *n)
+{
+    batches_stop(n);
+    return node_delete(n);
 }

@@ -68,6 +68,11 @@ struct parsed {
     const struct bulk_slice *slices; /* its long strings, for bulk_string_len */
     size_t n_slices;
     bool utf8_ok, raw_nul, raw_control, trailing, escaped_nul;
+    /* JSON that cJSON reads but RFC 8259 forbids: */
+    bool bad_u_escape;    /* a \u without four hex digits, which cJSON reads as NUL */
+    bool control_between; /* a byte below 0x20 other than tab, LF, CR between tokens */
+    size_t escape_at;     /* escaped_nul, bad_u_escape: the escape's offset in the line */
+    size_t control_at;    /* raw_control, control_between: the byte's offset */
     bool too_long;        /* longer than --max-line: only its start was kept */
     bool over_budget;     /* its tree would take more memory than allowed */
     bool out_of_memory;   /* the reader ran out of memory with it */
@@ -138,6 +143,7 @@ struct output {
     size_t n_records, cap_records;
     struct buf dests;
     bool fatal;          /* a failed commit could not be rolled back */
+    struct buf *capture; /* node_embed: lines go here instead of stdout */
 };
 
 /* Queues one line {"src":self,"dest":dest,"body":{"type":...,"msg_id":...,

@@ -53,6 +53,11 @@ void output_grow_pipe(int fd)
 static void write_all(struct node *n, struct iovec *iov, int cnt)
 {
     struct output *o = &n->output;
+    if (o->capture) { /* node_embed_open */
+        for (int i = 0; i < cnt; i++)
+            buf_append(o->capture, iov[i].iov_base, iov[i].iov_len);
+        return;
+    }
     while (cnt > 0 && !o->broken) {
         ssize_t w = writev(STDOUT_FILENO, iov, cnt);
         if (w < 0 && errno == EINTR)

@@ -239,8 +239,10 @@ void salvage_line(const char *line, size_t len, struct salvaged *out, size_t src
         return;
     while (take(&c, '"') && read_key(&c, key, &n)) {
         skip_ws(&c);
-        bool is_src = key_eq(key, n, "src") && !out->has_src;
-        bool is_dest = key_eq(key, n, "dest") && !out->has_dest;
+        /* A src or dest that is not a string is skipped like any value. */
+        bool quoted = c.p < c.end && *c.p == '"';
+        bool is_src = quoted && key_eq(key, n, "src") && !out->has_src;
+        bool is_dest = quoted && key_eq(key, n, "dest") && !out->has_dest;
         if (is_src || is_dest) {
             char *to = is_src ? out->src : out->dest;
             size_t cap = is_src ? src_cap : sizeof(out->dest) - 1;

@@ -14,11 +14,18 @@
  *   3. Every long string parse_line kept (p->slices) that the tree uses
  *      points into the line, all of them when nothing trails the value; and
  *      bulk_string_len gives every string of the tree its strlen.
- *   4. A line parse_line passes (a tree, nothing trailing, no \u0000, valid
- *      UTF-8, no raw NUL or control byte in a string) holds no \u escape
- *      without its four hex digits (RFC 8259 §7): cJSON 1.7.15 decodes one
- *      to U+0000 and its C string silently ends there. parse_line does not
- *      check this yet (see KNOWN_BAD_U_ESCAPE).
+ *   4. For lines without such text, `bad_u_escape` flags a \u escape
+ *      without its four hex digits (RFC 8259 §7), which cJSON 1.7.15 decodes
+ *      to U+0000, silently cutting its C string short: with escaped_nul, the
+ *      flags name the first bad escape and are raised exactly when the line
+ *      holds one (tests/fuzz/corpus/fuzz_bulk/regress-bad-u-escape).
+ *   5. `raw_control` and `control_between` point at a byte below 0x20, and
+ *      a line cJSON parses, with nothing after its value, holds none but
+ *      tab, CR and LF when neither is set (RFC 8259 §2 white space; cJSON
+ *      skips any byte up to 0x20). (A line that is not JSON may hide one
+ *      behind a backslash outside any string, and so may one with a bad \u
+ *      escape, whose six bytes cJSON skips, backslash after it included:
+ *      regress-control-behind-bad-u; both are refused anyway.)
  * Nothing is read or written outside the line (a heap block of exactly its
  * size); the trees use cJSON's default allocator (malloc), not the loop's
  * arena, so that AddressSanitizer sees each node and string on its own, and
@@ -38,15 +45,6 @@
 #include "node_internal.h"
 
 #define MAX_EXPANSIONS 16
-
-/* parse_line lets through a \u escape without four hex digits, which
- * cJSON turns into U+0000, silently cutting the string short (reported with
- * tests/fuzz/corpus/fuzz_bulk/regress-bad-u-escape). While that stands,
- * property 4 only counts such lines, printing the first; set this to 0 once
- * parse.c refuses them. */
-#ifndef KNOWN_BAD_U_ESCAPE
-#define KNOWN_BAD_U_ESCAPE 1
-#endif
 
 static struct reader_state rs; /* reused from line to line, as the reader does */
 static struct arena arena;     /* for what parse_line takes from arena_now */
@@ -136,7 +134,6 @@ static bool expand(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static unsigned long bad_u_lines;
     if (!expand(data, size))
         return 0;
     size_t len = line_buf.len;
@@ -151,6 +148,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(!p.root == (p.salvaged != NULL)); /* salvage runs when cJSON refuses */
 
     FUZZ_CHECK(!want == !p.root); /* 1 */
+    /* 5: a control byte flagged is one; none flagged, none but tab and CR */
+    FUZZ_CHECK(!(p.raw_control && p.control_between));
+    if (p.raw_control || p.control_between)
+        FUZZ_CHECK(p.control_at < len && (unsigned char)direct[p.control_at] < 0x20);
+    else if (p.utf8_ok && !p.raw_nul && want && !trailing_text(want_end, direct + len) &&
+             !p.bad_u_escape)
+        for (size_t i = 0; i < len; i++)
+            FUZZ_CHECK((unsigned char)direct[i] >= 0x20 || direct[i] == '\t' ||
+                       direct[i] == '\r' || direct[i] == '\n');
     if (want && p.root) {
         char *pw = cJSON_PrintUnformatted(want), *pg = cJSON_PrintUnformatted(p.root);
         FUZZ_CHECK(pw && pg && !strcmp(pw, pg));
@@ -160,23 +166,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool trailing = trailing_text(want_end, direct + len), nul, bad;
         FUZZ_CHECK(p.trailing == trailing); /* 2 */
         scan_u_escapes(direct, want_end, &nul, &bad);
-        if (!trailing)
-            FUZZ_CHECK(p.escaped_nul == nul);
+        if (!trailing) { /* 2, 4 */
+            FUZZ_CHECK(!(p.escaped_nul && p.bad_u_escape));
+            FUZZ_CHECK(p.escaped_nul ? nul : p.bad_u_escape ? bad : !nul && !bad);
+            if (p.escaped_nul || p.bad_u_escape)
+                FUZZ_CHECK(p.escape_at < len && direct[p.escape_at] == '\\' &&
+                           direct[p.escape_at + 1] == 'u');
+        }
 
         size_t used = in_line(p.root, line, line + len); /* 3 */
         FUZZ_CHECK(trailing ? used <= p.n_slices : used == p.n_slices);
         bulk_use(p.slices, p.n_slices);
         FUZZ_CHECK(lengths_known(p.root));
         bulk_use(NULL, 0);
-
-        /* 4 */
-        if (bad && !trailing && !p.escaped_nul && p.utf8_ok && !p.raw_nul && !p.raw_control) {
-            if (!KNOWN_BAD_U_ESCAPE)
-                FUZZ_CHECK(!"a \\u escape without four hex digits passed parse_line");
-            if (!bad_u_lines++)
-                fprintf(stderr, "fuzz_bulk: known bug: parse_line passes a \\u escape "
-                                "without four hex digits (cJSON reads U+0000)\n");
-        }
     }
     cJSON_Delete(want);
     cJSON_Delete(p.root);

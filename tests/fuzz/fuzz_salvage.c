@@ -117,11 +117,10 @@ static void expect(const cJSON *root, size_t cap, struct expected *e)
         bool is_src = !strcmp(it->string, "src") && !e->has_src;
         bool is_dest = !strcmp(it->string, "dest") && !e->has_dest;
         if (is_src || is_dest) {
-            /* Known: salvage stops at a src or dest that is not a string
-             * (rather than skipping it), so nothing after it is compared
-             * (reported; corpus/fuzz_salvage/regress-dest-not-string). */
+            /* One that is not a string is skipped (it stopped salvage
+             * once: corpus/fuzz_salvage/regress-dest-not-string). */
             if (!cJSON_IsString(it))
-                break;
+                continue;
             if (is_src && usable(it, cap))
                 e->has_src = true, e->src = it->valuestring;
             else if (is_dest && usable(it, 255))
@@ -166,7 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* 3: when src fits in the tiny cap too (or there is none), the cap
      * changes nothing. (When it does not fit, salvage goes on to a repeated
-     * "src" key, and stops at one that is not a string.) */
+     * "src" key.) */
     enum { TINY = 3 };
     struct salvaged *t = salvage(line, size, TINY);
     if (!s->has_src || s->src_len <= TINY) {

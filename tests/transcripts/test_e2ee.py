@@ -333,6 +333,11 @@ def bad_signatures_and_substituted_prekeys():
                 "bob_public_key": {k: v for k, v in b.items() if k != "signed_pre_key_signature"}},
                src="alice")
     assert r["code"] == 12 and "signed_pre_key_signature" in r["text"], r
+    # 0xFFFFFFFF stands for "no one-time prekey" on the wire: as the id of
+    # one, alice's first message would name none and bob could not open it.
+    r = n.call({"type": "initiate_conversation", "recipient": "bob",
+                "bob_public_key": dict(b, one_time_pre_key_id=0xFFFFFFFF)}, src="alice")
+    assert r["code"] == 12 and "one_time_pre_key_id" in r["text"], r
     # The real bundle still works: nothing above changed state.
     r = n.call({"type": "initiate_conversation", "recipient": "bob", "bob_public_key": b},
                src="alice")

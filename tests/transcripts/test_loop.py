@@ -159,6 +159,11 @@ def valid_json_cjson_refuses_still_gets_error_12():
         ('{"src":"c","dest":"n1","body":{"type":"echo","msg_id":4,"echo":"a\tb"}}', 4),
         ('{"src":"c\\u00e9","dest":"n1","body":{"msg_id":5,"type":"echo","echo":"\\udc00"}}', 5),
         ('{"src":"c","dest":"n1","body":{"type":"echo","msg_id":6,"echo":"\x1f', 6),
+        # a dest that is not a string no longer stops salvage before msg_id
+        ('{"src":"c","dest":5,"body":{"type":"echo","msg_id":8,"echo":"\\ud800"}}', 8),
+        # RFC 8259 white space is space, tab, LF and CR; cJSON skips any byte
+        # up to 0x20 between tokens
+        ('{"src":"c",\x0b"dest":"n1","body":{"type":"echo","msg_id":9,"echo":"x"}}', 9),
     ]
     replies, err, code = run_lines(BIN, [c for c, _ in cases] + [
         '{"src":"c",\t"dest":"n1",\t"body":{"type":"echo","msg_id":7,"echo":%s}}'
@@ -170,6 +175,30 @@ def valid_json_cjson_refuses_still_gets_error_12():
     assert replies[4]["dest"] == "c\u00e9", replies[4]
     assert "control character" in replies[2]["body"]["text"], replies[2]
     assert "control character" in replies[3]["body"]["text"], replies[3]
+    assert "between JSON tokens" in replies[7]["body"]["text"], replies[7]
+
+
+@test
+def u_escape_without_four_hex_digits_is_refused():
+    """cJSON 1.7.15 reads a \\u escape whose four characters are not all hex
+    digits as U+0000, and its C string ends there: "attack at dawn\\u00zz, not
+    dusk" would encrypt only "attack at dawn". Such a line gets error 12
+    naming the escape, in a short string and in a long one (the long-string
+    path), and the node goes on."""
+    long_text = "x" * 3000
+    cases = ['"attack at dawn\\u00zz, not dusk"', '"\\u12 a"', '"%s\\u0G00"' % long_text,
+             '"\\u\\"ab"', '"ok", "aad": "x\\uzzzz"']
+    lines = ['{"src":"c","dest":"n1","body":{"type":"encrypt","msg_id":%d,"plaintext":%s}}'
+             % (i + 1, c) for i, c in enumerate(cases)]
+    lines.append(msg({"type": "encrypt", "msg_id": 9, "plaintext": "attack at dawn\u00e9"}))
+    replies, err, code = run_lines(BIN, lines, env=KEY_ENV)
+    assert code == 0, err
+    got = [(r["body"].get("in_reply_to"), r["body"]["type"], r["body"].get("code"))
+           for r in replies]
+    assert got == [(i + 1, "error", 12) for i in range(len(cases))] + [
+        (9, "encrypted", None)], got
+    for r in replies[:-1]:
+        assert "\\u escape" in r["body"]["text"] and "four hex digits" in r["body"]["text"], r
 
 
 @test

@@ -394,6 +394,50 @@ static void test_wire_fuzz(void)
     CHECK(accepted > total / 100 && accepted < total / 2);
 }
 
+/* Keys of small order verify nothing (fuzz_signed found that u = 1 with the
+ * all-zero signature verified for about a quarter of all messages). Each
+ * key also in its non-canonical forms (+ p, bit 255 set). */
+static void test_small_order_keys(void)
+{
+    static const uint8_t P[32] = {0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0x7f};
+    uint8_t keys[4][32] = {{0}, {1}};
+    memcpy(keys[2], "\xe0\xeb\x7a\x7c\x3b\x41\xb8\xae\x16\x56\xe3\xfa\xf1\x9f\xc4\x6a"
+                    "\xda\x09\x8d\xeb\x9c\x32\xb1\xfd\x86\x62\x05\x16\x5f\x49\xb8\x00", 32);
+    memcpy(keys[3], "\x5f\x9c\x95\xbc\xa3\x50\x8c\x24\xb1\xd0\xb1\x55\x9c\x83\xef\x5b"
+                    "\x04\x44\x5c\xc4\x58\x1c\x8e\x86\xd8\x22\x4e\xdd\xd0\x9f\x11\x57", 32);
+    int accepted = 0;
+    for (int k = 0; k < 4; k++) {
+        for (int form = 0; form < 3; form++) {
+            uint8_t key[32];
+            memcpy(key, keys[k], 32);
+            if (form == 1) { /* + p, when that still fits in 255 bits */
+                unsigned carry = 0;
+                for (int i = 0; i < 32; i++) {
+                    unsigned v = key[i] + P[i] + carry;
+                    key[i] = (uint8_t)v;
+                    carry = v >> 8;
+                }
+                if (key[31] & 0x80)
+                    continue;
+            } else if (form == 2) {
+                key[31] |= 0x80; /* ignored, as libsignal does */
+            }
+            for (int m = 0; m < 64; m++) {
+                uint8_t msg[1] = {(uint8_t)m}, sig[64] = {0};
+                /* R = the key's own Edwards point (y = 0 for u = 1), S = 0 */
+                accepted += curve_verify(key, msg, sizeof(msg), sig) != 0;
+                memset(sig, 0, sizeof(sig));
+                sig[0] = 1; /* R = the identity */
+                accepted += curve_verify(key, msg, sizeof(msg), sig) != 0;
+            }
+        }
+    }
+    CHECK(accepted == 0);
+}
+
 int main(void)
 {
     test_chain_key();
@@ -406,5 +450,6 @@ int main(void)
     test_wire_bounds();
     test_wire_reserved_prekey_id();
     test_wire_fuzz();
+    test_small_order_keys();
     return check_finish("test_signal_kat");
 }
