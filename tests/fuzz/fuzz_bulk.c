@@ -25,7 +25,10 @@
  *      skips any byte up to 0x20). (A line that is not JSON may hide one
  *      behind a backslash outside any string, and so may one with a bad \u
  *      escape, whose six bytes cJSON skips, backslash after it included:
- *      regress-control-behind-bad-u; both are refused anyway.)
+ *      regress-control-behind-bad-u; both are refused anyway. The escape
+ *      check names only the first bad escape, so a \u0000 before the bad
+ *      \u hides it: regress-control-behind-bad-u-after-nul, refused for
+ *      the \u0000.)
  * Nothing is read or written outside the line (a heap block of exactly its
  * size); the trees use cJSON's default allocator (malloc), not the loop's
  * arena, so that AddressSanitizer sees each node and string on its own, and
@@ -153,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (p.raw_control || p.control_between)
         FUZZ_CHECK(p.control_at < len && (unsigned char)direct[p.control_at] < 0x20);
     else if (p.utf8_ok && !p.raw_nul && want && !trailing_text(want_end, direct + len) &&
-             !p.bad_u_escape)
+             !p.bad_u_escape && !p.escaped_nul)
         for (size_t i = 0; i < len; i++)
             FUZZ_CHECK((unsigned char)direct[i] >= 0x20 || direct[i] == '\t' ||
                        direct[i] == '\r' || direct[i] == '\n');
