@@ -70,16 +70,6 @@ struct directory {
  * user\0id\0opk id; dir_ans user\0request id.
  * ========================================================================== */
 
-static size_t key_user_id(uint8_t *k, const char *user, uint32_t id)
-{
-    size_t n = strlen(user);
-    memcpy(k, user, n);
-    k[n++] = 0;
-    for (int i = 3; i >= 0; i--)
-        k[n++] = (uint8_t)(id >> (8 * i));
-    return n;
-}
-
 static void put_account(struct app *app, const struct dir_account *a)
 {
     struct state *st = app_state(app);
@@ -121,14 +111,14 @@ static void put_device(struct app *app, const struct dir_account *a, const struc
     row_u64(&b, d->counter);
     row_u8(&b, d->status);
     if (!buf_ok(&b) ||
-        state_put(st, "dir_dev", key, key_user_id(key, a->user, d->id), b.data, b.len))
+        state_put(st, "dir_dev", key, row_key_user_id(key, a->user, d->id), b.data, b.len))
         node_log("e2ee-node: cannot record a device: the commit will fail");
     buf_free(&b);
 }
 
 static size_t key_opk(uint8_t *k, const char *user, uint32_t dev, uint32_t opk)
 {
-    size_t n = key_user_id(k, user, dev);
+    size_t n = row_key_user_id(k, user, dev);
     k[n++] = 0;
     for (int i = 3; i >= 0; i--)
         k[n++] = (uint8_t)(opk >> (8 * i));

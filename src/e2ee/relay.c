@@ -81,16 +81,6 @@ struct cached {
  * Rows: relay_env id; relay_box user\0device id; relay_seen message_id.
  * ========================================================================== */
 
-static size_t box_key(uint8_t *k, const char *user, uint32_t id)
-{
-    size_t n = strlen(user);
-    memcpy(k, user, n);
-    k[n++] = 0;
-    for (int i = 3; i >= 0; i--)
-        k[n++] = (uint8_t)(id >> (8 * i));
-    return n;
-}
-
 static void id_key(uint8_t k[static 8], uint64_t id)
 {
     for (int i = 0; i < 8; i++)
@@ -251,7 +241,7 @@ void relay_close(struct app *app)
 static struct mailbox *box_find(struct relay *rl, const char *user, uint32_t id)
 {
     uint8_t k[DEVLIST_USER_MAX + 5];
-    return map_get(&rl->boxes, k, box_key(k, user, id));
+    return map_get(&rl->boxes, k, row_key_user_id(k, user, id));
 }
 
 static struct mailbox *box_get(struct relay *rl, const char *user, uint32_t id)
@@ -264,7 +254,7 @@ static struct mailbox *box_get(struct relay *rl, const char *user, uint32_t id)
         return NULL;
     }
     m->device_id = id;
-    m->key_len = box_key(m->key, user, id);
+    m->key_len = row_key_user_id(m->key, user, id);
     if (map_put(&rl->boxes, m->key, m->key_len, m)) {
         box_free(m);
         return NULL;

@@ -37,6 +37,18 @@ static inline void row_str(struct buf *b, const char *s, size_t n)
     buf_append(b, s, n);
 }
 
+/* A state row key: user, a NUL, a big-endian u32 (a device or prekey id).
+ * k holds strlen(user) + 5 bytes; returns the length. */
+static inline size_t row_key_user_id(uint8_t *k, const char *user, uint32_t id)
+{
+    size_t n = strlen(user);
+    memcpy(k, user, n);
+    k[n++] = 0;
+    for (int i = 3; i >= 0; i--)
+        k[n++] = (uint8_t)(id >> (8 * i));
+    return n;
+}
+
 struct row_reader {
     const uint8_t *p, *end;
     bool bad; /* ran past the end, or a value out of range */
