@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import random
+import re
 import resource
 import selectors
 import shlex
@@ -1471,6 +1472,21 @@ def parse_args(argv):
     return o
 
 
+def commit_stats(run_dir):
+    """{node: [commits, ms spent committing]} over the whole run, from the
+    line each node prints on stderr at a clean exit (SECURITOR_STATE_STATS)."""
+    out = {}
+    logs = os.path.join(run_dir, "logs")
+    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        with open(os.path.join(logs, name), errors="replace") as f:
+            m = re.search(r"state: (\d+) commits, \d+ rows, ([\d.]+) ms committing", f.read())
+        if m:
+            nid = name.split(".")[0]
+            c, ms = out.get(nid, [0, 0.0])
+            out[nid] = [c + int(m.group(1)), round(ms + float(m.group(2)), 1)]
+    return out
+
+
 def print_bench(res, bench):
     f = res["figures"]
     b = f.get("bench", {})
@@ -1491,6 +1507,11 @@ def print_bench(res, bench):
         ("node CPU, seconds", " ".join("%s=%s" % kv for kv in sorted(bench["node_cpu_s"].items())),
          "", None),
     ]
+    commits = bench.get("node_commits") or {}
+    if commits:  # the whole run's, setup included: what each commit (its fsync) takes
+        rows.append(("commits x mean ms (whole run)", " ".join(
+            "%s=%dx%.1f" % (n, c, ms / c) for n, (c, ms) in sorted(commits.items()) if c),
+            "", None))
     print("\nbench: %d device nodes, %d users x %d devices, %d clients, %.0f s, state %s"
           % (res["options"]["device_nodes"], res["options"]["users"],
              res["options"]["devices_per_user"], bench["clients"],
@@ -1505,6 +1526,8 @@ def main(argv):
     if o.route_bench:
         return route_bench(o, o.route_bench)
     node_argv, env = node_command(o)
+    if o.bench:
+        env["SECURITOR_STATE_STATS"] = "1"  # each node's commits, printed at exit
     run_dir = make_run_dir(o)
     net = Net(o, run_dir, node_argv, env)
     meta = {"k": "meta", "version": 1, "nodes": net.node_ids, "directory": DIRECTORY,
@@ -1531,6 +1554,7 @@ def main(argv):
     res = net_check.check(run_dir, diagram_max=o.diagram_max, bench=bench,
                           expect_all_ok=o.expect_all_ok)
     if bench:
+        bench["node_commits"] = commit_stats(run_dir)
         res["figures"]["bench"].update({k: v for k, v in bench.items() if k != "window"})
         net_check.write_results(run_dir, res)
     net_check.print_summary(res)

@@ -6,7 +6,7 @@
  * secrets: callers keep them in fixed arrays and wipe them.
  *
  * Threads: key imports go through cached contexts in static storage, and
- * curve_verify keeps a cache there: one thread at a time (the loop's worker,
+ * curve_sign and curve_verify keep caches there: one thread at a time (the loop's worker,
  * or main before the loop starts).
  */
 #ifndef SECURITOR_CURVE_H
@@ -74,17 +74,20 @@ int curve_public_usable(const uint8_t pub[static CURVE_KEY_LEN]);
 __attribute__((warn_unused_result))
 int curve_identity_generate(struct curve_identity *id);
 /* Signs msg with the identity: Ed25519, then the Edwards sign bit (0) in
- * bit 7 of byte 63, as libsignal's verifier expects. 0 or -1. */
+ * bit 7 of byte 63, as libsignal's verifier expects. The Edwards public key
+ * of each identity is computed once and remembered (64 entries, public
+ * data). 0 or -1. */
 __attribute__((warn_unused_result))
 int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *id,
                const uint8_t *msg, size_t len);
 /* Verifies a libsignal/XEdDSA-style signature under an X25519 public key:
  * u is mapped to the Edwards y = (u-1)/(u+1), the sign bit taken from
  * sig[63] bit 7, and the rest checked by OpenSSL's Ed25519 (SIGNAL.md 2.4).
- * Returns 1 valid, 0 invalid, -1 internal error. Valid signatures over
- * messages of up to 64 bytes (signed prekeys) are remembered in a bounded
- * cache (1,024 entries, public data), so the same signature on the same
- * message under the same key is verified once. */
+ * Returns 1 valid, 0 invalid, -1 internal error. Valid signatures are
+ * remembered by (key, SHA-256 of the message, signature) in a bounded cache
+ * (1,024 entries, public data), so the same signature on the same message
+ * under the same key is verified once (signed prekeys, device lists read
+ * again); the Edwards images of 256 recent keys are kept too. */
 __attribute__((warn_unused_result))
 int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
                  const uint8_t sig[static CURVE_SIG_LEN]);

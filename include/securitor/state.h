@@ -98,8 +98,10 @@ void state_close(struct state *st);
  * fit together), PROTOCOL.md §4 "left as it was". NULL is fine. */
 void state_abandon(struct state *st);
 
-/* For tests and the benchmark: transactions and rows written so far. */
-void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows);
+/* For tests and the benchmark: transactions and rows written so far, and
+ * the time spent committing them (commit_ns may be NULL). */
+void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows,
+                    uint64_t *commit_ns);
 
 const char *state_status_text(enum state_status s);
 

@@ -232,17 +232,45 @@ out:
     return rc;
 }
 
+/* The Edwards public keys of the identities that signed, by their X25519
+ * key (public data): importing the seed alone makes OpenSSL compute the
+ * public key, a scalar multiplication as dear as the signature itself;
+ * given both halves it takes them as they are. Filled only from the seed
+ * (ed25519_public), never from a caller, so an entry is always the key the
+ * seed makes. The X25519 key fixes the scalar up to its sign, and seeds are
+ * drawn here, so two seeds never share an entry by accident. */
+#define SIGNERS 64
+
+static struct signer {
+    uint8_t x_pub[CURVE_KEY_LEN], ed_pub[32];
+    bool used;
+} signers[SIGNERS];
+
+static int signer_public(uint8_t ed_pub[static 32], const struct curve_identity *id)
+{
+    struct signer *e = &signers[(id->x.pub[0] ^ id->x.pub[1] << 1) % SIGNERS];
+    if (e->used && !memcmp(e->x_pub, id->x.pub, CURVE_KEY_LEN)) {
+        memcpy(ed_pub, e->ed_pub, 32);
+        return 0;
+    }
+    if (ed25519_public(ed_pub, id->seed))
+        return -1;
+    memcpy(e->x_pub, id->x.pub, CURVE_KEY_LEN);
+    memcpy(e->ed_pub, ed_pub, 32);
+    e->used = true;
+    return 0;
+}
+
 int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *id,
                const uint8_t *msg, size_t len)
 {
     int rc = -1;
     size_t sig_len = CURVE_SIG_LEN;
     uint8_t ed_pub[32];
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    size_t pub_len = sizeof(ed_pub);
-    EVP_PKEY *k = import_key(KEY_ED25519, id->seed, NULL); /* computes the public key */
-    if (!ctx || !k || EVP_PKEY_get_raw_public_key(k, ed_pub, &pub_len) != 1 ||
-        pub_len != sizeof(ed_pub) || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
+    EVP_MD_CTX *ctx = NULL;
+    EVP_PKEY *k = NULL;
+    if (signer_public(ed_pub, id) || !(k = import_key(KEY_ED25519, id->seed, ed_pub)) ||
+        !(ctx = EVP_MD_CTX_new()) || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
         EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != CURVE_SIG_LEN)
         goto out;
     sig[63] |= ed_pub[31] & 0x80; /* libsignal carries the sign bit here */
@@ -287,12 +315,14 @@ static const uint8_t SMALL_ORDER_U[4][32] = {
      0x11, 0x57},
 };
 
-/* curve_verify without the cache. */
-static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
-                  const uint8_t sig[static CURVE_SIG_LEN])
+/* The Edwards y of a Montgomery u (SIGNAL.md 2.4): y = (u - 1) / (u + 1)
+ * mod p, from u with bit 255 cleared (as libsignal's fe_frombytes). Returns
+ * 1 with y, 0 when u has no usable image (small order, or -1), -1 on an
+ * internal error. */
+static int edwards_y(uint8_t y_bytes[static 32], const uint8_t u_in[static CURVE_KEY_LEN])
 {
     int rc = -1;
-    uint8_t u_bytes[32], ed_pub[32], ed_sig[CURVE_SIG_LEN];
+    uint8_t u_bytes[32];
     BN_CTX *bn = BN_CTX_new();
     BIGNUM *p = BN_new(), *u = NULL, *num = NULL, *den = NULL, *y = NULL;
     if (bn)
@@ -302,8 +332,8 @@ static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, s
     u = BN_CTX_get(bn), num = BN_CTX_get(bn), den = BN_CTX_get(bn), y = BN_CTX_get(bn);
     if (!y || !BN_set_bit(p, 255) || !BN_sub_word(p, 19)) /* p = 2^255 - 19 */
         goto out;
-    memcpy(u_bytes, pub, 32);
-    u_bytes[31] &= 0x7F; /* as libsignal's fe_frombytes: bit 255 is ignored */
+    memcpy(u_bytes, u_in, 32);
+    u_bytes[31] &= 0x7F;
     if (!BN_lebin2bn(u_bytes, 32, u) || !BN_nnmod(u, u, p, bn) ||
         BN_bn2lebinpad(u, u_bytes, 32) != 32)
         goto out;
@@ -317,7 +347,7 @@ static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, s
             rc = 0;
             goto out;
         }
-    /* y = (u - 1) / (u + 1) mod p; u = -1 has no image (SIGNAL.md 2.4). */
+    /* u = -1 has no image (SIGNAL.md 2.4). */
     if (!BN_mod_sub(num, u, BN_value_one(), p, bn) || !BN_mod_add(den, u, BN_value_one(), p, bn))
         goto out;
     if (BN_is_zero(den)) {
@@ -325,12 +355,9 @@ static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, s
         goto out;
     }
     if (!BN_mod_inverse(den, den, p, bn) || !BN_mod_mul(y, num, den, p, bn) ||
-        BN_bn2lebinpad(y, ed_pub, 32) != 32)
+        BN_bn2lebinpad(y, y_bytes, 32) != 32)
         goto out;
-    ed_pub[31] |= sig[63] & 0x80; /* y < 2^255, so bit 255 carries the sign */
-    memcpy(ed_sig, sig, CURVE_SIG_LEN);
-    ed_sig[63] &= 0x7F;
-    rc = ed25519_verify(ed_pub, msg, len, ed_sig, CURVE_SIG_LEN);
+    rc = 1;
 out:
     if (bn)
         BN_CTX_end(bn);
@@ -340,24 +367,67 @@ out:
     return rc;
 }
 
+/* The images of the keys that verified lately (public data), so that a key
+ * seen again (a device's signed fetches, the signers of device lists) costs
+ * no modular inversion. Keyed by u as given, bit 255 cleared; a u chosen to
+ * collide only evicts. */
+#define EDWARDS_KEYS 256
+
+static struct edwards {
+    uint8_t u[CURVE_KEY_LEN], y[32];
+    bool used;
+} edwards[EDWARDS_KEYS];
+
+static int edwards_y_cached(uint8_t y[static 32], const uint8_t pub[static CURVE_KEY_LEN])
+{
+    uint8_t u[CURVE_KEY_LEN];
+    memcpy(u, pub, CURVE_KEY_LEN);
+    u[31] &= 0x7F;
+    struct edwards *e = &edwards[(u[0] ^ (uint8_t)(u[1] + u[2])) % EDWARDS_KEYS];
+    if (e->used && !memcmp(e->u, u, CURVE_KEY_LEN)) {
+        memcpy(y, e->y, 32);
+        return 1;
+    }
+    int rc = edwards_y(y, u);
+    if (rc == 1) {
+        memcpy(e->u, u, CURVE_KEY_LEN);
+        memcpy(e->y, y, 32);
+        e->used = true;
+    }
+    return rc;
+}
+
+/* curve_verify without the cache of verified signatures. */
+static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+                  const uint8_t sig[static CURVE_SIG_LEN])
+{
+    uint8_t ed_pub[32], ed_sig[CURVE_SIG_LEN];
+    int rc = edwards_y_cached(ed_pub, pub);
+    if (rc != 1)
+        return rc;
+    ed_pub[31] |= sig[63] & 0x80; /* y < 2^255, so bit 255 carries the sign */
+    memcpy(ed_sig, sig, CURVE_SIG_LEN);
+    ed_sig[63] &= 0x7F;
+    return ed25519_verify(ed_pub, msg, len, ed_sig, CURVE_SIG_LEN);
+}
+
 /* ============================================================================
  * Verified signatures
  * ========================================================================== */
 
-/* Signatures that verified, by content: (public key, message, signature)
- * for messages of up to VERIFIED_MSG_MAX bytes (a signed prekey's is 33), so
- * that a bundle seen again (another session with the same peer) costs no
- * Ed25519 verification and no birational map. Verification is a function of
- * these bytes alone, so a hit answers what verifying again would. Only
- * valid signatures are kept; all of it is public. Bounded: VERIFIED_SETS
- * sets of VERIFIED_WAYS entries, the oldest of a set replaced first. */
+/* Signatures that verified, by content: (public key, SHA-256 of the
+ * message, signature), so that a bundle or a device list seen again
+ * (another session with the same peer; every send re-reads both users'
+ * lists, PROTOCOL.md §5.2) costs a hash, not an Ed25519 verification.
+ * Verification is a function of these bytes alone and SHA-256 is collision
+ * resistant, so a hit answers what verifying again would. Only valid
+ * signatures are kept; all of it is public. Bounded: VERIFIED_SETS sets of
+ * VERIFIED_WAYS entries, the oldest of a set replaced first. */
 #define VERIFIED_SETS 256
 #define VERIFIED_WAYS 4
-#define VERIFIED_MSG_MAX 64
 
 struct verified {
-    uint8_t pub[CURVE_KEY_LEN], sig[CURVE_SIG_LEN], msg[VERIFIED_MSG_MAX];
-    uint8_t msg_len;
+    uint8_t pub[CURVE_KEY_LEN], sig[CURVE_SIG_LEN], msg_hash[32];
     bool used;
 };
 
@@ -372,40 +442,40 @@ static size_t verified_set(const uint8_t pub[static CURVE_KEY_LEN],
     return (size_t)(sig[0] ^ pub[0] ^ (uint8_t)(sig[1] + pub[1])) % VERIFIED_SETS;
 }
 
-static bool verified_find(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg,
-                          size_t len, const uint8_t sig[static CURVE_SIG_LEN])
+static bool verified_find(const uint8_t pub[static CURVE_KEY_LEN],
+                          const uint8_t msg_hash[static 32],
+                          const uint8_t sig[static CURVE_SIG_LEN])
 {
     const struct verified *set = verified[verified_set(pub, sig)];
-    for (size_t i = 0; len <= VERIFIED_MSG_MAX && i < VERIFIED_WAYS; i++)
-        if (set[i].used && set[i].msg_len == len && !memcmp(set[i].sig, sig, CURVE_SIG_LEN) &&
-            !memcmp(set[i].pub, pub, CURVE_KEY_LEN) && (!len || !memcmp(set[i].msg, msg, len)))
+    for (size_t i = 0; i < VERIFIED_WAYS; i++)
+        if (set[i].used && !memcmp(set[i].sig, sig, CURVE_SIG_LEN) &&
+            !memcmp(set[i].pub, pub, CURVE_KEY_LEN) && !memcmp(set[i].msg_hash, msg_hash, 32))
             return true;
     return false;
 }
 
-static void verified_add(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
+static void verified_add(const uint8_t pub[static CURVE_KEY_LEN],
+                         const uint8_t msg_hash[static 32],
                          const uint8_t sig[static CURVE_SIG_LEN])
 {
     size_t s = verified_set(pub, sig);
-    if (len > VERIFIED_MSG_MAX)
-        return;
     struct verified *v = &verified[s][verified_next[s]];
     verified_next[s] = (uint8_t)((verified_next[s] + 1) % VERIFIED_WAYS);
     memcpy(v->pub, pub, CURVE_KEY_LEN);
     memcpy(v->sig, sig, CURVE_SIG_LEN);
-    if (len)
-        memcpy(v->msg, msg, len);
-    v->msg_len = (uint8_t)len;
+    memcpy(v->msg_hash, msg_hash, 32);
     v->used = true;
 }
 
 int curve_verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, size_t len,
                  const uint8_t sig[static CURVE_SIG_LEN])
 {
-    if (verified_find(pub, msg, len, sig))
+    uint8_t msg_hash[32];
+    bool hashed = sha256(msg_hash, msg, len) == 0; /* without it, no cache */
+    if (hashed && verified_find(pub, msg_hash, sig))
         return 1;
     int rc = verify(pub, msg, len, sig);
-    if (rc == 1)
-        verified_add(pub, msg, len, sig);
+    if (rc == 1 && hashed)
+        verified_add(pub, msg_hash, sig);
     return rc;
 }

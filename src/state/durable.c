@@ -130,10 +130,10 @@ void durable_close(struct durable *d)
 {
     const char *stats = getenv("SECURITOR_STATE_STATS");
     if (d->st && stats && !strcmp(stats, "1")) {
-        uint64_t commits, rows;
-        state_counters(d->st, &commits, &rows);
-        node_log("%s: state: %llu commits, %llu rows", d->program, (unsigned long long)commits,
-                 (unsigned long long)rows);
+        uint64_t commits, rows, ns;
+        state_counters(d->st, &commits, &rows, &ns);
+        node_log("%s: state: %llu commits, %llu rows, %.1f ms committing", d->program,
+                 (unsigned long long)commits, (unsigned long long)rows, ns / 1e6);
     }
     state_close(d->st);
     d->st = NULL;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -43,6 +44,7 @@ struct state {
     bool failed;         /* a put could not be buffered: the next commit fails */
     bool wal_existed;    /* DIR/<id>.db-wal was there before we opened it */
     uint64_t commits, rows;
+    uint64_t commit_ns;  /* time spent in state_commit (the fsyncs, mostly) */
 };
 
 const char *state_status_text(enum state_status s)
@@ -696,6 +698,8 @@ int state_commit(struct state *st)
 {
     if (!st->n_ops && !st->failed)
         return 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = st->failed ? -1 : step_reset(st->begin);
     for (size_t i = 0; i < st->n_ops && !rc; i++) {
         struct pending *p = st->ops[i];
@@ -714,6 +718,8 @@ int state_commit(struct state *st)
         st->rows += st->n_ops;
     }
     state_discard(st);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    st->commit_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     return rc ? -1 : 0;
 }
 
@@ -747,8 +753,11 @@ void state_abandon(struct state *st)
     free(wal);
 }
 
-void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows)
+void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows,
+                    uint64_t *commit_ns)
 {
     *commits = st->commits;
     *rows = st->rows;
+    if (commit_ns)
+        *commit_ns = st->commit_ns;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
@@ -128,12 +129,13 @@ static void test_verify(size_t n)
 /* Every byte of a remembered (key, message, signature) flipped, one at a
  * time, each way (one bit, all bits): refused, asked twice (so a refusal is
  * not remembered either), with the original asked between flips (a cache
- * hit, accepted). Messages of 0, 1, 33 and 64 bytes (the longest kept) and
- * 65 (never kept). Only bit 255 of the key may change the answer to valid:
- * it is ignored, as libsignal ignores it. */
+ * hit, accepted). Messages of 0, 1, 33, 64, 65 and 300 bytes (a device
+ * list's signed bytes; the cache keeps a hash of the message, so length
+ * does not matter). Only bit 255 of the key may change the answer to
+ * valid: it is ignored, as libsignal ignores it. */
 static void test_verify_each_byte(bool quick)
 {
-    static const size_t all_lens[] = {0, 1, 33, 64, 65}, quick_lens[] = {33};
+    static const size_t all_lens[] = {0, 1, 33, 64, 65, 300}, quick_lens[] = {33};
     const size_t *lens = quick ? quick_lens : all_lens;
     const size_t n_lens = quick ? 1 : sizeof(all_lens) / sizeof(all_lens[0]);
     static const uint8_t flips[] = {0x01, 0x80, 0xFF};
@@ -141,12 +143,12 @@ static void test_verify_each_byte(bool quick)
     CHECK(curve_identity_generate(&id) == 0);
     for (size_t l = 0; l < n_lens; l++) {
         size_t len = lens[l];
-        uint8_t msg[65], sig[CURVE_SIG_LEN], pub[CURVE_KEY_LEN];
+        uint8_t msg[301], sig[CURVE_SIG_LEN], pub[CURVE_KEY_LEN];
         for (size_t i = 0; i < sizeof(msg); i++) /* all of it: len + 1 is asked below */
             msg[i] = (uint8_t)test_rand();
         CHECK(curve_sign(sig, &id, msg, len) == 0);
         memcpy(pub, id.x.pub, sizeof(pub));
-        CHECK(curve_verify(pub, msg, len, sig) == 1); /* now remembered (len <= 64) */
+        CHECK(curve_verify(pub, msg, len, sig) == 1); /* now remembered */
         uint8_t *const parts[3] = {msg, sig, pub};
         const size_t sizes[3] = {len, sizeof(sig), sizeof(pub)};
         for (size_t part = 0; part < 3; part++) {
@@ -167,6 +169,34 @@ static void test_verify_each_byte(bool quick)
         if (len)
             CHECK(curve_verify(pub, msg, len - 1, sig) == 0);
     }
+}
+
+/* More identities than curve_sign remembers Edwards keys for (64), so that
+ * entries are shared and replaced: every signature still verifies, under
+ * libsignal's map (curve_verify) and as plain Ed25519 under the key OpenSSL
+ * derives from the seed afresh. */
+static void test_many_signers(void)
+{
+    enum { N = 200 };
+    static struct curve_identity ids[N];
+    static const uint8_t msg[] = "many signers";
+    for (size_t round = 0; round < 2; round++) {
+        for (size_t i = 0; i < N; i++) {
+            uint8_t sig[CURVE_SIG_LEN], ed_pub[32];
+            size_t len = sizeof(ed_pub);
+            if (!round)
+                CHECK(curve_identity_generate(&ids[i]) == 0);
+            CHECK(curve_sign(sig, &ids[i], msg, sizeof(msg)) == 0);
+            CHECK(curve_verify(ids[i].x.pub, msg, sizeof(msg), sig) == 1);
+            EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, ids[i].seed, 32);
+            CHECK(k && EVP_PKEY_get_raw_public_key(k, ed_pub, &len) == 1 && len == 32);
+            EVP_PKEY_free(k);
+            sig[63] &= 0x7F; /* the sign bit libsignal carries there (0) */
+            CHECK(ed25519_verify(ed_pub, msg, sizeof(msg), sig, sizeof(sig)) == 1);
+        }
+    }
+    for (size_t i = 0; i < N; i++)
+        OPENSSL_cleanse(&ids[i], sizeof(ids[i]));
 }
 
 /* OpenSSL's X25519 with a fresh key object per call: the reference for
@@ -249,5 +279,6 @@ int main(void)
     bool quick = getenv("SECURITOR_TEST_QUICK") != NULL;
     test_verify(quick ? 100 : 3000);
     test_verify_each_byte(quick);
+    test_many_signers();
     return check_finish("curve");
 }

@@ -112,7 +112,7 @@ static void test_round_trip(void)
     state_discard(st); /* not written */
     CHECK(state_commit(st) == 0);
     uint64_t commits, rows;
-    state_counters(st, &commits, &rows);
+    state_counters(st, &commits, &rows, NULL);
     CHECK(commits == 1 && rows == 3);
     state_close(st);
 
