@@ -6,8 +6,9 @@
  * secrets: callers keep them in fixed arrays and wipe them.
  *
  * Threads: key imports go through cached contexts in static storage, and
- * curve_sign and curve_verify keep caches there: one thread at a time (the loop's worker,
- * or main before the loop starts).
+ * curve_verify keeps caches there (and hashes with kdf.h's shared digest
+ * context): one thread at a time (the loop's worker, or main before the
+ * loop starts).
  */
 #ifndef SECURITOR_CURVE_H
 #define SECURITOR_CURVE_H
@@ -26,10 +27,13 @@ struct curve_keypair {
 };
 
 /* An identity key: an Ed25519 seed whose Edwards public key has sign bit 0,
- * and the X25519 pair derived from it (SIGNAL.md Part 0 item 1). */
+ * and the X25519 pair derived from it (SIGNAL.md Part 0 item 1). Made by
+ * curve_identity_generate; one read back from storage (seed and x) is
+ * checked and completed by curve_identity_restore before any other use. */
 struct curve_identity {
     uint8_t seed[CURVE_KEY_LEN];
     struct curve_keypair x;
+    uint8_t ed_pub[32]; /* the seed's Ed25519 public key: kept, not stored */
 };
 
 void curve_encode(uint8_t out[static CURVE_ENCODED_LEN], const uint8_t pub[static CURVE_KEY_LEN]);
@@ -73,10 +77,14 @@ int curve_public_usable(const uint8_t pub[static CURVE_KEY_LEN]);
 /* A fresh identity (seeds redrawn until the sign bit is 0). 0 or -1. */
 __attribute__((warn_unused_result))
 int curve_identity_generate(struct curve_identity *id);
-/* Signs msg with the identity: Ed25519, then the Edwards sign bit (0) in
- * bit 7 of byte 63, as libsignal's verifier expects. The Edwards public key
- * of each identity is computed once and remembered (64 entries, public
- * data). 0 or -1. */
+/* An identity read back from storage: fills ed_pub from the seed and
+ * checks that the seed's key has sign bit 0 and that x is its X25519 form.
+ * 0, or -1 when they do not fit together (or on an internal error). */
+__attribute__((warn_unused_result))
+int curve_identity_restore(struct curve_identity *id);
+/* Signs msg with the identity: Ed25519 under id->ed_pub (which must be the
+ * seed's: see struct curve_identity), then the Edwards sign bit (0) in bit 7
+ * of byte 63, as libsignal's verifier expects. 0 or -1. */
 __attribute__((warn_unused_result))
 int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *id,
                const uint8_t *msg, size_t len);

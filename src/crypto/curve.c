@@ -226,39 +226,11 @@ int curve_identity_generate(struct curve_identity *id)
         goto out;
     memcpy(id->x.priv, h, CURVE_KEY_LEN);
     clamp(id->x.priv);
+    memcpy(id->ed_pub, ed_pub, sizeof(ed_pub));
     rc = curve_public(id->x.pub, id->x.priv);
 out:
     WIPE_OBJ(h);
     return rc;
-}
-
-/* The Edwards public keys of the identities that signed, by their X25519
- * key (public data): importing the seed alone makes OpenSSL compute the
- * public key, a scalar multiplication as dear as the signature itself;
- * given both halves it takes them as they are. Filled only from the seed
- * (ed25519_public), never from a caller, so an entry is always the key the
- * seed makes. The X25519 key fixes the scalar up to its sign, and seeds are
- * drawn here, so two seeds never share an entry by accident. */
-#define SIGNERS 64
-
-static struct signer {
-    uint8_t x_pub[CURVE_KEY_LEN], ed_pub[32];
-    bool used;
-} signers[SIGNERS];
-
-static int signer_public(uint8_t ed_pub[static 32], const struct curve_identity *id)
-{
-    struct signer *e = &signers[(id->x.pub[0] ^ id->x.pub[1] << 1) % SIGNERS];
-    if (e->used && !memcmp(e->x_pub, id->x.pub, CURVE_KEY_LEN)) {
-        memcpy(ed_pub, e->ed_pub, 32);
-        return 0;
-    }
-    if (ed25519_public(ed_pub, id->seed))
-        return -1;
-    memcpy(e->x_pub, id->x.pub, CURVE_KEY_LEN);
-    memcpy(e->ed_pub, ed_pub, 32);
-    e->used = true;
-    return 0;
 }
 
 int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *id,
@@ -266,14 +238,16 @@ int curve_sign(uint8_t sig[static CURVE_SIG_LEN], const struct curve_identity *i
 {
     int rc = -1;
     size_t sig_len = CURVE_SIG_LEN;
-    uint8_t ed_pub[32];
     EVP_MD_CTX *ctx = NULL;
-    EVP_PKEY *k = NULL;
-    if (signer_public(ed_pub, id) || !(k = import_key(KEY_ED25519, id->seed, ed_pub)) ||
-        !(ctx = EVP_MD_CTX_new()) || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
+    /* Given the seed alone, OpenSSL would compute the public key again, a
+     * scalar multiplication as dear as the signature; given both halves it
+     * takes them as they are, so ed_pub must be the seed's own
+     * (curve_identity_generate and curve_identity_restore see to it). */
+    EVP_PKEY *k = import_key(KEY_ED25519, id->seed, id->ed_pub);
+    if (!k || !(ctx = EVP_MD_CTX_new()) || EVP_DigestSignInit(ctx, NULL, NULL, NULL, k) != 1 ||
         EVP_DigestSign(ctx, sig, &sig_len, msg, len) != 1 || sig_len != CURVE_SIG_LEN)
         goto out;
-    sig[63] |= ed_pub[31] & 0x80; /* libsignal carries the sign bit here */
+    sig[63] |= id->ed_pub[31] & 0x80; /* libsignal carries the sign bit here (0) */
     rc = 0;
 out:
     EVP_MD_CTX_free(ctx);
@@ -367,9 +341,10 @@ out:
     return rc;
 }
 
-/* The images of the keys that verified lately (public data), so that a key
+/* The images of the keys asked about lately (public data), so that a key
  * seen again (a device's signed fetches, the signers of device lists) costs
- * no modular inversion. Keyed by u as given, bit 255 cleared; a u chosen to
+ * no modular inversion. Keyed by u as given, bit 255 cleared (edwards_y's
+ * whole input); only images are kept, never a refusal; a u chosen to
  * collide only evicts. */
 #define EDWARDS_KEYS 256
 
@@ -409,6 +384,28 @@ static int verify(const uint8_t pub[static CURVE_KEY_LEN], const uint8_t *msg, s
     memcpy(ed_sig, sig, CURVE_SIG_LEN);
     ed_sig[63] &= 0x7F;
     return ed25519_verify(ed_pub, msg, len, ed_sig, CURVE_SIG_LEN);
+}
+
+int curve_identity_restore(struct curve_identity *id)
+{
+    uint8_t h[SHA512_LEN], priv[CURVE_KEY_LEN], y[32];
+    struct bytes part = {id->seed, sizeof(id->seed)};
+    int rc = -1;
+    if (ed25519_public(id->ed_pub, id->seed) || sha512_secret(h, &part, 1))
+        goto out;
+    memcpy(priv, h, CURVE_KEY_LEN);
+    clamp(priv);
+    /* The seed's Edwards key has sign bit 0, its scalar is x.priv (clamped
+     * as stored), and x.pub is that point's u, in its canonical form (bit
+     * 255 clear), whose Edwards y is the key's. */
+    if (!(id->ed_pub[31] & 0x80) && !CRYPTO_memcmp(priv, id->x.priv, CURVE_KEY_LEN) &&
+        !(id->x.pub[31] & 0x80) && edwards_y_cached(y, id->x.pub) == 1 &&
+        !CRYPTO_memcmp(y, id->ed_pub, 32))
+        rc = 0;
+out:
+    WIPE_OBJ(h);
+    WIPE_OBJ(priv);
+    return rc;
 }
 
 /* ============================================================================

@@ -44,7 +44,8 @@ static bool read_user(struct row_reader *r, struct user *u)
     row_get_bytes(r, u->spk.pub, CURVE_KEY_LEN);
     row_get_bytes(r, u->spk_sig, CURVE_SIG_LEN);
     u->next_opk_id = row_get_u32(r);
-    return row_done(r);
+    /* ed_pub is not stored: made again from the seed, which must fit x. */
+    return row_done(r) && curve_identity_restore(&u->id) == 0;
 }
 
 static void write_opk(struct buf *b, const struct one_time_prekey *k)

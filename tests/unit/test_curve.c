@@ -21,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "check.h"
 #include "securitor/curve.h"
@@ -99,7 +100,7 @@ static void test_verify(size_t n)
     for (size_t round = 0; round < n; round++) {
         const struct curve_identity *id = &ids[round % 3];
         uint8_t msg[100], sig[CURVE_SIG_LEN], pub[CURVE_KEY_LEN];
-        /* Around the cached length (64), and a signed prekey's 33. */
+        /* Any length up to 99, and a signed prekey's 33. */
         size_t len = round % 4 ? 33 : (size_t)(test_rand() % sizeof(msg));
         for (size_t i = 0; i < len; i++)
             msg[i] = (uint8_t)test_rand();
@@ -171,19 +172,20 @@ static void test_verify_each_byte(bool quick)
     }
 }
 
-/* More identities than curve_sign remembers Edwards keys for (64), so that
- * entries are shared and replaced: every signature still verifies, under
- * libsignal's map (curve_verify) and as plain Ed25519 under the key OpenSSL
- * derives from the seed afresh. */
-static void test_many_signers(void)
+/* More keys than curve_verify keeps Edwards images of (256), each signing a
+ * new message in each round, so that images are replaced and made again:
+ * every signature verifies under libsignal's map (curve_verify) and as plain
+ * Ed25519 under the key OpenSSL derives from the seed afresh. */
+static void test_many_signers(bool quick)
 {
-    enum { N = 200 };
+    enum { N = 300 };
     static struct curve_identity ids[N];
-    static const uint8_t msg[] = "many signers";
+    const size_t n = quick ? 40 : N;
     for (size_t round = 0; round < 2; round++) {
-        for (size_t i = 0; i < N; i++) {
-            uint8_t sig[CURVE_SIG_LEN], ed_pub[32];
+        for (size_t i = 0; i < n; i++) {
+            uint8_t sig[CURVE_SIG_LEN], ed_pub[32], msg[16];
             size_t len = sizeof(ed_pub);
+            snprintf((char *)msg, sizeof(msg), "signer %zu/%zu", i, round);
             if (!round)
                 CHECK(curve_identity_generate(&ids[i]) == 0);
             CHECK(curve_sign(sig, &ids[i], msg, sizeof(msg)) == 0);
@@ -191,12 +193,70 @@ static void test_many_signers(void)
             EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, ids[i].seed, 32);
             CHECK(k && EVP_PKEY_get_raw_public_key(k, ed_pub, &len) == 1 && len == 32);
             EVP_PKEY_free(k);
+            CHECK(!memcmp(ed_pub, ids[i].ed_pub, 32));
             sig[63] &= 0x7F; /* the sign bit libsignal carries there (0) */
             CHECK(ed25519_verify(ed_pub, msg, sizeof(msg), sig, sizeof(sig)) == 1);
         }
     }
-    for (size_t i = 0; i < N; i++)
+    for (size_t i = 0; i < n; i++)
         OPENSSL_cleanse(&ids[i], sizeof(ids[i]));
+}
+
+/* An identity read back (seed and X25519 pair, as a state row holds them)
+ * is completed by curve_identity_restore and signs exactly as the original;
+ * one whose parts do not fit together is refused: another identity's X25519
+ * pair or key, a flipped bit anywhere, a seed whose Edwards key has sign
+ * bit 1. curve_sign trusts ed_pub, so a refusal here is what keeps a
+ * mismatched identity from ever signing. */
+static void test_identity_restore(void)
+{
+    struct curve_identity a, b, back;
+    static const uint8_t msg[] = "restored";
+    uint8_t sig_a[CURVE_SIG_LEN], sig_back[CURVE_SIG_LEN];
+    CHECK(curve_identity_generate(&a) == 0 && curve_identity_generate(&b) == 0);
+    memset(&back, 0xA5, sizeof(back));
+    memcpy(back.seed, a.seed, sizeof(a.seed));
+    back.x = a.x;
+    CHECK(curve_identity_restore(&back) == 0);
+    CHECK(!memcmp(back.ed_pub, a.ed_pub, 32));
+    CHECK(curve_sign(sig_a, &a, msg, sizeof(msg)) == 0);
+    CHECK(curve_sign(sig_back, &back, msg, sizeof(msg)) == 0);
+    CHECK(!memcmp(sig_a, sig_back, sizeof(sig_a)));
+
+    back.x = b.x; /* b's pair with a's seed */
+    CHECK(curve_identity_restore(&back) == -1);
+    back.x = a.x;
+    memcpy(back.x.pub, b.x.pub, CURVE_KEY_LEN); /* a's private key, b's public */
+    CHECK(curve_identity_restore(&back) == -1);
+    uint8_t *const parts[3] = {back.seed, back.x.priv, back.x.pub};
+    for (size_t part = 0; part < 3; part++)
+        for (size_t bit = 0; bit < 256; bit++) { /* the clamped bits and bit 255 too */
+            memcpy(back.seed, a.seed, sizeof(a.seed));
+            back.x = a.x;
+            parts[part][bit / 8] ^= (uint8_t)(1 << bit % 8);
+            CHECK(curve_identity_restore(&back) == -1);
+        }
+    /* A seed whose Edwards key has sign bit 1, with its true X25519 pair. */
+    for (int tries = 0; tries < 64; tries++) {
+        uint8_t h[64];
+        EVP_PKEY *k;
+        size_t len = 32;
+        CHECK(RAND_bytes(back.seed, 32) == 1);
+        CHECK((k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, back.seed, 32)) != NULL);
+        CHECK(EVP_PKEY_get_raw_public_key(k, back.ed_pub, &len) == 1);
+        EVP_PKEY_free(k);
+        if (!(back.ed_pub[31] & 0x80))
+            continue;
+        CHECK(EVP_Digest(back.seed, 32, h, NULL, EVP_sha512(), NULL) == 1);
+        memcpy(back.x.priv, h, 32);
+        back.x.priv[0] &= 248, back.x.priv[31] &= 127, back.x.priv[31] |= 64;
+        CHECK(curve_public(back.x.pub, back.x.priv) == 0);
+        CHECK(curve_identity_restore(&back) == -1);
+        break;
+    }
+    OPENSSL_cleanse(&a, sizeof(a));
+    OPENSSL_cleanse(&b, sizeof(b));
+    OPENSSL_cleanse(&back, sizeof(back));
 }
 
 /* OpenSSL's X25519 with a fresh key object per call: the reference for
@@ -279,6 +339,7 @@ int main(void)
     bool quick = getenv("SECURITOR_TEST_QUICK") != NULL;
     test_verify(quick ? 100 : 3000);
     test_verify_each_byte(quick);
-    test_many_signers();
+    test_many_signers(quick);
+    test_identity_restore();
     return check_finish("curve");
 }
