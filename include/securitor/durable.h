@@ -52,9 +52,15 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
 int durable_commit(struct durable *d, struct node *n);
 /* After a failed commit: reads every row again through load. 0 or -1. */
 int durable_reload(struct durable *d);
+/* For a program that finds the rows it loaded do not fit together after
+ * durable_on_init returned 0: closes the state without a checkpoint, so its
+ * files stay byte for byte as they were (no WAL made either), before the
+ * program stops with NODE_FATAL. */
+void durable_refuse(struct durable *d);
 /* Checkpoints, closes and wipes the key. With SECURITOR_STATE_STATS=1 in
  * the environment it first writes one line to stderr, "<program>: state:
- * C commits, R rows" (what this process wrote; for the benchmark). */
+ * C commits, R rows, T ms committing" (what this process wrote and how long
+ * its commits took; for the benchmarks). */
 void durable_close(struct durable *d);
 
 #endif

@@ -464,6 +464,7 @@ static int on_init(struct app *app, struct node *n, const char *node_id, const c
     int rc = durable_on_init(&app->durable, n, node_id, r);
     if (opening && !rc && finish_load(app, &l)) {
         node_log("e2ee-node: cannot use the state: its rows do not fit together (damaged)");
+        durable_refuse(&app->durable);
         rc = NODE_FATAL;
     }
     persist_loader_free(l.store);

@@ -417,7 +417,8 @@ int persist_finish(struct persist_loader *l, struct store *st)
     size_t pos = 0;
     struct user *u;
     while ((u = map_next(&st->users, &pos)) != NULL) {
-        qsort(u->opks, u->n_opks, sizeof(*u->opks), by_id);
+        if (u->n_opks) /* qsort's base may not be NULL, even for no items */
+            qsort(u->opks, u->n_opks, sizeof(*u->opks), by_id);
         for (size_t i = 1; i < u->n_opks; i++) /* handed out ones come first */
             if (u->opks[i].id == u->opks[i - 1].id ||
                 (u->opks[i].handed_out && !u->opks[i - 1].handed_out))

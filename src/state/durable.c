@@ -78,8 +78,7 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
     if (d->loaded && d->loaded(d->ctx)) {
         node_log("%s: cannot use the state: %s/%s.db: its rows do not fit together (damaged)",
                  d->program, d->dir, node_id);
-        state_abandon(d->st); /* no checkpoint: the file stays as it was */
-        d->st = NULL;
+        durable_refuse(d);
         return NODE_FATAL;
     }
     if (!(d->node_id = strdup(node_id))) {
@@ -124,6 +123,13 @@ int durable_reload(struct durable *d)
         return -1;
     }
     return 0;
+}
+
+void durable_refuse(struct durable *d)
+{
+    state_abandon(d->st); /* no checkpoint: the file stays as it was */
+    d->st = NULL;
+    node_set_durable(d->node, false);
 }
 
 void durable_close(struct durable *d)

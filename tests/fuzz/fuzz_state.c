@@ -33,16 +33,22 @@
  * remote, seen, or a made-up kind), a key (length byte, bytes) and a value
  * (two length bytes, bytes), given as state_open would to
  * ringstate_load_row, then ringstate_check and ringstate_build; and to
- * persist_load_row, then persist_finish into a store.
+ * persist_load_row, then persist_finish into a store. A user row's
+ * identity (bytes 1-96: seed, X25519 private and public key) must fit
+ * together (curve_identity_restore), which mutation never finds: the
+ * target writes a real identity there unless the row's second byte is 0xFF,
+ * so the rest of the row, and the rows after it, are reached.
  *   5. Neither crashes, reads out of bounds or leaks, whatever the rows.
  */
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "securitor/curve.h"
 #include "persist.h"
 #include "ringstate.h"
 #include "store.h"
@@ -121,8 +127,18 @@ static void write_file(const char *p, const uint8_t *b, size_t len)
     close(fd);
 }
 
+/* A real identity as a user row holds it (seed, x.priv, x.pub), made once. */
+#define IDENTITY_BYTES (3 * CURVE_KEY_LEN)
+static uint8_t identity_bytes[IDENTITY_BYTES];
+
 static void setup(void)
 {
+    struct curve_identity id;
+    FUZZ_CHECK(curve_identity_generate(&id) == 0);
+    memcpy(identity_bytes, id.seed, CURVE_KEY_LEN);
+    memcpy(identity_bytes + CURVE_KEY_LEN, id.x.priv, CURVE_KEY_LEN);
+    memcpy(identity_bytes + 2 * CURVE_KEY_LEN, id.x.pub, CURVE_KEY_LEN);
+    OPENSSL_cleanse(&id, sizeof(id));
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp)
         tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -465,6 +481,8 @@ static void plaintext_rows(const uint8_t *data, size_t size)
     r = (struct row_reader){data, size};
     while (ok && next_row(&r, &kind, &key, &key_len, &value, &value_len)) {
         uint8_t *k = fuzz_dup(key, key_len), *v = fuzz_dup(value, value_len);
+        if (!strcmp(kind, "user") && value_len >= 1 + IDENTITY_BYTES && v[1] != 0xFF)
+            memcpy(v + 1, identity_bytes, IDENTITY_BYTES);
         ok = persist_load_row(pl, kind, k, key_len, v, value_len) == 0;
         free(k);
         free(v);

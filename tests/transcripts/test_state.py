@@ -110,6 +110,20 @@ def e2ee_conversation_survives_restarts():
         os.path.getsize(os.path.join(d, "n1.db-wal")) == 0
     with sqlite3.connect(os.path.join(d, "n1.db")) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # Rows that authenticate one by one but do not fit together (alice's user
+    # row gone, her prekeys, peer and sessions still there): exit 2 before
+    # answering, every file as it was (no WAL left behind either).
+    db = sqlite3.connect(os.path.join(d, "n1.db"))
+    with db:
+        assert db.execute("DELETE FROM rows WHERE id = ?", (row_id("user", b"alice"),)).rowcount == 1
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    for extra in ("n1.db-wal", "n1.db-shm"):  # so that a refusal which makes one is seen
+        if os.path.exists(os.path.join(d, extra)):
+            assert extra.endswith("-shm") or os.path.getsize(os.path.join(d, extra)) == 0
+            os.unlink(os.path.join(d, extra))
+    err = start_fails(E2EE, d, KEY_ENV)
+    assert "do not fit together" in err, err
     shutil.rmtree(d)
 
 

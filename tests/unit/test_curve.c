@@ -5,10 +5,10 @@
  * whole batch, wiping every output, when one public key is of low order.
  * curve_generate_dh must give a key pair curve_public agrees with and the DH
  * curve_dh computes with it. curve_verify, which remembers valid signatures
- * on short messages, must answer the same for a signature seen before as
- * for a new one, for every change of key, message or signature, also after
- * its cache has been filled over and over, and for every byte of a
- * remembered one flipped. The reused peer key object (no re-validation, its
+ * (by a hash of the message) and the Edwards images of keys, must answer
+ * the same for a signature seen before as for a new one, for every change of
+ * key, message or signature, also after its caches have been filled over and
+ * over, and for every byte of a remembered one flipped. The reused peer key object (no re-validation, its
  * key replaced per DH) must answer as OpenSSL does with fresh objects, for
  * random, non-canonical and low-order peers in any order. Random keys; the
  * seed is printed.
@@ -183,7 +183,7 @@ static void test_many_signers(bool quick)
     const size_t n = quick ? 40 : N;
     for (size_t round = 0; round < 2; round++) {
         for (size_t i = 0; i < n; i++) {
-            uint8_t sig[CURVE_SIG_LEN], ed_pub[32], msg[16];
+            uint8_t sig[CURVE_SIG_LEN], ed_pub[32], msg[16] = {0};
             size_t len = sizeof(ed_pub);
             snprintf((char *)msg, sizeof(msg), "signer %zu/%zu", i, round);
             if (!round)
