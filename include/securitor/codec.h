@@ -4,9 +4,8 @@
  * bad padding or non-zero pad bits is refused. They never read past `len`
  * and never write past the size they promise.
  *
- * Threads: base64's table is built on first use; the first call must come
- * before a second thread uses base64. Hex and UTF-8 keep no state, and the
- * loop's reader uses only the UTF-8 checks.
+ * Threads: no state is kept (base64's table is a constant), so any thread
+ * may call any of them at any time.
  */
 #ifndef SECURITOR_CODEC_H
 #define SECURITOR_CODEC_H

@@ -18,21 +18,20 @@
 static const char B64_ALPHABET[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* Lookup table, built once on first use (see codec.h, Threads):
- * B64_VALUE maps a character to its value, or -1 when it is not in the
- * alphabet. */
-static int8_t B64_VALUE[256];
-static bool tables_ready;
-
-static void tables_init(void)
-{
-    for (int i = 0; i < 256; i++) {
-        B64_VALUE[i] = -1;
-    }
-    for (int i = 0; i < 64; i++)
-        B64_VALUE[(uint8_t)B64_ALPHABET[i]] = (int8_t)i;
-    tables_ready = true;
-}
+/* Base64 decoding: B64_VALUE1 maps a character to its value plus one, and
+ * every character outside the alphabet to 0 (so that the table is a
+ * constant: no first-use set-up, nothing shared between threads). */
+static const uint8_t B64_VALUE1[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+    ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15,
+    ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22,
+    ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29,
+    ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,
+    ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42, ['q'] = 43,
+    ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49, ['x'] = 50,
+    ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56, ['4'] = 57,
+    ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+};
 
 #if !SECURITOR_SSE2
 /* The two hex digits of every byte value, for short inputs. */
@@ -195,17 +194,15 @@ int base64_decode(uint8_t *out, size_t *out_len, const char *in, size_t len)
 {
     if (len % 4)
         return -1;
-    if (!tables_ready)
-        tables_init();
     size_t pad = 0;
     if (len && in[len - 1] == '=')
         pad = (len >= 2 && in[len - 2] == '=') ? 2 : 1;
     size_t o = 0;
     for (size_t i = 0; i < len; i += 4) {
         bool last = i + 4 == len;
-        int a = B64_VALUE[(uint8_t)in[i]], b = B64_VALUE[(uint8_t)in[i + 1]];
-        int c = (last && pad == 2) ? 0 : B64_VALUE[(uint8_t)in[i + 2]];
-        int d = (last && pad >= 1) ? 0 : B64_VALUE[(uint8_t)in[i + 3]];
+        int a = B64_VALUE1[(uint8_t)in[i]] - 1, b = B64_VALUE1[(uint8_t)in[i + 1]] - 1;
+        int c = (last && pad == 2) ? 0 : B64_VALUE1[(uint8_t)in[i + 2]] - 1;
+        int d = (last && pad >= 1) ? 0 : B64_VALUE1[(uint8_t)in[i + 3]] - 1;
         if ((a | b | c | d) < 0)
             return -1;
         uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
