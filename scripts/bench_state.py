@@ -23,8 +23,8 @@ the opening is not timed) and the counts below are its own. The states live
 on the disk the machine has (not /dev/shm: its fsync is free).
 
 commits and rows: what the measured process wrote, from its own counters
-(SECURITOR_STATE_STATS=1 makes a node print "state: C commits, R rows" on
-stderr at exit; durable.h). The opening echo's msg_id reservation is one of
+(SECURITOR_STATE_STATS=1 makes a node print "state: C commits, R rows, T ms
+committing" on stderr at exit; durable.h). The opening echo's msg_id reservation is one of
 the commits. commits/s is commits over the measured seconds.
 """
 import json
