@@ -27,9 +27,14 @@
  * anything is written; a state that fails is left as it was, byte for byte
  * (no checkpoint on that close). Changes are buffered (state_put,
  * state_del) and written in one transaction by state_commit, which the
- * loop's commit hook calls before any output leaves (output commit).
+ * loop's commit hook calls before any output leaves (output commit). Or in
+ * two steps, so that the fsync runs beside the next requests: state_seal
+ * closes the buffered changes into a transaction, state_flush writes every
+ * sealed one in a single SQLite transaction.
  *
- * Threads: one thread at a time (the loop's worker). Secrets given to
+ * Threads: the worker changes, seals, reloads and closes; state_flush may
+ * run on another thread (the committer) at the same time as state_put,
+ * state_del and state_seal, never beside the other calls. Secrets given to
  * state_put are sealed at once; nothing unsealed is kept.
  */
 #ifndef SECURITOR_STATE_H
@@ -70,7 +75,7 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
                              const uint8_t key[static STATE_KEY_LEN], state_row_fn load,
                              void *ctx, char *why, size_t why_len);
 /* Reads every row again (after a failed commit: the state as last
- * committed), with the same checks. */
+ * committed), with the same checks. What is buffered or sealed is dropped. */
 enum state_status state_reload(struct state *st, state_row_fn load, void *ctx, char *why,
                                size_t why_len);
 
@@ -86,11 +91,31 @@ int state_del(struct state *st, const char *kind, const void *key, size_t key_le
 /* Whether anything is buffered. */
 bool state_pending(const struct state *st);
 /* Writes what is buffered in one transaction, in the order it was
- * buffered, and makes it durable. 0, or -1 (the transaction is rolled back
- * and the buffer dropped: the file holds the last commit). */
+ * buffered, and makes it durable: state_seal, then state_flush. 0, or -1
+ * (the transaction is rolled back and the buffer dropped: the file holds
+ * the last commit). */
 int state_commit(struct state *st);
-/* Drops what is buffered. */
+/* Closes what is buffered into a transaction for state_flush. Returns 1,
+ * 0 when nothing was buffered, or -1 (out of memory: the buffer is
+ * dropped, and the caller rolls back as after a failed commit). */
+int state_seal(struct state *st);
+/* Writes every sealed transaction, oldest first, in one SQLite transaction
+ * and makes it durable (one fsync for all). 0, or -1: none of them is
+ * written, all are dropped, the file holds the last commit. */
+int state_flush(struct state *st);
+/* Drops what is buffered (not what is sealed). */
 void state_discard(struct state *st);
+/* After each checkpoint the WAL is cut back to nothing, so that the frames
+ * of deleted rows do not linger in it (secure_delete zeroes them in the
+ * main file). But then every commit makes the file grow again, and an
+ * fdatasync that changes a file's size costs a journal commit of the file
+ * system: a node that commits often may keep the WAL at its size instead
+ * (state_keep_wal), and must then cut it back itself whenever it goes idle
+ * (state_trim_wal: a checkpoint that truncates), so that stale frames last
+ * at most one round of the WAL under load and one idle interval after.
+ * Both 0 or -1. */
+int state_keep_wal(struct state *st);
+int state_trim_wal(struct state *st);
 /* Checkpoints and truncates the WAL (a clean exit), and closes. NULL is fine. */
 void state_close(struct state *st);
 /* Closes without a checkpoint, so the files stay byte for byte as they

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,14 @@ struct pending {
     size_t len;
 };
 
+/* Changes sealed on the worker (state_seal), waiting for state_flush. */
+struct txn {
+    struct pending **ops; /* in the order they came */
+    size_t n_ops;
+    bool failed;          /* a change could not be buffered: the flush fails */
+    struct txn *next;
+};
+
 struct state {
     sqlite3 *db;
     char *path;
@@ -42,9 +51,13 @@ struct state {
     size_t n_ops, cap_ops;
     struct map op_index;  /* id -> its struct pending */
     bool failed;         /* a put could not be buffered: the next commit fails */
+    /* Sealed transactions, oldest first: the only part the two threads
+     * share (under lock). */
+    pthread_mutex_t lock;
+    struct txn *sealed, **sealed_tail;
     bool wal_existed;    /* DIR/<id>.db-wal was there before we opened it */
     uint64_t commits, rows;
-    uint64_t commit_ns;  /* time spent in state_commit (the fsyncs, mostly) */
+    uint64_t commit_ns;  /* time spent writing transactions (the fsyncs, mostly) */
 };
 
 const char *state_status_text(enum state_status s)
@@ -483,6 +496,36 @@ static enum state_status verify_and_load(struct state *st, state_row_fn load, vo
     return rc;
 }
 
+static void free_ops(struct pending **ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(ops[i]->value); /* sealed: nothing to wipe */
+        free(ops[i]);
+    }
+}
+
+static void free_txns(struct txn *t)
+{
+    while (t) {
+        struct txn *next = t->next;
+        free_ops(t->ops, t->n_ops);
+        free(t->ops);
+        free(t);
+        t = next;
+    }
+}
+
+/* Takes the sealed transactions off the list. */
+static struct txn *take_sealed(struct state *st)
+{
+    pthread_mutex_lock(&st->lock);
+    struct txn *t = st->sealed;
+    st->sealed = NULL;
+    st->sealed_tail = &st->sealed;
+    pthread_mutex_unlock(&st->lock);
+    return t;
+}
+
 static void free_state(struct state *st)
 {
     if (!st)
@@ -494,10 +537,12 @@ static void free_state(struct state *st)
     sqlite3_finalize(st->rollback);
     sqlite3_close(st->db);
     state_discard(st);
+    free_txns(st->sealed);
     free(st->ops);
     map_free(&st->op_index);
     free(st->path);
     free(st->node_id);
+    pthread_mutex_destroy(&st->lock);
     WIPE_PTR(st);
     free(st);
 }
@@ -513,6 +558,8 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
     *out = NULL;
     if (!st)
         goto fail;
+    pthread_mutex_init(&st->lock, NULL);
+    st->sealed_tail = &st->sealed;
     if (!id_is_file_name(node_id)) {
         say(why, why_len, "the node id \"%.64s\" cannot name a state file", node_id);
         rc = STATE_IO;
@@ -590,6 +637,7 @@ enum state_status state_reload(struct state *st, state_row_fn load, void *ctx, c
                                size_t why_len)
 {
     state_discard(st);
+    free_txns(take_sealed(st)); /* never to be written: they followed a failed one */
     return verify_and_load(st, load, ctx, why, why_len);
 }
 
@@ -677,10 +725,7 @@ bool state_pending(const struct state *st) { return st->n_ops || st->failed; }
 
 void state_discard(struct state *st)
 {
-    for (size_t i = 0; i < st->n_ops; i++) {
-        free(st->ops[i]->value);
-        free(st->ops[i]);
-    }
+    free_ops(st->ops, st->n_ops);
     st->n_ops = 0;
     map_free(&st->op_index);
     st->failed = false;
@@ -694,19 +739,52 @@ static int step_reset(sqlite3_stmt *q)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int state_commit(struct state *st)
+int state_seal(struct state *st)
 {
     if (!st->n_ops && !st->failed)
         return 0;
+    struct txn *t = calloc(1, sizeof(*t));
+    if (!t) {
+        state_discard(st);
+        return -1;
+    }
+    /* The buffer's array moves into the transaction; the next change
+     * starts a new one. */
+    *t = (struct txn){.ops = st->ops, .n_ops = st->n_ops, .failed = st->failed};
+    st->ops = NULL;
+    st->n_ops = st->cap_ops = 0;
+    st->failed = false;
+    map_free(&st->op_index);
+    pthread_mutex_lock(&st->lock);
+    *st->sealed_tail = t;
+    st->sealed_tail = &t->next;
+    pthread_mutex_unlock(&st->lock);
+    return 1;
+}
+
+int state_flush(struct state *st)
+{
+    struct txn *all = take_sealed(st);
+    if (!all)
+        return 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = st->failed ? -1 : step_reset(st->begin);
-    for (size_t i = 0; i < st->n_ops && !rc; i++) {
-        struct pending *p = st->ops[i];
-        sqlite3_stmt *q = p->value ? st->put : st->del;
-        rc = sqlite3_bind_blob(q, 1, p->id, ID_LEN, SQLITE_STATIC) ||
-             (p->value && sqlite3_bind_blob(q, 2, p->value, (int)p->len, SQLITE_STATIC)) ||
-             step_reset(q);
+    int rc = 0;
+    uint64_t rows = 0;
+    for (const struct txn *t = all; t; t = t->next) {
+        rc |= t->failed ? -1 : 0;
+        rows += t->n_ops;
+    }
+    if (!rc)
+        rc = step_reset(st->begin);
+    for (const struct txn *t = all; t && !rc; t = t->next) {
+        for (size_t i = 0; i < t->n_ops && !rc; i++) {
+            const struct pending *p = t->ops[i];
+            sqlite3_stmt *q = p->value ? st->put : st->del;
+            rc = sqlite3_bind_blob(q, 1, p->id, ID_LEN, SQLITE_STATIC) ||
+                 (p->value && sqlite3_bind_blob(q, 2, p->value, (int)p->len, SQLITE_STATIC)) ||
+                 step_reset(q);
+        }
     }
     if (!rc)
         rc = step_reset(st->commit);
@@ -715,12 +793,27 @@ int state_commit(struct state *st)
             step_reset(st->rollback);
     } else {
         st->commits++;
-        st->rows += st->n_ops;
+        st->rows += rows;
     }
-    state_discard(st);
+    free_txns(all);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     st->commit_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     return rc ? -1 : 0;
+}
+
+int state_commit(struct state *st)
+{
+    return state_seal(st) < 0 ? -1 : state_flush(st);
+}
+
+int state_keep_wal(struct state *st)
+{
+    return exec(st->db, "PRAGMA journal_size_limit=-1");
+}
+
+int state_trim_wal(struct state *st)
+{
+    return exec(st->db, "PRAGMA wal_checkpoint(TRUNCATE)");
 }
 
 void state_close(struct state *st)
