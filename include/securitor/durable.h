@@ -4,10 +4,12 @@
  * opened when the node learns its id (on_init), which fixes the file for
  * the process's life. The msg_ids the node gives its own messages are
  * reserved in the state ahead of use, so that none repeats across restarts:
- * a commit that lets out a msg_id past the reservation first extends it by
- * DURABLE_MSG_ID_BLOCK (one row write in that many messages).
+ * a commit that lets out a msg_id past half the reservation extends it to
+ * DURABLE_MSG_ID_BLOCK past the last (one row write in about half that many
+ * messages), so the loop's early lines (reply_early) find theirs durable.
  *
- * Threads: the loop's worker (on_init and the commit hook run there).
+ * Threads: the loop's worker (on_init and the commit hook run there), but
+ * for durable_flush and durable_idle, which the loop's committer calls.
  */
 #ifndef SECURITOR_DURABLE_H
 #define SECURITOR_DURABLE_H
@@ -25,7 +27,9 @@ struct durable {
     uint8_t key[STATE_KEY_LEN]; /* the node's key, from which the state keys come */
     struct state *st;          /* open once the node id is known */
     char *node_id;
-    long long reserved;        /* msg_ids up to here are durably reserved */
+    long long reserved;        /* msg_ids up to here are reserved (durably, or sealed) */
+    /* The latest reservation sealed, for durable_flush on the committer. */
+    _Atomic long long reserve_sealed;
     const char *program;       /* for messages */
     state_row_fn load;         /* the program's rows */
     /* May be NULL. Called after every row went through load (at open and
@@ -47,9 +51,16 @@ int durable_options(struct durable *d, const char *program, int *argc, char **ar
  * Returns 0, that error code, or NODE_FATAL (after a line on stderr naming
  * the file and what is wrong: the loop then exits 2). */
 int durable_on_init(struct durable *d, struct node *n, const char *node_id, struct reply *r);
-/* The commit hook's part: the msg_id reservation, then the transaction.
- * 0 or -1. */
+/* The commit hook's part: the msg_id reservation, then the transaction:
+ * written here, or only sealed when the loop commits on its own thread
+ * (node_commit_pipelined). 0 or -1. */
 int durable_commit(struct durable *d, struct node *n);
+/* The commit_flush hook's part: writes what durable_commit sealed, on the
+ * committer thread. 0 or -1. */
+int durable_flush(struct durable *d);
+/* The commit_idle hook's part, on the committer: cuts the WAL back, so the
+ * frames of deleted rows go (state_trim_wal). */
+void durable_idle(struct durable *d);
 /* After a failed commit: reads every row again through load. 0 or -1. */
 int durable_reload(struct durable *d);
 /* For a program that finds the rows it loaded do not fit together after

@@ -10,7 +10,9 @@
  *
  * Threads: the loop reads and parses on one thread and answers on another
  * (its worker). Handlers, call callbacks, timers and the program's hooks all
- * run on the worker, one at a time, so the binary's state needs no locks.
+ * run on the worker, one at a time, so the binary's state needs no locks;
+ * but for commit_flush, which a third thread (the committer) runs while the
+ * worker answers the next requests, when the program has a state to commit.
  * SECURITOR_THREADS=1 runs everything on one thread.
  *
  * A handler is a function of (the binary's state, the request) that fills a
@@ -27,6 +29,11 @@
  *                    else built-in or handler -> reply queued in `out`
  *         -> before `out` is written: the program's commit hook (output commit)
  *         -> stdout
+ *
+ * With a committer, the commit hook only seals the batch's changes and the
+ * lines queued behind them go to the committer, which makes every sealed
+ * transaction durable at once (commit_flush: one fsync for all) and then
+ * writes the lines, in order: the worker does not wait for the disk.
  */
 #ifndef SECURITOR_NODE_H
 #define SECURITOR_NODE_H
@@ -53,6 +60,9 @@ enum node_error_code {
  * and every other integer field must lie within it. */
 #define NODE_MAX_SAFE_INT 9007199254740991LL
 
+/* How long the committer waits after its last commit before commit_idle. */
+#define NODE_COMMIT_IDLE_MS 1000
+
 /* Each binary defines its own `struct app` (its keys, sessions); the loop
  * only passes the pointer around. */
 struct app;
@@ -68,6 +78,8 @@ struct reply {
     bool need_comma[8];
     bool sensitive;    /* carries plaintext or secrets: wipe once written */
     bool deferred;     /* node_defer was called: the loop writes nothing now */
+    bool early;        /* reply_early: need not wait for its batch's commit */
+    uint64_t early_after;
 };
 
 /* One request (owned by the loop; valid only while the handler runs). */
@@ -115,6 +127,16 @@ struct node_program {
      * it before any line leaves the process (output commit, PROTOCOL.md §4),
      * so that one transaction covers a whole batch. Returns 0 or -1. */
     int (*commit)(struct app *app);
+    /* With it, the loop commits on its committer thread: the commit hook
+     * then only seals what changed (node_commit_pipelined says so), and this
+     * hook, on the committer, makes everything sealed so far durable, while
+     * the worker goes on. It touches nothing but the store. 0 or -1 (then
+     * the lines behind it become errors and rollback runs on the worker). */
+    int (*commit_flush)(struct app *app);
+    /* May be NULL. On the committer, once NODE_COMMIT_IDLE_MS passed
+     * without a commit after one: housekeeping of the store (cutting its
+     * log back). */
+    void (*commit_idle)(struct app *app);
     /* After a failed commit: puts the state back as the last commit left it.
      * Returns 0, or -1 when it cannot (the loop then stops, status 1). The
      * requests whose replies were waiting get error 13 instead. */
@@ -159,6 +181,18 @@ void reply_type(struct reply *r, const char *type);
  * lines are wiped unless the handler's request is public; ciphertext
  * replies need not be. */
 static inline void reply_sensitive(struct reply *r) { r->sensitive = true; }
+/* The line depends on no change that is not durable yet but those of
+ * commit `after` and before (a number from node_commit_next; 0: none), so
+ * it may leave before the changes of its own batch are committed. With a
+ * committer it then goes out as soon as that commit is durable (and its
+ * msg_id is reserved durably), not behind the next fsync; without one, it
+ * waits as every line does. For reads of what is durable and for requests
+ * that carry nothing new. */
+static inline void reply_early(struct reply *r, uint64_t after)
+{
+    r->early = true;
+    r->early_after = after;
+}
 /* s is len bytes of UTF-8; it is JSON-escaped (invalid sequences become
  * U+FFFD, so the output line is always valid JSON). */
 void reply_string(struct reply *r, const char *key, const char *s, size_t len);
@@ -306,6 +340,22 @@ void node_timer_cancel(struct node *n, uint64_t id);
  * turns it on once it has opened a state; without one, the hooks are not
  * called and cost nothing. */
 void node_set_durable(struct node *n, bool on);
+
+/* For a commit hook: whether the loop writes transactions on its committer
+ * thread (the program's commit_flush), so that the hook only seals them.
+ * The hook calls node_commit_staged after it sealed one, so that the loop
+ * flushes it even when no line waits for it. */
+bool node_commit_pipelined(const struct node *n);
+void node_commit_staged(struct node *n);
+/* The number of the commit that changes made now go into (commits are
+ * counted from 1), and whether a commit is durable yet (always true without
+ * a committer: every line waits for the commit before it anyway). For
+ * reply_early and for programs that answer only from what is durable. */
+uint64_t node_commit_next(const struct node *n);
+bool node_commit_durable(const struct node *n, uint64_t commit);
+/* For the state layer: msg_ids up to `upto` are reserved durably, so that
+ * early lines may carry them. Any thread. */
+void node_msg_ids_durable(struct node *n, long long upto);
 
 /* The node's id once init (or the first request) has named it, else NULL. */
 const char *node_id(const struct node *n);

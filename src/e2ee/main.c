@@ -487,6 +487,11 @@ static int commit(struct app *app)
     return durable_commit(&app->durable, n);
 }
 
+/* On the committer thread: what commit sealed, made durable; the WAL cut
+ * back when the node is idle. */
+static int commit_flush(struct app *app) { return durable_flush(&app->durable); }
+static void commit_idle(struct app *app) { durable_idle(&app->durable); }
+
 static void on_close(struct app *app, struct node *n)
 {
     (void)n;
@@ -601,6 +606,8 @@ static const struct node_program PROGRAM = {
     .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
     .on_init = on_init,
     .commit = commit,
+    .commit_flush = commit_flush,
+    .commit_idle = commit_idle,
     .rollback = rollback,
     .on_close = on_close,
 };

@@ -10,6 +10,10 @@
  * holds the lines completed by one read: its text is the buffer they were
  * read into, handed on whole, so no line is copied.
  *
+ * A node with a state to commit has a third thread, the committer
+ * (commit.c), which makes the worker's changes durable and writes the lines
+ * behind them while the worker answers the next batch.
+ *
  * With SECURITOR_THREADS=1 the reader answers each batch itself (the same
  * code), and waits for timers with poll() before it reads.
  */
@@ -38,6 +42,7 @@ static void answer_batch(struct node *n, struct batch *b)
      * being re-keyed with zeros (HMAC) or freed (AES) after every message. */
     kdf_hold();
     cbc_hold();
+    committer_check(n); /* a failed commit is rolled back before anything more */
     for (size_t i = 0; i < b->n; i++) {
         struct parsed *p = &b->items[i];
         if (n->stop_status || !dispatch_line(n, p))
@@ -67,6 +72,7 @@ static void finish(struct node *n)
     schedule_close(n);
     if (!n->stop_status)
         output_flush(n);
+    committer_stop(n); /* after writing what it holds */
 }
 
 /* Sleeps until a batch is queued, input ends, or wait_ms (if >= 0) passes.
@@ -118,6 +124,11 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&n->lock);
         answer_batch(n, b);
         schedule_run_due(n); /* timers do not starve under steady input */
+        /* With a committer, each batch's lines go to it at once: the next
+         * flush starts as soon as the disk is free, and the worker never
+         * waits for it. */
+        if (n->committer.running)
+            output_flush(n);
         buf_reset(&b->text);
         if (b->text.cap > BATCH_TEXT_KEEP)
             buf_free(&b->text);

@@ -9,6 +9,7 @@
 #include "node_internal.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -351,7 +352,36 @@ const char *node_id(const struct node *n) { return n->id ? n->id : n->first_dest
 
 long long node_last_msg_id(const struct node *n) { return n->next_msg_id - 1; }
 
-void node_set_durable(struct node *n, bool on) { n->durable = on && n->prog->commit; }
+void node_set_durable(struct node *n, bool on)
+{
+    n->durable = on && n->prog->commit;
+    /* With a worker thread and a program that can flush on another thread,
+     * commits move off the worker (commit.c). */
+    if (n->durable && n->threaded && n->prog->commit_flush && !n->output.capture)
+        (void)committer_start(n); /* -1: the worker commits, as without one */
+    else if (!n->durable)
+        committer_stop(n);
+}
+
+bool node_commit_pipelined(const struct node *n) { return n->committer.running; }
+
+void node_commit_staged(struct node *n)
+{
+    n->staged = true;
+    atomic_fetch_add(&n->committer.sealed, 1);
+}
+
+uint64_t node_commit_next(const struct node *n) { return atomic_load(&n->committer.sealed) + 1; }
+
+bool node_commit_durable(const struct node *n, uint64_t commit)
+{
+    return !n->committer.running || commit <= atomic_load(&n->committer.durable);
+}
+
+void node_msg_ids_durable(struct node *n, long long upto)
+{
+    atomic_store(&n->committer.msg_ids_durable, upto);
+}
 
 void node_set_next_msg_id(struct node *n, long long next)
 {

@@ -9,6 +9,7 @@
  *   builtin.c   init and echo
  *   calls.c     calls to other nodes, deferred replies, timers
  *   output.c    lines out: formatting, output commit, writing
+ *   commit.c    the committer thread: output commit beside the worker
  *   batch.c     the reader and worker threads and the batches between them
  *   loop.c      node_run: reading stdin
  *   cli.c       options, --help, --version
@@ -19,6 +20,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <string.h>
 
 #include "securitor/map.h"
@@ -134,14 +136,22 @@ struct out_record {
     bool has_in_reply_to;
 };
 
-struct output {
-    struct buf out;      /* queued lines, not yet committed */
-    bool broken;         /* stdout failed: nothing more is written */
+/* Lines that leave together, and what a failed commit needs to turn them
+ * into errors. */
+struct out_queue {
+    struct buf out;      /* the lines */
     bool sensitive;      /* out holds a sensitive line: wipe after writing */
     /* For the program's rollback (only kept when it has a commit hook). */
     struct out_record *records;
     size_t n_records, cap_records;
     struct buf dests;
+};
+
+struct output {
+    struct out_queue q;  /* queued lines, not yet committed */
+    struct buf early;    /* lines that wait for no commit (reply_early) */
+    bool early_sensitive;
+    bool broken;         /* stdout failed: nothing more is written */
     bool fatal;          /* a failed commit could not be rolled back */
     struct buf *capture; /* node_embed: lines go here instead of stdout */
 };
@@ -152,10 +162,67 @@ struct output {
 void output_line(struct node *n, const char *self, const char *dest, struct reply *r,
                  long long msg_id, bool has_in_reply_to, long long in_reply_to,
                  bool is_reply);
-/* Commits (the program's hook) and writes everything queued. */
+/* Commits (the program's hook) and writes everything queued; with a
+ * committer, hands it to the committer instead. */
 void output_flush(struct node *n);
 void output_init(struct output *o);
 void output_free(struct output *o);
+/* For the committer: writes iovecs to stdout (or the capture buffer), every
+ * byte; turns a queue's replies into error 13 and drops its messages to
+ * nodes (after a failed commit); empties a queue (wiping it when it held
+ * secrets). */
+void output_write(struct node *n, struct iovec *iov, int cnt);
+void out_queue_to_errors(struct node *n, struct out_queue *q);
+void out_queue_drop(struct out_queue *q);
+void out_queue_init(struct out_queue *q);
+void out_queue_free(struct out_queue *q);
+
+/* --- the committer (commit.c) --------------------------------------------- */
+
+#define COMMIT_JOBS 8 /* queues on their way out at most; then the worker waits */
+
+/* One flush's lines on their way out, behind the transactions sealed
+ * before them. */
+struct commit_job {
+    struct out_queue q;
+    uint64_t needs;           /* the transactions sealed before it (a count) */
+    bool stage_failed;        /* the commit hook failed: these become errors */
+    struct commit_job *next;
+};
+
+/* Shared between the worker and the committer, under lock. */
+struct committer {
+    bool running;             /* the worker's: set and cleared by it */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    struct commit_job *head, **tail, *spare;
+    size_t in_flight;         /* jobs queued or being written */
+    bool stop;
+    /* Transactions sealed so far (the worker counts them, node_commit_staged)
+     * and how many of those are durable (the committer's). */
+    _Atomic uint64_t sealed;
+    _Atomic uint64_t durable;
+    _Atomic long long msg_ids_durable; /* node_msg_ids_durable */
+    /* Both threads write stdout: the worker its early lines, the
+     * committer the rest. */
+    pthread_mutex_t write_lock;
+    /* A commit failed: every job is answered with errors, without a
+     * commit, until the worker has rolled back (and cleared it). */
+    _Atomic bool failed;
+    struct commit_job jobs[COMMIT_JOBS];
+};
+
+/* Starts the committer thread; -1 when it cannot (output commit then stays
+ * on the worker). */
+int committer_start(struct node *n);
+/* Writes what is queued, then ends the thread. */
+void committer_stop(struct node *n);
+/* output_flush with a committer: seals through the commit hook and hands
+ * the queued lines on; rolls back first when a commit has failed. */
+void committer_flush(struct node *n);
+/* Before the worker answers anything: rolls back when a commit failed. */
+void committer_check(struct node *n);
 /* Pipes hold 64 KiB by default; asks for 1 MiB (best effort). */
 void output_grow_pipe(int fd);
 
@@ -194,6 +261,7 @@ struct node {
     bool closing;        /* input ended: no new calls or timers */
     bool trim_pending;   /* much memory was freed: malloc_trim after the batch */
     bool durable;        /* node_set_durable: the commit hooks run */
+    bool staged;         /* the commit hook sealed a transaction (node_commit_staged) */
     _Atomic int stop_status; /* non-zero: stop now and exit with it (nothing more is written) */
 
     /* The reader's, on cache lines of their own: the two threads write their
@@ -209,6 +277,8 @@ struct node {
     struct batch *queue, *free_list;
     bool input_done;
     struct batch batches[NODE_BATCHES];
+
+    _Alignas(64) struct committer committer;
 };
 
 /* Answers one parsed line (dispatch.c). Returns true when the request was

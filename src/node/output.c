@@ -7,13 +7,16 @@
  * state changes behind it are durable (output commit, PROTOCOL.md §4). When
  * the commit fails, the queued replies become error 13 and messages to other
  * nodes are dropped (as a network may drop them), and the program rolls its
- * state back to the last commit.
+ * state back to the last commit. When the program can commit on another
+ * thread, the queue goes to the committer instead (commit.c), which writes
+ * it once the changes behind it are durable.
  */
 #include "node_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -49,8 +52,8 @@ void output_grow_pipe(int fd)
         (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 }
 
-/* Writes every byte of the iovecs (retrying short writes and EINTR). */
-static void write_all(struct node *n, struct iovec *iov, int cnt)
+/* Every byte of the iovecs (retrying short writes and EINTR). */
+void output_write(struct node *n, struct iovec *iov, int cnt)
 {
     struct output *o = &n->output;
     if (o->capture) { /* node_embed_open */
@@ -80,29 +83,28 @@ static void write_all(struct node *n, struct iovec *iov, int cnt)
     }
 }
 
-/* Forgets what is queued (wiping it when it held secrets). */
-static void drop_queued(struct output *o)
+void out_queue_drop(struct out_queue *q)
 {
-    if (o->sensitive)
-        wipe_bytes(o->out.data, o->out.len);
-    o->sensitive = false;
-    buf_reset(&o->out);
-    o->n_records = 0;
-    buf_reset(&o->dests);
-    if (o->out.cap > OUT_KEEP) { /* one huge reply does not keep its memory */
-        buf_free(&o->out);
-        output_init(o);
+    if (q->sensitive)
+        wipe_bytes(q->out.data, q->out.len);
+    q->sensitive = false;
+    buf_reset(&q->out);
+    q->n_records = 0;
+    buf_reset(&q->dests);
+    if (q->out.cap > OUT_KEEP) { /* one huge reply does not keep its memory */
+        buf_free(&q->out);
+        out_queue_init(q);
     }
 }
 
 /* Writes the header of a line: {"src":self,"dest":dest,"body":{"type":T
  * [,"msg_id":M][,"in_reply_to":I] */
 static inline __attribute__((always_inline)) void
-write_head(struct node *n, struct buf *b, const char *self, const char *dest, const char *type,
-           long long msg_id, bool has_in_reply_to, long long in_reply_to)
+write_head(struct buf *b, const struct buf *head, const char *self, const char *dest,
+           const char *type, long long msg_id, bool has_in_reply_to, long long in_reply_to)
 {
-    if (self == n->id && n->head.len) { /* formatted once at init */
-        buf_append(b, n->head.data, n->head.len);
+    if (head) { /* {"src":self,"dest": formatted once at init */
+        buf_append(b, head->data, head->len);
     } else {
         buf_append_lit(b, "{\"src\":");
         json_write_string(b, self, strlen(self));
@@ -122,30 +124,38 @@ write_head(struct node *n, struct buf *b, const char *self, const char *dest, co
 }
 
 /* After a failed commit: every queued reply becomes error 13, every message
- * to another node is dropped. The replies keep their msg_id. */
-static void replace_with_errors(struct node *n)
+ * to another node is dropped. The replies keep their msg_id, and their
+ * records, so that a queue turned into errors twice (the committer fails
+ * again before it is written) says the same. Touches nothing of the node's
+ * but its name: the committer calls it too. */
+void out_queue_to_errors(struct node *n, struct out_queue *q)
 {
-    struct output *o = &n->output;
     struct buf fresh = {0};
-    for (size_t i = 0; i < o->n_records; i++) {
-        const struct out_record *rec = &o->records[i];
-        if (!rec->is_reply)
+    size_t kept = 0;
+    for (size_t i = 0; i < q->n_records; i++) {
+        const struct out_record rec = q->records[i];
+        if (!rec.is_reply)
             continue;
-        const char *dest = o->dests.data + rec->dest_at;
+        const char *dest = q->dests.data + rec.dest_at;
         const char *self = dest + strlen(dest) + 1;
-        write_head(n, &fresh, self, dest, "error", rec->msg_id, rec->has_in_reply_to,
-                   rec->in_reply_to);
+        write_head(&fresh, NULL, self, dest, "error", rec.msg_id, rec.has_in_reply_to,
+                   rec.in_reply_to);
         buf_append_lit(&fresh, ",\"code\":13,\"text\":\"the node could not save its state, "
                                "so nothing of this request was kept; try again\"}}\n");
+        q->records[kept++] = rec;
     }
-    drop_queued(o);
     if (!buf_ok(&fresh)) {
         node_log("%s: out of memory while reporting a failed commit", n->prog->name);
         buf_free(&fresh);
+        out_queue_drop(q);
         return;
     }
-    buf_free(&o->out);
-    o->out = fresh;
+    if (q->sensitive) /* the lines replaced may have held plaintext */
+        wipe_bytes(q->out.data, q->out.len);
+    q->sensitive = false;
+    buf_free(&q->out);
+    q->out = fresh;
+    q->n_records = kept;
 }
 
 /* Commits the program's state before anything queued is written. Returns
@@ -157,8 +167,8 @@ static bool commit_queued(struct node *n)
     if (!n->durable || !prog->commit || prog->commit(n->app) == 0)
         return true;
     node_log("%s: the state could not be saved; %zu queued lines are replaced by error 13 "
-             "replies and the state goes back to its last commit", prog->name, o->n_records);
-    replace_with_errors(n);
+             "replies and the state goes back to its last commit", prog->name, o->q.n_records);
+    out_queue_to_errors(n, &o->q);
     if (!prog->rollback || prog->rollback(n->app)) {
         node_log("%s: the state cannot be rolled back; stopping", prog->name);
         o->fatal = true;
@@ -170,28 +180,32 @@ static bool commit_queued(struct node *n)
 void output_flush(struct node *n)
 {
     struct output *o = &n->output;
-    if (!o->out.len) {
+    if (n->committer.running) {
+        committer_flush(n);
+        return;
+    }
+    if (!o->q.out.len) {
         /* Nothing to let out, but changes made without output (a timer's,
          * a callback's) become durable too, soon. */
         if (n->durable && !commit_queued(n))
-            drop_queued(o);
-        if (!o->out.len)
+            out_queue_drop(&o->q);
+        if (!o->q.out.len)
             return;
     }
     commit_queued(n);
-    struct iovec iov = {o->out.data, o->out.len};
-    if (o->out.len)
-        write_all(n, &iov, 1);
-    drop_queued(o);
+    struct iovec iov = {o->q.out.data, o->q.out.len};
+    if (o->q.out.len)
+        output_write(n, &iov, 1);
+    out_queue_drop(&o->q);
 }
 
-/* Remembers what a queued line is, for replace_with_errors. Only kept when
+/* Remembers what a queued line is, for out_queue_to_errors. Only kept when
  * the program commits state; without memory the record is skipped (and a
  * failed commit then drops the line instead). */
 static void record_line(struct node *n, const char *self, const char *dest, long long msg_id,
                         bool has_in_reply_to, long long in_reply_to, bool is_reply)
 {
-    struct output *o = &n->output;
+    struct out_queue *o = &n->output.q;
     if (o->n_records == o->cap_records) {
         size_t cap = o->cap_records ? 2 * o->cap_records : 64;
         struct out_record *r = realloc(o->records, cap * sizeof(*r));
@@ -218,29 +232,41 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
                  bool is_reply)
 {
     struct output *o = &n->output;
-    struct buf *b = &o->out;
+    /* A line that depends on nothing uncommitted skips the committer's
+     * queue (commit.c writes it at the end of the batch); its msg_id must
+     * be reserved durably already, as every line's is when it leaves. */
+    const struct committer *c = &n->committer;
+    bool early = r->early && c->running && r->early_after <= atomic_load(&c->durable) &&
+                 msg_id <= atomic_load(&c->msg_ids_durable);
+    struct buf *b = early ? &o->early : &o->q.out;
     size_t mark = b->len;
+    const struct buf *head = self == n->id && n->head.len ? &n->head : NULL;
 
     if (!r->type) /* a handler that filled nothing is a bug: say so */
         node_error(r, ERR_CRASH, "internal error: handler produced no reply");
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (n->durable)
+        if (n->durable && !early) /* an early line never turns into an error */
             record_line(n, self, dest, msg_id, has_in_reply_to, in_reply_to, is_reply);
-        write_head(n, b, self, dest, r->type, msg_id, has_in_reply_to, in_reply_to);
-        if (r->fields.len >= OUT_DIRECT && buf_ok(b) && buf_ok(&r->fields)) {
+        write_head(b, head, self, dest, r->type, msg_id, has_in_reply_to, in_reply_to);
+        if (r->fields.len >= OUT_DIRECT && buf_ok(b) && buf_ok(&r->fields) &&
+            !n->committer.running) {
             /* A large body goes out from where it was written: queued lines,
-             * this header, the body and the trailer in one writev. */
+             * this header, the body and the trailer in one writev. (With a
+             * committer it is copied: the committer writes it later.) */
             if (!commit_queued(n)) /* the queue now holds its error instead */
                 break;
             struct iovec iov[3] = {{b->data, b->len}, {r->fields.data, r->fields.len},
                                    {(char *)"}}\n", 3}};
-            write_all(n, iov, 3);
-            drop_queued(o); /* the body is wiped with the reply */
+            output_write(n, iov, 3);
+            out_queue_drop(&o->q); /* the body is wiped with the reply */
             break;
         }
         buf_append(b, r->fields.data, r->fields.len);
         buf_append_lit(b, "}}\n");
-        o->sensitive |= r->sensitive;
+        if (early)
+            o->early_sensitive |= r->sensitive;
+        else
+            o->q.sensitive |= r->sensitive;
         if (buf_ok(b) && buf_ok(&r->fields))
             break;
         /* Out of memory while formatting: drop the partial line and send a
@@ -255,20 +281,31 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
         output_flush(n);
 }
 
-void output_init(struct output *o)
+void out_queue_init(struct out_queue *q)
 {
     /* The queue fills to OUT_FLUSH under load: take the room once, rather
      * than grow through a dozen sizes, each copied and wiped. Untouched
      * pages cost nothing; without the memory, buffers grow as they need. */
-    if (!buf_reserve(&o->out, OUT_FLUSH + OUT_DIRECT))
-        buf_reset(&o->out);
+    if (!buf_reserve(&q->out, OUT_FLUSH + OUT_DIRECT))
+        buf_reset(&q->out);
 }
+
+void out_queue_free(struct out_queue *q)
+{
+    out_queue_drop(q);
+    buf_free(&q->out);
+    buf_free(&q->dests);
+    free(q->records);
+    *q = (struct out_queue){0};
+}
+
+void output_init(struct output *o) { out_queue_init(&o->q); }
 
 void output_free(struct output *o)
 {
-    drop_queued(o);
-    buf_free(&o->out);
-    buf_free(&o->dests);
-    free(o->records);
+    out_queue_free(&o->q);
+    if (o->early_sensitive)
+        wipe_bytes(o->early.data, o->early.len);
+    buf_free(&o->early);
     *o = (struct output){0};
 }

@@ -248,6 +248,8 @@ void reply_clear(struct reply *r)
 {
     r->type = NULL;
     r->deferred = false;
+    r->early = false;
+    r->early_after = 0;
     /* Reply fields may hold plaintext: wipe what was written, keep the memory. */
     if (r->sensitive)
         wipe_bytes(r->fields.data, r->fields.len);

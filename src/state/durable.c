@@ -1,6 +1,7 @@
 /* durable.c - the state's part common to every node (see durable.h). */
 #include "securitor/durable.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,14 +61,14 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
     char why[512];
     if (!d->dir)
         return 0;
-    d->node = n;
-    if (d->st) {
+    if (d->st) { /* d->node stays: the committer reads it */
         if (!strcmp(node_id, d->node_id))
             return 0;
         return node_error(r, ERR_PRECONDITION, "this node keeps the state of \"%s\" (fixed by "
                                                "its first message); it cannot become \"%s\"",
                           d->node_id, node_id);
     }
+    d->node = n;
     d->reserved = 0;
     enum state_status rc = state_open(&d->st, d->dir, node_id, d->key, load_row, d, why,
                                       sizeof(why));
@@ -87,6 +88,13 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
     }
     node_set_next_msg_id(n, d->reserved + 1);
     node_set_durable(n, true);
+    /* The committer cuts the WAL back when idle (durable_idle); a worker
+     * that commits by itself leaves it to every checkpoint. */
+    if (node_commit_pipelined(n) && state_keep_wal(d->st))
+        node_log("%s: %s/%s.db: cannot keep the WAL's size; going on without", d->program,
+                 d->dir, node_id);
+    atomic_store(&d->reserve_sealed, d->reserved);
+    node_msg_ids_durable(n, d->reserved);
     return 0;
 }
 
@@ -95,7 +103,7 @@ int durable_commit(struct durable *d, struct node *n)
     if (!d->st)
         return 0;
     long long last = node_last_msg_id(n), reserve = d->reserved;
-    if (last > d->reserved) {
+    if (last > d->reserved - DURABLE_MSG_ID_BLOCK / 2) {
         uint8_t v[8];
         reserve = last + DURABLE_MSG_ID_BLOCK;
         for (int i = 0; i < 8; i++)
@@ -103,9 +111,36 @@ int durable_commit(struct durable *d, struct node *n)
         if (state_put(d->st, KIND_NODE, KEY_MSG_IDS, sizeof(KEY_MSG_IDS) - 1, v, sizeof(v)))
             return -1;
     }
-    if (state_commit(d->st))
+    if (node_commit_pipelined(n)) {
+        /* The loop's committer writes it (durable_flush) before the lines
+         * queued so far leave; a failure there rolls back through reload. */
+        int sealed = state_seal(d->st);
+        if (sealed < 0)
+            return -1;
+        if (sealed)
+            node_commit_staged(n);
+        atomic_store(&d->reserve_sealed, reserve);
+    } else if (state_commit(d->st)) {
         return -1;
+    }
     d->reserved = reserve;
+    return 0;
+}
+
+void durable_idle(struct durable *d)
+{
+    if (d->st && state_trim_wal(d->st))
+        node_log("%s: could not cut the WAL back (it is cut at the next idle time or exit)",
+                 d->program);
+}
+
+int durable_flush(struct durable *d)
+{
+    /* Sealed before this read, so in this flush or an earlier one. */
+    long long reserved = atomic_load(&d->reserve_sealed);
+    if (!d->st || state_flush(d->st))
+        return d->st ? -1 : 0;
+    node_msg_ids_durable(d->node, reserved);
     return 0;
 }
 
@@ -114,6 +149,7 @@ int durable_reload(struct durable *d)
     char why[512];
     if (!d->st)
         return 0;
+    d->reserved = 0; /* as the state has it (a reservation that was not written is gone) */
     if (state_reload(d->st, load_row, d, why, sizeof(why)) != STATE_OK) {
         node_log("%s: cannot read the state back: %s", d->program, why);
         return -1;
@@ -122,6 +158,7 @@ int durable_reload(struct durable *d)
         node_log("%s: cannot read the state back: its rows do not fit together", d->program);
         return -1;
     }
+    atomic_store(&d->reserve_sealed, d->reserved);
     return 0;
 }
 

@@ -471,6 +471,11 @@ static int commit(struct app *app)
     return 0;
 }
 
+/* On the committer thread: what commit sealed, made durable; the WAL cut
+ * back when the node is idle. */
+static int commit_flush(struct app *app) { return durable_flush(&app->durable); }
+static void commit_idle(struct app *app) { durable_idle(&app->durable); }
+
 /* After a failed commit: the ring as the state last held it. */
 static int rollback(struct app *app)
 {
@@ -524,6 +529,8 @@ static const struct node_program PROGRAM = {
     .n_handlers = sizeof(HANDLERS) / sizeof(HANDLERS[0]),
     .on_init = on_init,
     .commit = commit,
+    .commit_flush = commit_flush,
+    .commit_idle = commit_idle,
     .rollback = rollback,
 };
 
