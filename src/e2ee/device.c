@@ -483,6 +483,7 @@ int ask_devices(struct app *app, const char *of, node_call_fn fn, void *ctx)
 {
     struct reply *m = node_message(app->node, "dir_get_devices");
     reply_cstring(m, "user", of);
+    reply_early(m, 0); /* a read that carries nothing of this node's state */
     return node_call(app->node, app->directory_id, DEVICE_CALL_MS, fn, ctx) ? 0 : -1;
 }
 
@@ -1385,6 +1386,8 @@ int devices_load_row(struct app *app, const char *kind, const uint8_t *key, size
         d->device_id = row_get_u32(&rd);
         d->status = row_get_u8(&rd);
         d->counter = d->reserved = row_get_u64(&rd); /* past every counter used */
+        d->reserved_before = d->reserved;
+        d->reserve_commit = 0;
         d->dir_opks = row_get_u32(&rd);
         return row_done(&rd) && d->status <= DEV_REVOKED ? 0 : -1;
     }

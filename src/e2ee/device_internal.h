@@ -76,6 +76,9 @@ struct device {
     enum dev_status status;
     uint64_t counter;       /* the last signed request's (never repeats) */
     uint64_t reserved;      /* counters up to here are reserved in the state */
+    /* The commit that writes that reservation (node_commit_next; 0: loaded),
+     * and the reservation before it, durable once that one was written. */
+    uint64_t reserve_commit, reserved_before;
     uint32_t dir_opks;      /* one-time prekeys the directory holds, as last told */
     struct map known;       /* user -> struct known */
     struct message *inbox;  /* inbox[i].seq == i + 1 */
@@ -169,6 +172,9 @@ void send_op_free(struct send_op *op);
 int sign_next(struct app *app, struct device *d, struct user *u, const char *type,
               const uint64_t *ids, size_t n_ids, const uint8_t *digest,
               uint8_t sig[static CURVE_SIG_LEN]);
+/* The commit after which the counter sign_next used last is durably
+ * reserved (0: it already is), for reply_early. */
+uint64_t counter_commit(const struct device *d);
 void fetch_start(struct app *app, struct device *d);
 int inbox_add(struct device *d, const struct item *it, const uint8_t *text, size_t len);
 

@@ -72,8 +72,10 @@ static void fetch_end(struct app *app, struct device *d, bool more)
 
 /* Signs a request for the relay or the directory with the next counter.
  * Counters are reserved in the state a block at a time (the reservation is
- * in the commit before the request leaves), so that none repeats after a
- * restart and most requests wait for no commit. */
+ * in a commit before the request leaves), so that none repeats after a
+ * restart. The next block is reserved when half of this one is used, so
+ * that it is durable long before its first counter is, and a request with
+ * nothing else new in it waits for no commit (counter_commit). */
 int sign_next(struct app *app, struct device *d, struct user *u, const char *type,
               const uint64_t *ids, size_t n_ids, const uint8_t *digest,
               uint8_t sig[static CURVE_SIG_LEN])
@@ -81,11 +83,19 @@ int sign_next(struct app *app, struct device *d, struct user *u, const char *typ
     struct signed_request sr = {.type = type, .user = d->user, .device_id = d->device_id,
                                 .counter = ++d->counter, .ids = ids, .n_ids = n_ids,
                                 .digest = digest};
-    if (d->counter > d->reserved) {
+    if (d->counter + DEVICE_COUNTER_BLOCK / 2 > d->reserved) {
+        if (node_commit_durable(app->node, d->reserve_commit))
+            d->reserved_before = d->reserved;
         d->reserved = d->counter + DEVICE_COUNTER_BLOCK;
+        d->reserve_commit = node_commit_next(app->node);
         put_device(app, d);
     }
     return signed_request_sign(sig, &u->id, &sr);
+}
+
+uint64_t counter_commit(const struct device *d)
+{
+    return d->counter <= d->reserved_before ? 0 : d->reserve_commit;
 }
 
 static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
@@ -427,6 +437,7 @@ void fetch_start(struct app *app, struct device *d)
     reply_int(m, "device_id", d->device_id);
     reply_int(m, "counter", (long long)d->counter);
     reply_base64(m, "signature", sig, CURVE_SIG_LEN);
+    reply_early(m, counter_commit(d)); /* nothing else in it is new */
     if (!node_call(app->node, app->relay_id, DEVICE_CALL_MS, fetch_done, ctx)) {
         free(ctx);
         d->fetching = false;

@@ -33,6 +33,7 @@ struct envelope {
     char *message_id;
     char *ciphertext; /* base64, as it came */
     char kind[8];
+    uint64_t commit;  /* the commit that stores it (node_commit_next); 0: loaded */
 };
 
 struct mailbox {
@@ -644,6 +645,7 @@ static void finish_delivery(struct app *app, struct delivery *d)
                 continue; /* the commit then holds what memory allowed */
             }
             x->id = rl->next_id++;
+            x->commit = node_commit_next(app->node);
             x->device_id = v->device_id;
             x->from_device = d->from_device;
             x->ciphertext = v->ciphertext;
@@ -833,10 +835,17 @@ static void signed_call_free(struct signed_call *c)
 
 static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferred *to)
 {
+    /* Only envelopes already durable are handed out, so the answer waits
+     * for no commit (reply_early). Later ones (a suffix: commits only grow)
+     * have their own notification on its way, sent after their commit. */
+    bool later = false;
     struct reply *msg = node_message(app->node, "relay_envelopes");
+    reply_early(msg, 0);
     reply_begin_array(msg, "items");
     for (size_t i = 0; m && i < m->n && i < RELAY_FETCH_MAX; i++) {
         const struct envelope *e = m->items[i];
+        if ((later = !node_commit_durable(app->node, e->commit)))
+            break;
         reply_begin_object(msg, NULL);
         reply_int(msg, "id", (long long)e->id);
         reply_cstring(msg, "from_user", e->from_user);
@@ -848,6 +857,16 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
     }
     reply_end_array(msg);
     node_answer(app->node, to);
+    if (later && m->node) {
+        /* Their own notification may have been held back by this fetch's
+         * (once is enough until the next fetch): one more, which leaves
+         * after their commit. */
+        m->notified = true;
+        struct reply *note = node_message(app->node, "relay_notify");
+        reply_cstring(note, "user", m->user);
+        reply_int(note, "device_id", m->device_id);
+        node_send(app->node, m->node);
+    }
 }
 
 /* Decides a signed request once the user's list is known (known: 0 listed,
@@ -925,7 +944,8 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
             }
         }
         m->n = j;
-        node_message(n, "relay_acked");
+        /* The deletions wait for the tick (relay_flush): nothing to wait for. */
+        reply_early(node_message(n, "relay_acked"), 0);
         node_answer(n, c->to);
     } else {
         answer_fetch(app, m, c->to);
