@@ -20,7 +20,7 @@
 #include "securitor/node.h"
 #include "securitor/state.h"
 
-#define DURABLE_MSG_ID_BLOCK 65536LL
+#define DURABLE_MSG_ID_BLOCK (1LL << 20)
 
 struct durable {
     const char *dir;           /* NULL: no state, everything in memory */

@@ -124,11 +124,12 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&n->lock);
         answer_batch(n, b);
         schedule_run_due(n); /* timers do not starve under steady input */
-        /* With a committer, each batch's lines go to it at once: the next
-         * flush starts as soon as the disk is free, and the worker never
-         * waits for it. */
-        if (n->committer.running)
-            output_flush(n);
+        /* With a committer, a batch's changes and the lines behind them go
+         * to it at once when it is idle, so the disk never waits for the
+         * worker; while it is busy they gather into one larger commit
+         * (flushed when the queue runs dry, as without one). */
+        if (n->committer.running && committer_idle(n))
+            committer_flush(n, true);
         buf_reset(&b->text);
         if (b->text.cap > BATCH_TEXT_KEEP)
             buf_free(&b->text);

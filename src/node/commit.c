@@ -251,13 +251,22 @@ static void roll_back(struct node *n)
     atomic_store(&c->failed, false);
 }
 
+bool committer_idle(struct node *n)
+{
+    struct committer *c = &n->committer;
+    pthread_mutex_lock(&c->lock);
+    bool idle = !c->in_flight;
+    pthread_mutex_unlock(&c->lock);
+    return idle;
+}
+
 void committer_check(struct node *n)
 {
     if (n->committer.running && atomic_load(&n->committer.failed))
         roll_back(n);
 }
 
-void committer_flush(struct node *n)
+void committer_flush(struct node *n, bool batch_end)
 {
     struct committer *c = &n->committer;
     struct output *o = &n->output;
@@ -266,10 +275,25 @@ void committer_flush(struct node *n)
     committer_check(n);
     n->staged = false;
     bool ok = !n->durable || n->prog->commit(n->app) == 0;
-    if (ok && !n->staged && !o->q.out.len)
+    /* At the end of a batch that changed nothing, the lines wait for the
+     * next flush, as without a committer: fewer, larger writes. */
+    if (ok && !n->staged && (batch_end || !o->q.out.len))
         return;
 
     pthread_mutex_lock(&c->lock);
+    if (ok && !n->staged && !c->in_flight &&
+        atomic_load(&c->sealed) <= atomic_load(&c->durable)) {
+        /* Nothing new to commit, everything before it durable and written
+         * (encrypt, decrypt, reads): the worker writes it, as without a
+         * committer. Only the worker queues jobs, so none can come first. */
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_lock(&c->write_lock);
+        struct iovec iov = {o->q.out.data, o->q.out.len};
+        output_write(n, &iov, 1);
+        pthread_mutex_unlock(&c->write_lock);
+        out_queue_drop(&o->q);
+        return;
+    }
     while (!c->spare) /* COMMIT_JOBS on their way: the disk sets the pace */
         pthread_cond_wait(&c->done, &c->lock);
     struct commit_job *j = c->spare;

@@ -219,10 +219,13 @@ int committer_start(struct node *n);
 /* Writes what is queued, then ends the thread. */
 void committer_stop(struct node *n);
 /* output_flush with a committer: seals through the commit hook and hands
- * the queued lines on; rolls back first when a commit has failed. */
-void committer_flush(struct node *n);
+ * the queued lines on; rolls back first when a commit has failed. At the
+ * end of a batch (batch_end), only when the batch sealed something. */
+void committer_flush(struct node *n, bool batch_end);
 /* Before the worker answers anything: rolls back when a commit failed. */
 void committer_check(struct node *n);
+/* Whether the committer has nothing to do (no job queued or being written). */
+bool committer_idle(struct node *n);
 /* Pipes hold 64 KiB by default; asks for 1 MiB (best effort). */
 void output_grow_pipe(int fd);
 

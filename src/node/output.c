@@ -181,7 +181,7 @@ void output_flush(struct node *n)
 {
     struct output *o = &n->output;
     if (n->committer.running) {
-        committer_flush(n);
+        committer_flush(n, false);
         return;
     }
     if (!o->q.out.len) {
