@@ -193,11 +193,16 @@ int committer_start(struct node *n)
     atomic_store(&c->msg_ids_durable, 0);
     atomic_store(&c->failed, false);
     for (int i = 0; i < COMMIT_JOBS; i++) {
+        /* The worker's queue is swapped with a job's: each keeps the room
+         * out_queue_init takes (pages are only used once written). */
+        out_queue_init(&c->jobs[i].q);
         c->jobs[i].next = c->spare;
         c->spare = &c->jobs[i];
     }
     if (pthread_create(&c->thread, NULL, committer_main, n)) {
         node_log("%s: cannot start the committer thread; the worker commits", n->prog->name);
+        for (int i = 0; i < COMMIT_JOBS; i++)
+            out_queue_free(&c->jobs[i].q);
         pthread_cond_destroy(&c->done);
         pthread_cond_destroy(&c->work);
         pthread_mutex_destroy(&c->write_lock);

@@ -140,6 +140,7 @@ struct out_record {
  * into errors. */
 struct out_queue {
     struct buf out;      /* the lines */
+    size_t high;         /* the most out ever held: what out_queue_free wipes */
     bool sensitive;      /* out holds a sensitive line: wipe after writing */
     /* For the program's rollback (only kept when it has a commit hook). */
     struct out_record *records;

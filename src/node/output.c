@@ -85,6 +85,8 @@ void output_write(struct node *n, struct iovec *iov, int cnt)
 
 void out_queue_drop(struct out_queue *q)
 {
+    if (q->out.len > q->high)
+        q->high = q->out.len;
     if (q->sensitive)
         wipe_bytes(q->out.data, q->out.len);
     q->sensitive = false;
@@ -93,6 +95,7 @@ void out_queue_drop(struct out_queue *q)
     buf_reset(&q->dests);
     if (q->out.cap > OUT_KEEP) { /* one huge reply does not keep its memory */
         buf_free(&q->out);
+        q->high = 0;
         out_queue_init(q);
     }
 }
@@ -155,6 +158,7 @@ void out_queue_to_errors(struct node *n, struct out_queue *q)
     q->sensitive = false;
     buf_free(&q->out);
     q->out = fresh;
+    q->high = 0;
     q->n_records = kept;
 }
 
@@ -293,7 +297,11 @@ void out_queue_init(struct out_queue *q)
 void out_queue_free(struct out_queue *q)
 {
     out_queue_drop(q);
-    buf_free(&q->out);
+    /* Only the bytes ever written, not the whole reservation (buf_free
+     * would touch every page of it). */
+    if (q->out.data)
+        wipe_bytes(q->out.data, q->high);
+    free(q->out.data);
     buf_free(&q->dests);
     free(q->records);
     *q = (struct out_queue){0};
