@@ -380,7 +380,7 @@ def report(workloads, results, instructions):
         print("    " + v)
     print("  commits and rows are the measured process's own (SECURITOR_STATE_STATS=1), the\n"
           "  opening echo's msg_id reservation included; encrypt and decrypt change no state:\n"
-          "  their commits are the msg_id reservations (one per 65,536 replies) and, for the\n"
+          "  their commits are the msg_id reservations (one per 524,288 replies) and, for the\n"
           "  symmetric rows, the new state's first (key 1 and the ring).")
     if not instructions:
         print("  (no instruction counts: valgrind is missing)")
