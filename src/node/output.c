@@ -273,9 +273,12 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
             o->q.sensitive |= r->sensitive;
         if (buf_ok(b) && buf_ok(&r->fields))
             break;
-        /* Out of memory while formatting: drop the partial line and send a
-         * short error instead, which needs little memory. */
+        /* Out of memory while formatting: drop the partial line (wiped: it
+         * may be plaintext, and no drop wipes past len) and send a short
+         * error instead, which needs little memory. */
         b->failed = false;
+        if (b->len > mark)
+            wipe_bytes(b->data + mark, b->len - mark);
         b->len = mark;
         output_flush(n);
         mark = b->len;
