@@ -80,15 +80,8 @@ static void finish(struct node *n)
 static void wait_for_work(struct node *n, long long wait_ms)
 {
     struct timespec until;
-    if (wait_ms >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-    }
+    if (wait_ms >= 0)
+        deadline_after_ms(&until, wait_ms);
     while (!n->queue && !n->input_done) {
         if (wait_ms < 0)
             pthread_cond_wait(&n->queued, &n->lock);

@@ -102,13 +102,7 @@ static void wait_for_jobs(struct node *n, bool *idle_due)
             continue;
         }
         struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += NODE_COMMIT_IDLE_MS / 1000;
-        until.tv_nsec += (NODE_COMMIT_IDLE_MS % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        deadline_after_ms(&until, NODE_COMMIT_IDLE_MS);
         if (pthread_cond_timedwait(&c->work, &c->lock, &until) != ETIMEDOUT || c->head ||
             c->stop || atomic_load(&c->failed))
             continue;
@@ -171,6 +165,17 @@ static void write_early(struct node *n)
     buf_reset(&o->early);
 }
 
+/* What committer_start made, once no thread uses it. */
+static void release(struct committer *c)
+{
+    for (int i = 0; i < COMMIT_JOBS; i++)
+        out_queue_free(&c->jobs[i].q);
+    pthread_cond_destroy(&c->done);
+    pthread_cond_destroy(&c->work);
+    pthread_mutex_destroy(&c->write_lock);
+    pthread_mutex_destroy(&c->lock);
+}
+
 int committer_start(struct node *n)
 {
     struct committer *c = &n->committer;
@@ -201,12 +206,7 @@ int committer_start(struct node *n)
     }
     if (pthread_create(&c->thread, NULL, committer_main, n)) {
         node_log("%s: cannot start the committer thread; the worker commits", n->prog->name);
-        for (int i = 0; i < COMMIT_JOBS; i++)
-            out_queue_free(&c->jobs[i].q);
-        pthread_cond_destroy(&c->done);
-        pthread_cond_destroy(&c->work);
-        pthread_mutex_destroy(&c->write_lock);
-        pthread_mutex_destroy(&c->lock);
+        release(c);
         return -1;
     }
     c->running = true;
@@ -226,12 +226,7 @@ void committer_stop(struct node *n)
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->thread, NULL);
     c->running = false;
-    for (int i = 0; i < COMMIT_JOBS; i++)
-        out_queue_free(&c->jobs[i].q);
-    pthread_cond_destroy(&c->done);
-    pthread_cond_destroy(&c->work);
-    pthread_mutex_destroy(&c->write_lock);
-    pthread_mutex_destroy(&c->lock);
+    release(c);
 }
 
 /* On the worker, after a failed commit: waits until the committer has

@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <string.h>
 
 #include "securitor/map.h"
@@ -33,6 +34,19 @@
 static inline bool name_eq(const char *a, const char *b)
 {
     return a[0] == b[0] && !strcmp(a, b);
+}
+
+/* The CLOCK_MONOTONIC instant ms milliseconds from now, for
+ * pthread_cond_timedwait on a condition set to that clock. */
+static inline void deadline_after_ms(struct timespec *t, long long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
 }
 
 /* Appends str (len bytes) as a quoted, escaped JSON string. */
