@@ -65,6 +65,10 @@ SCENARIOS = {
     "partition": dict(COMMON, partition=True, duration=10.0, partition_every=2.0,
                       partition_for=1.5),
     "kill": dict(COMMON, kill=True, duration=12.0, kill_every=2.5, down_for=1.0),
+    # kill -9 a device host right after it answers `sent`: a reply that left
+    # before its batch's commit must still hold (exactly once, all or none)
+    "kill-on-sent": dict(COMMON, kill=True, kill_on="sent", duration=10.0, kill_every=1.5,
+                         down_for=1.0),
     "all": dict(COMMON, loss=0.08, dup=0.1, reorder=0.2, reorder_ms=60.0, partition=True,
                 kill=True, duration=14.0, kill_every=3.0, down_for=1.0),
     "attacks": dict(seed=7, device_nodes=3, latency=1.0, jitter=1.0, attacks=",".join(ATTACKS)),
@@ -74,7 +78,7 @@ for _a in ATTACKS:
 DEFAULTS = dict(seed=None, device_nodes=3, users=4, devices_per_user=2, clients=6, latency=0.0,
                 jitter=0.0, duration=10.0, churn=0.0, loss=0.0, dup=0.0, reorder=0.0,
                 reorder_ms=50.0, partition=False, partition_every=3.0, partition_for=1.5,
-                kill=False, kill_every=3.0, down_for=1.0, max_down=1, timeout=6.0, settle=3.0,
+                kill=False, kill_on="", kill_every=3.0, down_for=1.0, max_down=1, timeout=6.0, settle=3.0,
                 settle_max=25.0, rate=0.0, read_fraction=0.2, attacks="", expect_all_ok=False,
                 diagram_max=2000, state=True)
 
@@ -164,6 +168,7 @@ class Net:
         self.injected = {}            # (node, msg_id) -> fn(reply body)
         self.next_inject = INJECT_BASE
         self.stopping = False
+        self.kill_trigger = None  # (node, b'"type":"T"', fn(nid)): nemesis's --kill-on
         self.stop_codes = {}
         self.started = False          # after every node's first init_ok
         self.early_exit = set()
@@ -370,6 +375,9 @@ class Net:
                 self.jrec({"k": "bad", "node": nid, "why": "src is not the node's id",
                            "line": line[:2000].decode(errors="replace")})
             self._route(line, head[0], head[1], ts)
+            if self.kill_trigger and self.kill_trigger[0] == nid and self.kill_trigger[1] in line:
+                fire, self.kill_trigger = self.kill_trigger[2], None
+                self.after(0, fire, nid)  # once its other lines are routed
 
     def _flush(self):
         if not self.dirty:
@@ -1157,7 +1165,10 @@ def nemesis(net, o, until):
     def kill_one():
         if net.now() >= until:
             return
-        if len(down) < o.max_down:
+        if o.kill_on:  # arm: a device host goes when it next writes that type
+            net.kill_trigger = (rng.choice(net.device_nodes), b'"type":"%s"' % o.kill_on.encode(),
+                                kill_now)
+        elif len(down) < o.max_down:
             if not order:
                 order.extend(net.node_ids)
                 rng.shuffle(order)
@@ -1170,6 +1181,12 @@ def nemesis(net, o, until):
             down.add(nid)
             net.after(o.down_for, back, nid)
         net.after(rng.expovariate(1.0 / o.kill_every), kill_one)
+
+    def kill_now(nid):
+        if net.alive(nid) and len(down) < o.max_down:
+            net.kill(nid)
+            down.add(nid)
+            net.after(o.down_for, back, nid)
 
     def back(nid):
         down.discard(nid)
@@ -1455,6 +1472,9 @@ def parse_args(argv):
     g.add_argument("--kill", action="store_true", default=None,
                    help="kill -9 random nodes (any role), restarted on their state")
     g.add_argument("--kill-every", type=float, help="mean seconds between kills (3)")
+    g.add_argument("--kill-on", metavar="TYPE",
+                   help="with --kill: each kill waits for the next line of this type "
+                        "(e.g. sent) and takes the node that wrote it")
     g.add_argument("--down-for", type=float, help="seconds a killed node stays down (1)")
     g.add_argument("--max-down", type=int, help="nodes down at once at most (1)")
     g.add_argument("--attacks", help="comma-separated attacks to play (instead of the workload)")
