@@ -78,9 +78,9 @@ for _a in ATTACKS:
 DEFAULTS = dict(seed=None, device_nodes=3, users=4, devices_per_user=2, clients=6, latency=0.0,
                 jitter=0.0, duration=10.0, churn=0.0, loss=0.0, dup=0.0, reorder=0.0,
                 reorder_ms=50.0, partition=False, partition_every=3.0, partition_for=1.5,
-                kill=False, kill_on="", kill_every=3.0, down_for=1.0, max_down=1, timeout=6.0, settle=3.0,
-                settle_max=25.0, rate=0.0, read_fraction=0.2, attacks="", expect_all_ok=False,
-                diagram_max=2000, state=True)
+                kill=False, kill_on="", kill_every=3.0, down_for=1.0, max_down=1, timeout=6.0,
+                settle=3.0, settle_max=25.0, rate=0.0, read_fraction=0.2, attacks="",
+                expect_all_ok=False, diagram_max=2000, state=True)
 
 
 def now_wall():
@@ -1473,8 +1473,8 @@ def parse_args(argv):
                    help="kill -9 random nodes (any role), restarted on their state")
     g.add_argument("--kill-every", type=float, help="mean seconds between kills (3)")
     g.add_argument("--kill-on", metavar="TYPE",
-                   help="with --kill: each kill waits for the next line of this type "
-                        "(e.g. sent) and takes the node that wrote it")
+                   help="with --kill: each kill picks a device host and waits until it "
+                        "writes a line of this type (e.g. sent), then kills it at once")
     g.add_argument("--down-for", type=float, help="seconds a killed node stays down (1)")
     g.add_argument("--max-down", type=int, help="nodes down at once at most (1)")
     g.add_argument("--attacks", help="comma-separated attacks to play (instead of the workload)")
