@@ -435,13 +435,24 @@ static void known_add_seen(struct known *k, const struct devlist *l)
 
 /* Verifies c as `of`'s chain from version 1 and against d's pin, and moves
  * the pin to its newest version. */
+uint32_t pinned_version(const struct device *d, const char *of)
+{
+    const struct known *k = map_get_str(&d->known, of);
+    return k ? k->pin.version : 0;
+}
+
 enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
-                               const struct chain *c, struct known **out)
+                               const struct chain *c, uint32_t asked, struct known **out)
 {
     struct known *k = map_get_str(&d->known, of);
     struct devlist_pin newest;
     enum devlist_result v = devlist_verify_chain(of, c->lists, c->n, k ? &k->pin : NULL,
                                                  &newest);
+    if (v == DEVLIST_ROLLBACK && k && c->n && asked != CHAIN_PIN_NOW &&
+        c->lists[c->n - 1].version >= asked) {
+        *out = k; /* overtaken, not rolled back: see device_internal.h */
+        return DEVLIST_OK;
+    }
     if (v != DEVLIST_OK)
         return v;
     if (!k) {
@@ -681,6 +692,7 @@ int h_register(struct app *app, const struct request *req, struct reply *r)
 struct change_op {
     char *user;
     struct node_deferred *client;
+    uint32_t asked; /* the pin when the list was asked for (chain_take) */
     bool approve;
     uint32_t target;
     char code[13];
@@ -763,7 +775,7 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
                            c.status > 0 ? "the directory has no account for this user"
                                         : "the directory did not answer in time");
     }
-    enum devlist_result v = chain_take(app, d, op->user, &c, &k);
+    enum devlist_result v = chain_take(app, d, op->user, &c, op->asked, &k);
     if (v != DEVLIST_OK) {
         chain_free(&c);
         snprintf(text, sizeof(text), "the directory's device list does not verify: %s",
@@ -849,6 +861,8 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
 
 static void change_start(struct app *app, struct change_op *op)
 {
+    const struct device *d = device_find(app, op->user);
+    op->asked = d ? pinned_version(d, op->user) : 0;
     if (ask_devices(app, op->user, change_got_list, op))
         change_fail(app, op, ERR_CRASH, "out of memory");
 }
@@ -905,6 +919,7 @@ int h_revoke_device(struct app *app, const struct request *req, struct reply *r)
 struct view_op {
     char *user, *of;
     struct node_deferred *client;
+    uint32_t asked; /* the pin when the list was asked for (chain_take) */
     bool fingerprint;
     uint32_t device_id; /* fingerprint: 0 for the lowest in the newest list */
 };
@@ -955,7 +970,7 @@ static void view_done(struct app *app, struct node *n, void *ctx, enum node_call
                                                                    "answer about \"%s\" in time",
                           op->of);
     } else {
-        enum devlist_result v = chain_take(app, d, op->of, &c, &k);
+        enum devlist_result v = chain_take(app, d, op->of, &c, op->asked, &k);
         if (v != DEVLIST_OK) {
             node_answer_error(n, op->client, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION,
                               "the directory's device list of \"%s\" does not verify: %s", op->of,
@@ -1005,6 +1020,7 @@ static int view_request(struct app *app, const struct request *req, struct reply
         view_free(op);
         return ERR_CRASH;
     }
+    op->asked = pinned_version(d, of);
     if (ask_devices(app, of, view_done, op)) {
         node_answer_error(app->node, op->client, ERR_CRASH, "out of memory");
         op->client = NULL;
@@ -1065,7 +1081,7 @@ static void read_checked(struct app *app, struct node *n, void *ctx, enum node_c
     struct chain c = {0};
     struct known *k;
     chain_read(&c, st, body);
-    if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK)
+    if (d && u && !c.status && chain_take(app, d, d->user, &c, CHAIN_PIN_NOW, &k) == DEVLIST_OK)
         device_note_own_list(app, d, u, k);
     chain_free(&c);
     if (!d)
@@ -1142,7 +1158,7 @@ static void self_done(struct app *app, struct node *n, void *ctx, enum node_call
     struct known *k;
     free(user);
     chain_read(&c, st, body);
-    if (d && u && !c.status && chain_take(app, d, d->user, &c, &k) == DEVLIST_OK) {
+    if (d && u && !c.status && chain_take(app, d, d->user, &c, CHAIN_PIN_NOW, &k) == DEVLIST_OK) {
         device_note_own_list(app, d, u, k);
         d->check_self = false;
     }

@@ -158,8 +158,18 @@ enum dev_status device_note_own_list(struct app *app, struct device *d, struct u
 /* Device lists (device.c) */
 void chain_free(struct chain *c);
 void chain_read(struct chain *c, enum node_call_status st, const cJSON *body);
+/* Takes a directory's answer about `of` into d's pins. `asked` is the
+ * version d had pinned when the request left (pinned_version), or
+ * CHAIN_PIN_NOW: an answer older than that is a rollback (error 22). One
+ * older than the pin now but not than `asked` was overtaken by a newer one
+ * (the network reorders; d's own update was acknowledged meanwhile): it is
+ * old news, not an attack, and the pin stands (DEVLIST_OK, *out unchanged
+ * in its newest list). */
+#define CHAIN_PIN_NOW UINT32_MAX
 enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
-                                      const struct chain *c, struct known **out);
+                               const struct chain *c, uint32_t asked, struct known **out);
+/* The version of `of`'s list that d has pinned (0: none). */
+uint32_t pinned_version(const struct device *d, const char *of);
 int ask_devices(struct app *app, const char *of, node_call_fn fn, void *ctx);
 bool is_type(const cJSON *body, const char *type);
 

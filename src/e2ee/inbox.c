@@ -309,6 +309,7 @@ static void fetch_process(struct app *app, struct fetch_op *f)
 struct lookup_ref {
     struct fetch_op *f;
     char *of;
+    uint32_t asked; /* the pin when the list was asked for (chain_take) */
 };
 
 static void fetch_lookup_done(struct app *app, struct node *n, void *ctx,
@@ -322,7 +323,7 @@ static void fetch_lookup_done(struct app *app, struct node *n, void *ctx,
     struct known *k;
     chain_read(&c, st, body);
     if (d && !c.status) {
-        enum devlist_result v = chain_take(app, d, ref->of, &c, &k);
+        enum devlist_result v = chain_take(app, d, ref->of, &c, ref->asked, &k);
         if (v != DEVLIST_OK)
             node_log("e2ee-node: device list of \"%s\" does not verify: %s", ref->of,
                      devlist_result_text(v));
@@ -403,7 +404,7 @@ static void fetch_done(struct app *app, struct node *n, void *ctx, enum node_cal
     for (size_t i = 0; i < n_ask; i++) {
         struct lookup_ref *ref = malloc(sizeof(*ref));
         if (ref)
-            *ref = (struct lookup_ref){f, strdup(ask[i])};
+            *ref = (struct lookup_ref){f, strdup(ask[i]), pinned_version(d, ask[i])};
         if (!ref || !ref->of || ask_devices(app, ask[i], fetch_lookup_done, ref)) {
             if (ref)
                 free(ref->of);

@@ -45,6 +45,7 @@ struct send_op {
     enum send_phase phase;
     size_t outstanding;
     struct chain chains[2];        /* to, user */
+    uint32_t asked[2];             /* the pins when they were asked for (chain_take) */
     struct target targets[2 * DEVLIST_MAX_DEVICES];
     size_t n_targets;
     char request_id[MESSAGE_ID_LEN + 1];
@@ -390,7 +391,7 @@ static void send_lists_done(struct app *app, struct node *n, void *ctx, enum nod
             snprintf(text, sizeof(text), "to: \"%s\" has no account", of);
             return send_finish(app, op, ERR_KEY_DOES_NOT_EXIST, text);
         }
-        enum devlist_result v = chain_take(app, d, of, c, &k[side]);
+        enum devlist_result v = chain_take(app, d, of, c, op->asked[side], &k[side]);
         if (v != DEVLIST_OK) {
             snprintf(text, sizeof(text), "the directory's device list of \"%s\" does not "
                                          "verify: %s", of, devlist_result_text(v));
@@ -431,8 +432,10 @@ static void send_lists(struct app *app, struct send_op *op)
     op->phase = SEND_LISTS;
     op->outstanding = self ? 1 : 2;
     op->failed = false;
+    const struct device *d = device_find(app, op->user);
     for (int side = 0; side < 2 - self; side++) {
         struct op_ref *ref = op_ref(op, side);
+        op->asked[side] = d ? pinned_version(d, side ? op->user : op->to) : 0;
         if (!ref || ask_devices(app, side ? op->user : op->to, send_lists_done, ref)) {
             free(ref);
             return send_later(app, op);
