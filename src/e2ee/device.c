@@ -433,14 +433,14 @@ static void known_add_seen(struct known *k, const struct devlist *l)
             k->seen[k->n_seen++] = l->devices[i];
 }
 
-/* Verifies c as `of`'s chain from version 1 and against d's pin, and moves
- * the pin to its newest version. */
 uint32_t pinned_version(const struct device *d, const char *of)
 {
     const struct known *k = map_get_str(&d->known, of);
     return k ? k->pin.version : 0;
 }
 
+/* Verifies c as `of`'s chain from version 1 and against d's pin, and moves
+ * the pin to its newest version (an overtaken answer: device_internal.h). */
 enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
                                const struct chain *c, uint32_t asked, struct known **out)
 {

@@ -160,11 +160,12 @@ void chain_free(struct chain *c);
 void chain_read(struct chain *c, enum node_call_status st, const cJSON *body);
 /* Takes a directory's answer about `of` into d's pins. `asked` is the
  * version d had pinned when the request left (pinned_version), or
- * CHAIN_PIN_NOW: an answer older than that is a rollback (error 22). One
- * older than the pin now but not than `asked` was overtaken by a newer one
- * (the network reorders; d's own update was acknowledged meanwhile): it is
- * old news, not an attack, and the pin stands (DEVLIST_OK, *out unchanged
- * in its newest list). */
+ * CHAIN_PIN_NOW for the pin as it is now: an answer older than that is a
+ * rollback (error 22). One older than the pin now but not than `asked` was
+ * overtaken by a newer one (the network reorders; d's own update was
+ * acknowledged meanwhile): old news, not an attack. The pin then stands,
+ * and the result is DEVLIST_OK with *out the pinned entry, its newest list
+ * unchanged. */
 #define CHAIN_PIN_NOW UINT32_MAX
 enum devlist_result chain_take(struct app *app, struct device *d, const char *of,
                                const struct chain *c, uint32_t asked, struct known **out);
