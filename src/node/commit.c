@@ -30,6 +30,15 @@
 
 #include "securitor/wipe.h"
 
+/* Both threads write stdout (the worker its early lines and flushes that
+ * wait for nothing, the committer the rest): one at a time. */
+static void write_locked(struct node *n, struct iovec *iov, int cnt)
+{
+    pthread_mutex_lock(&n->committer.write_lock);
+    output_write(n, iov, cnt);
+    pthread_mutex_unlock(&n->committer.write_lock);
+}
+
 /* Writes the lines of the jobs from `from` up to (not including) `to`; with
  * `errors`, their error replies instead. Returns the lines turned into
  * errors. */
@@ -47,11 +56,8 @@ static size_t write_jobs(struct node *n, struct commit_job *from, const struct c
         if (j->q.out.len)
             iov[cnt++] = (struct iovec){j->q.out.data, j->q.out.len};
     }
-    if (cnt) {
-        pthread_mutex_lock(&n->committer.write_lock);
-        output_write(n, iov, cnt);
-        pthread_mutex_unlock(&n->committer.write_lock);
-    }
+    if (cnt)
+        write_locked(n, iov, cnt);
     return lines;
 }
 
@@ -156,9 +162,7 @@ static void write_early(struct node *n)
 {
     struct output *o = &n->output;
     struct iovec iov = {o->early.data, o->early.len};
-    pthread_mutex_lock(&n->committer.write_lock);
-    output_write(n, &iov, 1);
-    pthread_mutex_unlock(&n->committer.write_lock);
+    write_locked(n, &iov, 1);
     if (o->early_sensitive)
         wipe_bytes(o->early.data, o->early.len);
     o->early_sensitive = false;
@@ -287,10 +291,8 @@ void committer_flush(struct node *n, bool batch_end)
          * (encrypt, decrypt, reads): the worker writes it, as without a
          * committer. Only the worker queues jobs, so none can come first. */
         pthread_mutex_unlock(&c->lock);
-        pthread_mutex_lock(&c->write_lock);
         struct iovec iov = {o->q.out.data, o->q.out.len};
-        output_write(n, &iov, 1);
-        pthread_mutex_unlock(&c->write_lock);
+        write_locked(n, &iov, 1);
         out_queue_drop(&o->q);
         return;
     }

@@ -138,8 +138,10 @@ int durable_flush(struct durable *d)
 {
     /* Sealed before this read, so in this flush or an earlier one. */
     long long reserved = atomic_load(&d->reserve_sealed);
-    if (!d->st || state_flush(d->st))
-        return d->st ? -1 : 0;
+    if (!d->st)
+        return 0;
+    if (state_flush(d->st))
+        return -1;
     node_msg_ids_durable(d->node, reserved);
     return 0;
 }
