@@ -47,6 +47,7 @@ static void answer_batch(struct node *n, struct batch *b)
         struct parsed *p = &b->items[i];
         if (n->stop_status || !dispatch_line(n, p))
             wipe_bytes(p->line, p->len); /* the line may have held plaintext */
+        output_flush_held(n); /* a batch can be long: its replies need not wait for it */
     }
     size_t freed = arena_reset(&b->arena, BATCH_ARENA_KEEP); /* the trees held the values */
     if (b->text.cap > BATCH_TEXT_KEEP) /* one huge line does not keep its memory */

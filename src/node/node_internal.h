@@ -169,6 +169,7 @@ struct output {
     bool broken;         /* stdout failed: nothing more is written */
     bool fatal;          /* a failed commit could not be rolled back */
     struct buf *capture; /* node_embed: lines go here instead of stdout */
+    uint64_t queued_us;  /* when q.out's first line was queued (no state) */
 };
 
 /* Queues one line {"src":self,"dest":dest,"body":{"type":...,"msg_id":...,
@@ -180,6 +181,13 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
 /* Commits (the program's hook) and writes everything queued; with a
  * committer, hands it to the committer instead. */
 void output_flush(struct node *n);
+/* After each line, in a node without a state: writes the queued lines once
+ * the first has waited OUT_HOLD_US. Lines are otherwise written when the
+ * queue is full or input runs dry, so under steady input a client that
+ * pipelines would wait for replies made long ago, and the node would then
+ * idle while the client turns them into requests. (With a state, lines
+ * wait for their commit, and commits gather: see commit.c.) */
+void output_flush_held(struct node *n);
 void output_init(struct output *o);
 void output_free(struct output *o);
 /* For the committer: writes iovecs to stdout (or the capture buffer), every

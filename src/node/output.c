@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "securitor/wipe.h"
@@ -28,6 +29,7 @@
 #define OUT_FLUSH ((size_t)1 << 20)  /* write out once this much is queued */
 #define OUT_DIRECT ((size_t)1 << 16) /* larger reply bodies skip the copy */
 #define OUT_KEEP ((size_t)4 << 20)   /* buffers larger than this are freed after use */
+#define OUT_HOLD_US 1000              /* longest a line waits for later ones (no state) */
 
 void node_log(const char *fmt, ...)
 {
@@ -203,6 +205,20 @@ void output_flush(struct node *n)
     out_queue_drop(&o->q);
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void output_flush_held(struct node *n)
+{
+    const struct output *o = &n->output;
+    if (!n->durable && o->q.out.len && now_us() - o->queued_us >= OUT_HOLD_US)
+        output_flush(n);
+}
+
 /* Remembers what a queued line is, for out_queue_to_errors. Only kept when
  * the program commits state; without memory the record is skipped (and a
  * failed commit then drops the line instead). */
@@ -284,6 +300,8 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
         mark = b->len;
         node_error(r, ERR_CRASH, "out of memory while building the message");
     }
+    if (b == &o->q.out && !mark && b->len && !n->durable)
+        o->queued_us = now_us(); /* the first line since the last write */
     if (b->len >= OUT_FLUSH)
         output_flush(n);
 }

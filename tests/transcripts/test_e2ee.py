@@ -8,6 +8,8 @@ import json
 import os
 import random
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nodelib import Node, check_fuzz, matches, run_all, run_lines, skip, test  # noqa: E402
@@ -646,6 +648,35 @@ def damaged_requests_never_crash():
              line("alice", {"type": "trust_identity", "msg_id": 7, "peer": "bob"})]
     replies = check_fuzz(BIN, seeds, count=3000)
     assert replies > 1000, replies
+
+
+@test
+def replies_leave_while_requests_keep_coming():
+    """Under steady input a reply is written about a millisecond after it is
+    made (output.c, OUT_HOLD_US), not once input runs dry or a megabyte of
+    replies has gathered: a client that pipelines gets its first answers
+    while the node is still busy with the later requests. Both loop modes."""
+    users = 240  # each a new user: its keys made, about 3.5 ms (~0.8 s in all)
+    for env in ({}, {"SECURITOR_THREADS": "1"}):
+        n = Node(BIN, env=env)
+        t0 = time.monotonic()
+
+        def writer():
+            for i in range(0, users, 4):  # faster than the node answers
+                for j in range(i, i + 4):
+                    n.send({"type": "get_bundle"}, src="u%d" % j)
+                time.sleep(0.002)
+        w = threading.Thread(target=writer)
+        w.start()
+        arrivals = []
+        for _ in range(users):
+            assert n.recv()["body"]["type"] == "bundle"
+            arrivals.append(time.monotonic() - t0)
+        w.join()
+        assert n.close()[2] == 0
+        # Held to the end, the first reply would come with the last.
+        assert arrivals[0] < 0.2 * arrivals[-1], (env, arrivals[0], arrivals[-1])
+        assert arrivals[users // 2] < 0.8 * arrivals[-1], (env, arrivals[users // 2])
 
 
 @test
