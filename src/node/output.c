@@ -29,7 +29,7 @@
 #define OUT_FLUSH ((size_t)1 << 20)  /* write out once this much is queued */
 #define OUT_DIRECT ((size_t)1 << 16) /* larger reply bodies skip the copy */
 #define OUT_KEEP ((size_t)4 << 20)   /* buffers larger than this are freed after use */
-#define OUT_HOLD_US 1000              /* longest a line waits for later ones (no state) */
+#define OUT_HOLD_US 5000              /* longest a line waits for later ones (no state) */
 
 void node_log(const char *fmt, ...)
 {

@@ -652,7 +652,7 @@ def damaged_requests_never_crash():
 
 @test
 def replies_leave_while_requests_keep_coming():
-    """Under steady input a reply is written about a millisecond after it is
+    """Under steady input a reply is written a few milliseconds after it is
     made (output.c, OUT_HOLD_US), not once input runs dry or a megabyte of
     replies has gathered: a client that pipelines gets its first answers
     while the node is still busy with the later requests. Both loop modes."""
