@@ -20,9 +20,10 @@ ping-pong are sequential within one conversation (each request needs the
 previous reply), so they run over 100 independent pairs: every message is
 still a full X3DH or a DH ratchet step. Setups are streamed: each pair's next
 request is written once its previous reply is read (in groups of
-STREAM_WRITE), so the node always has requests waiting; it writes its replies
-within 5 ms under steady input (src/node/output.c). A batch per step left it
-idle 7-14% of the time (a setup is four steps, two of them cheap). Ping-pong and one-way run one pipelined batch per step (a writer
+STREAM_WRITE), so the node always has requests waiting; under steady input it
+writes its replies about 5 ms after making them (src/node/output.c). A batch
+per step left it idle 7-14% of the time (a setup is four steps, two of them
+cheap). Ping-pong and one-way run one pipelined batch per step (a writer
 thread feeds requests while the replies are read). The node's clock runs
 while requests are in flight, from the first written to the last reply read;
 building the next batch in Python is left out (the node is idle then).

@@ -182,11 +182,13 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
  * committer, hands it to the committer instead. */
 void output_flush(struct node *n);
 /* After each line, in a node without a state: writes the queued lines once
- * the first has waited OUT_HOLD_US. Lines are otherwise written when the
- * queue is full or input runs dry, so under steady input a client that
- * pipelines would wait for replies made long ago, and the node would then
- * idle while the client turns them into requests. (With a state, lines
- * wait for their commit, and commits gather: see commit.c.) */
+ * the first has waited OUT_HOLD_US (plus the line in progress: a long
+ * request adds its own time). Lines are otherwise written when the queue is
+ * full or input runs dry (on one thread, before each read), so under steady
+ * input a client that pipelines would wait for replies made long ago, and
+ * the node would then idle while the client turns them into requests.
+ * (With a state, lines wait for their commit, and commits gather: see
+ * commit.c.) */
 void output_flush_held(struct node *n);
 void output_init(struct output *o);
 void output_free(struct output *o);

@@ -215,7 +215,10 @@ static uint64_t now_us(void)
 void output_flush_held(struct node *n)
 {
     const struct output *o = &n->output;
-    if (!n->durable && o->q.out.len && now_us() - o->queued_us >= OUT_HOLD_US)
+    /* Not once stopping: a node that stops writes nothing more (on_init's
+     * NODE_FATAL exits 2 before any output). */
+    if (!n->durable && !n->stop_status && o->q.out.len &&
+        now_us() - o->queued_us >= OUT_HOLD_US)
         output_flush(n);
 }
 

@@ -655,7 +655,9 @@ def replies_leave_while_requests_keep_coming():
     """Under steady input a reply is written a few milliseconds after it is
     made (output.c, OUT_HOLD_US), not once input runs dry or a megabyte of
     replies has gathered: a client that pipelines gets its first answers
-    while the node is still busy with the later requests. Both loop modes."""
+    while the node is still busy with the later requests. Both loop modes;
+    on two threads the node used to write only once its queue ran dry (every
+    reply came with the last), on one it writes before each read anyway."""
     users = 240  # each a new user: its keys made, about 3.5 ms (~0.8 s in all)
     for env in ({}, {"SECURITOR_THREADS": "1"}):
         n = Node(BIN, env=env)
