@@ -1177,9 +1177,7 @@ def nemesis(net, o, until):
                 net.after(0.2, kill_one)
                 return
             order.remove(nid)
-            net.kill(nid)
-            down.add(nid)
-            net.after(o.down_for, back, nid)
+            kill_now(nid)
         net.after(rng.expovariate(1.0 / o.kill_every), kill_one)
 
     def kill_now(nid):

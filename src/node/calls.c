@@ -39,12 +39,14 @@ struct node_deferred {
     char dest[]; /* the client */
 };
 
-uint64_t node_now_ms(void)
+uint64_t node_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
+
+uint64_t node_now_ms(void) { return node_now_us() / 1000u; }
 
 /* --- the deadline heap ------------------------------------------------------ */
 

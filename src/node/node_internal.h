@@ -190,6 +190,8 @@ void output_flush(struct node *n);
  * (With a state, lines wait for their commit, and commits gather: see
  * commit.c.) */
 void output_flush_held(struct node *n);
+/* CLOCK_MONOTONIC in microseconds (node_now_ms is it in milliseconds). */
+uint64_t node_now_us(void);
 void output_init(struct output *o);
 void output_free(struct output *o);
 /* For the committer: writes iovecs to stdout (or the capture buffer), every

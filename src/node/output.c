@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "securitor/wipe.h"
@@ -205,20 +204,13 @@ void output_flush(struct node *n)
     out_queue_drop(&o->q);
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 void output_flush_held(struct node *n)
 {
     const struct output *o = &n->output;
     /* Not once stopping: a node that stops writes nothing more (on_init's
      * NODE_FATAL exits 2 before any output). */
     if (!n->durable && !n->stop_status && o->q.out.len &&
-        now_us() - o->queued_us >= OUT_HOLD_US)
+        node_now_us() - o->queued_us >= OUT_HOLD_US)
         output_flush(n);
 }
 
@@ -304,7 +296,7 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
         node_error(r, ERR_CRASH, "out of memory while building the message");
     }
     if (b == &o->q.out && !mark && b->len && !n->durable)
-        o->queued_us = now_us(); /* the first line since the last write */
+        o->queued_us = node_now_us(); /* the first line since the last write */
     if (b->len >= OUT_FLUSH)
         output_flush(n);
 }
