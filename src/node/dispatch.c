@@ -24,16 +24,19 @@ static const cJSON *string_field(const cJSON *obj, const char *key)
  * reply type. */
 static void log_unmatched(struct node *n, const char *type, const char *src)
 {
+    const size_t cap = sizeof(n->logged_kinds) / sizeof(n->logged_kinds[0]);
     char kind[40];
     snprintf(kind, sizeof(kind), "%s", type);
-    for (size_t i = 0; i < n->n_logged_kinds; i++)
+    /* n_logged_kinds stops at cap + 1: cap kinds kept, then "full" said once. */
+    for (size_t i = 0; i < n->n_logged_kinds && i < cap; i++)
         if (!strcmp(n->logged_kinds[i], kind))
             return;
-    if (n->n_logged_kinds < sizeof(n->logged_kinds) / sizeof(n->logged_kinds[0])) {
+    if (n->n_logged_kinds < cap) {
         memcpy(n->logged_kinds[n->n_logged_kinds++], kind, sizeof(kind));
         node_log("%s: dropped a \"%s\" reply from \"%.64s\" that matches no request of ours "
                  "(such replies are not logged again)", n->prog->name, kind, src);
-    } else if (n->n_logged_kinds++ == sizeof(n->logged_kinds) / sizeof(n->logged_kinds[0])) {
+    } else if (n->n_logged_kinds == cap) {
+        n->n_logged_kinds++;
         node_log("%s: further unmatched replies of other types are not logged",
                  n->prog->name);
     }

@@ -287,7 +287,7 @@ struct node {
     struct arena own;    /* what handlers build with cJSON */
     struct schedule schedule;
     char logged_kinds[16][40]; /* reply types already logged as unmatched */
-    size_t n_logged_kinds;
+    size_t n_logged_kinds;     /* at most 17: 16 kept, then one "not logged" line */
     bool closing;        /* input ended: no new calls or timers */
     bool trim_pending;   /* much memory was freed: malloc_trim after the batch */
     bool durable;        /* node_set_durable: the commit hooks run */

@@ -110,6 +110,24 @@ def replies_are_never_answered():
 
 
 @test
+def unmatched_replies_of_many_types():
+    """Thousands of reply types matching nothing: 16 are logged, then one
+    line says the rest are not, and the node still answers. (The count of
+    logged types once ran on past its 16 slots: a read past the array, and
+    a crash after enough types.)"""
+    lines = [json.dumps({"src": "n9", "dest": "n1", "body": {"type": "t%d" % i,
+                                                             "in_reply_to": 5}})
+             for i in range(3000)]
+    lines.append(json.dumps({"src": "c1", "dest": "n1",
+                             "body": {"type": "echo", "msg_id": 1, "echo": "still here"}}))
+    replies, err, code = run_lines(BIN, lines)
+    assert code == 0, (code, err[-400:])
+    assert [r["body"].get("echo") for r in replies] == ["still here"], replies
+    assert err.count("matches no request") == 16, err[-400:]
+    assert err.count("further unmatched replies") == 1, err[-400:]
+
+
+@test
 def two_nodes_never_ping_pong_errors():
     """An error sent to a node that sent nothing: wired to another node, the
     exchange stops at once."""
