@@ -29,12 +29,6 @@
  * rotation is refused until old versions are trimmed. */
 #define KEYRING_MAX_VERSIONS 1024
 
-/* A decrypt or rewrap without key_id tries at most this many versions, the
- * newest at or above min_decryption_version first. Trying every live version
- * would let one forged message cost KEYRING_MAX_VERSIONS decryptions; a
- * caller that means an older version names it with key_id. */
-#define KEYRING_TRY_NEWEST 8
-
 /* The largest id: JSON numbers carry integers exactly up to 2^53 - 1. */
 #define KEYRING_MAX_ID 9007199254740991LL
 
@@ -95,8 +89,9 @@ enum keyring_status keyring_get(const struct keyring *kr, long long id,
                                 struct keyring_version **out);
 
 /* The versions a decryption without key_id tries, in the order to try
- * them: the newest first, only those at or above min_decryption_version, at
- * most `max`. Returns how many were written to out. */
+ * them (PROTOCOL.md §2): the newest first, every one at or above
+ * min_decryption_version, at most `max`. Returns how many were written to
+ * out. */
 size_t keyring_candidates(const struct keyring *kr, struct keyring_version **out, size_t max);
 
 /* Sets min_decryption_version to id, higher or lower than before (Vault

@@ -144,9 +144,12 @@ static int open_request(struct app *app, const struct request *req, struct reply
         (rc = req_int(r, body, "key_id", true, 1, KEYRING_MAX_ID, &key_id, &has_key_id)))
         return rc;
 
-    /* The versions to try: the one named, or (PROTOCOL.md §2) the newest
-     * few at or above min_decryption_version, newest first. */
-    struct keyring_version *keys[KEYRING_TRY_NEWEST];
+    /* The versions to try: the one named, or (PROTOCOL.md §2) every one at
+     * or above min_decryption_version, newest first. A forged message then
+     * costs one decryption per such version (KEYRING_MAX_VERSIONS at most):
+     * key_id, which every ciphertext reply carries, makes it one, and
+     * raising the minimum bounds it for callers that leave key_id out. */
+    struct keyring_version *keys[KEYRING_MAX_VERSIONS];
     size_t n_keys;
     if (has_key_id) {
         switch (keyring_get(&app->keys, key_id, &keys[0])) {
@@ -163,7 +166,7 @@ static int open_request(struct app *app, const struct request *req, struct reply
         }
         n_keys = 1;
     } else {
-        n_keys = keyring_candidates(&app->keys, keys, KEYRING_TRY_NEWEST);
+        n_keys = keyring_candidates(&app->keys, keys, KEYRING_MAX_VERSIONS);
     }
 
     /* Bad hex and wrong sizes cannot authenticate: same reply as a bad tag,

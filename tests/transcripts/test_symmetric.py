@@ -318,7 +318,6 @@ def dec_req(enc, **extra):
 
 
 KEYRING_MAX_VERSIONS = 1024  # src/symmetric/keyring.h
-KEYRING_TRY_NEWEST = 8
 
 
 @test
@@ -341,21 +340,25 @@ def keyring_is_bounded():
 
 
 @test
-def decrypt_without_key_id_tries_only_the_newest():
-    """Without key_id only the 8 newest versions are tried, so a forged
-    message costs at most 8 decryptions however many versions are live
-    (before, every one: 3.1 s for a 64 KiB forgery after 100,000
-    rotations). An older version is reached by naming it."""
+def decrypt_without_key_id_tries_every_version_above_the_minimum():
+    """Without key_id, decrypt and rewrap try every version at or above
+    min_decryption_version, newest first (PROTOCOL.md §2): a ciphertext from
+    20 rotations ago still opens; once the minimum passes its version it
+    does not, and naming it gets error 22. (The node once tried only the 8
+    newest.)"""
     node = Node(BIN, env=KEY_ENV)
     old = node.call({"type": "encrypt", "plaintext": "under version 1"})
-    for i in range(KEYRING_TRY_NEWEST - 1):
+    for _ in range(20):
         node.call({"type": "rotate_key"})
-    # Versions 1..8 are live, 8 is the primary: 1 is still among the newest 8.
     assert node.call(dec_req(old))["plaintext"] == "under version 1"
-    assert node.call({"type": "rotate_key"})["key_id"] == KEYRING_TRY_NEWEST + 1
+    wrapped = node.call(dict(dec_req(old), type="rewrap"))
+    assert wrapped["type"] == "rewrapped" and wrapped["key_id"] == 21, wrapped
+    assert node.call(dec_req(wrapped))["plaintext"] == "under version 1"
+    assert node.call({"type": "set_min_decryption_version", "key_id": 2})["min_decryption_version"] == 2
     got = node.call(dec_req(old))
     assert got["type"] == "decryption_failed" and got["error"] == AUTH_FAILED, got
-    assert node.call(dec_req(old, key_id=1))["plaintext"] == "under version 1"
+    got = node.call(dec_req(old, key_id=1))
+    assert got["type"] == "error" and got["code"] == 22, got
     node.close()
 
 
