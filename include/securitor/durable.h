@@ -45,9 +45,16 @@ struct durable {
  * neither is given. Returns 0, or -1 after saying what is wrong. */
 int durable_options(struct durable *d, const char *program, int *argc, char **argv);
 
+/* For on_init, before anything depends on node_id: 0 when the state can be
+ * opened under it (or there is no state, or it is open already), else error
+ * 12 in r (an id that cannot name a file, such as "../x", is bad input: the
+ * node stays up, and a later init may name a usable one). */
+int durable_check_id(const struct durable *d, const char *node_id, struct reply *r);
+
 /* For on_init: opens the state of `node_id`, loads it through load(ctx),
  * turns output commit on and sets where msg_ids go on. A later call with
- * the same id changes nothing; with another id it fills r with error 22.
+ * the same id changes nothing; with another id it fills r with error 22,
+ * and an id that cannot name a file gets error 12 (durable_check_id).
  * Returns 0, that error code, or NODE_FATAL (after a line on stderr naming
  * the file and what is wrong: the loop then exits 2). */
 int durable_on_init(struct durable *d, struct node *n, const char *node_id, struct reply *r);

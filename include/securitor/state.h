@@ -67,6 +67,11 @@ enum state_status {
 typedef int (*state_row_fn)(void *ctx, const char *kind, const uint8_t *key, size_t key_len,
                             const uint8_t *value, size_t value_len);
 
+/* Whether node_id can name its state file DIR/<node_id>.db: 1 to 200
+ * bytes, no '/', no control character, not starting with '.' (which would
+ * name another place, or a hidden file). */
+bool state_id_usable(const char *node_id);
+
 /* Opens DIR/<node_id>.db (DIR and the file are created when missing),
  * verifies it, and hands every row to load. On anything but STATE_OK, *out
  * is NULL, `why` (why_len bytes) says what is wrong in a sentence, and the

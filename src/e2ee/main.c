@@ -444,6 +444,9 @@ static int on_init(struct app *app, struct node *n, const char *node_id, const c
                    struct reply *r)
 {
     (void)node_ids;
+    int rc = durable_check_id(&app->durable, node_id, r);
+    if (rc) /* before the role is fixed: a refused id fixes nothing */
+        return rc;
     if (!app->node) { /* the first init fixes the role */
         app->node = n;
         if (app->directory_id)
@@ -461,7 +464,7 @@ static int on_init(struct app *app, struct node *n, const char *node_id, const c
         return node_error(r, ERR_CRASH, "out of memory");
     app->durable.load = load_row;
     app->durable.ctx = &l;
-    int rc = durable_on_init(&app->durable, n, node_id, r);
+    rc = durable_on_init(&app->durable, n, node_id, r);
     if (opening && !rc && finish_load(app, &l)) {
         node_log("e2ee-node: cannot use the state: its rows do not fit together (damaged)");
         durable_refuse(&app->durable);

@@ -199,10 +199,14 @@ bool dispatch_line(struct node *n, const struct parsed *p)
             node_error(r, ERR_NOT_SUPPORTED, "unknown type \"%s\"", t);
         } else if (!n->id && !n->first_dest && !name_eq(t, "init")) {
             /* The first request before any init names the node (PROTOCOL.md §4). */
-            if ((n->first_dest = strdup(dest->valuestring)) == NULL)
+            if ((n->first_dest = strdup(dest->valuestring)) == NULL) {
                 node_error(r, ERR_CRASH, "out of memory");
-            else if (node_call_on_init(n, dest->valuestring, NULL, r) == 0)
+            } else if (node_call_on_init(n, dest->valuestring, NULL, r) == 0) {
                 fn(n->app, &req, r);
+            } else if (!n->stop_status) { /* refused (r says why): the next one tries again */
+                free(n->first_dest);
+                n->first_dest = NULL;
+            }
         } else {
             fn(n->app, &req, r);
         }

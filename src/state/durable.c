@@ -56,6 +56,18 @@ static int load_row(void *ctx, const char *kind, const uint8_t *key, size_t key_
     return d->load(d->ctx, kind, key, key_len, value, value_len);
 }
 
+int durable_check_id(const struct durable *d, const char *node_id, struct reply *r)
+{
+    /* Bad input, not a broken state: the node answers and stays up, and
+     * the next init (or first request) may name a usable id. */
+    if (!d->dir || d->st || state_id_usable(node_id))
+        return 0;
+    return node_error(r, ERR_MALFORMED, "node id \"%.64s\" (init's node_id, or before init the "
+                                        "first request's dest) cannot name a state file: 1 to "
+                                        "200 bytes, no '/' or control characters, not starting "
+                                        "with '.'", node_id);
+}
+
 int durable_on_init(struct durable *d, struct node *n, const char *node_id, struct reply *r)
 {
     char why[512];
@@ -68,6 +80,9 @@ int durable_on_init(struct durable *d, struct node *n, const char *node_id, stru
                                                "its first message); it cannot become \"%s\"",
                           d->node_id, node_id);
     }
+    int refused = durable_check_id(d, node_id, r);
+    if (refused)
+        return refused;
     d->node = n;
     d->reserved = 0;
     enum state_status rc = state_open(&d->st, d->dir, node_id, d->key, load_row, d, why,

@@ -185,8 +185,7 @@ static void say(char *why, size_t why_len, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A node id names a file: refuse what would name another place. */
-static bool id_is_file_name(const char *id)
+bool state_id_usable(const char *id)
 {
     size_t len = strlen(id);
     if (!len || len > 200 || id[0] == '.')
@@ -560,7 +559,7 @@ enum state_status state_open(struct state **out, const char *dir, const char *no
         goto fail;
     pthread_mutex_init(&st->lock, NULL);
     st->sealed_tail = &st->sealed;
-    if (!id_is_file_name(node_id)) {
+    if (!state_id_usable(node_id)) {
         say(why, why_len, "the node id \"%.64s\" cannot name a state file", node_id);
         rc = STATE_IO;
         goto fail;

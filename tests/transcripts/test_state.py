@@ -176,6 +176,38 @@ def msg_ids_never_repeat_across_restarts():
 
 
 @test
+def node_ids_that_cannot_name_a_file_get_error_12():
+    """An id that cannot name DIR/<id>.db ("../x", "a/b", ".hidden"), from
+    init or from the first request's dest, is bad input (PROTOCOL.md §1: the
+    node never exits on it): error 12 naming it, no file, and a later usable
+    id opens the state. (The node used to exit 2 without a word on stdout.)"""
+    for binary, op in ((SYM, {"type": "encrypt", "plaintext": "x"}),
+                       (E2EE, {"type": "echo", "echo": "x"})):
+        d = state_dir()
+        n = Node(binary, args=["--state-dir", d], env=KEY_ENV)
+        for bad in ("../evil", "a/b", ".hidden"):
+            r = n.call({"type": "init", "node_id": bad, "node_ids": [bad]})
+            assert r["type"] == "error" and r["code"] == 12 and bad in r["text"], r
+            r = n.call(op, dest=bad)  # before init, the dest names the state
+            assert r["type"] == "error" and r["code"] == 12 and bad in r["text"], r
+        assert os.listdir(d) == [] and not os.path.exists(os.path.join(d, "..", "evil.db"))
+        assert n.call({"type": "init", "node_id": "n1", "node_ids": ["n1"]})["type"] == "init_ok"
+        assert n.call(op)["type"] in ("encrypted", "echo_ok")
+        _, err, code = n.close()
+        assert code == 0 and os.listdir(d) == ["n1.db"], (code, err, os.listdir(d))
+    # A refused id fixes no role: the relay's id, given next, makes a relay.
+    d = state_dir()
+    n = Node(E2EE, args=["--state-dir", d, "--directory", "n0", "--relay", "n9"], env=KEY_ENV)
+    r = n.call({"type": "init", "node_id": "../n9", "node_ids": []})
+    assert r["type"] == "error" and r["code"] == 12, r
+    assert n.call({"type": "init", "node_id": "n9", "node_ids": []})["type"] == "init_ok"
+    r = n.call({"type": "register", "user": "alice"}, dest="n9")
+    assert r["type"] == "error" and r["code"] == 10, r  # a relay serves no devices
+    _, err, code = n.close()
+    assert code == 0, (code, err)
+
+
+@test
 def bad_states_exit_2_untouched():
     d = state_dir()
     n = e2ee_node(d)
