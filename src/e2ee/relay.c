@@ -413,6 +413,15 @@ static uint64_t cache_gen(struct relay *rl, const char *user)
     return cl ? cl->gen : 0;
 }
 
+/* Whether a list of user taken at generation gen is still the newest the
+ * relay can know of: no change was announced since (dir_list_changed). Only
+ * such a list may make a mailbox go; an older one may lack a device
+ * approved meanwhile. */
+static bool list_current(struct relay *rl, const char *user, uint64_t gen)
+{
+    return cache_gen(rl, user) == gen;
+}
+
 static void cache_put(struct relay *rl, const char *user, const struct devlist *l,
                       uint64_t asked_ms, uint64_t gen)
 {
@@ -620,9 +629,13 @@ static void finish_delivery(struct app *app, struct delivery *d)
         delivery_free(d);
         return;
     }
-    /* Revoked devices' mailboxes go (PROTOCOL.md §5.2). */
+    /* Revoked devices' mailboxes go (PROTOCOL.md §5.2), on a list no change
+     * was announced after: an answer that was slow to come may predate an
+     * approval whose device already has mail (list_current). */
     for (size_t u = 0; u < d->n_users; u++) {
         size_t pos = 0;
+        if (!list_current(rl, d->users[u].user, d->users[u].gen))
+            continue;
         struct mailbox *m, *drop[64];
         size_t n_drop = 0;
         while ((m = map_next(&rl->boxes, &pos)) != NULL && n_drop < 64)
@@ -791,6 +804,7 @@ int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
         if (cl) {
             d->users[i].status = 0;
             d->users[i].list = *cl;
+            d->users[i].gen = cache_gen(rl, d->users[i].user);
             d->outstanding--;
             continue;
         }
@@ -887,7 +901,7 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
         return;
     }
     if (!dev) { /* unknown, pending or revoked: a revoked device's mailbox goes */
-        if (m && known == 0)
+        if (m && known == 0 && list_current(rl, c->user, c->gen))
             box_forget(app, m);
         node_answer_error(n, c->to, ERR_PRECONDITION, "device %u of \"%s\" is not an active "
                                                       "device", c->device_id, c->user);
@@ -1012,6 +1026,7 @@ static int signed_request(struct app *app, const struct request *req, struct rep
     }
     const struct devlist *cl = cache_get(app->relay, c->user);
     if (cl) {
+        c->gen = cache_gen(app->relay, c->user);
         signed_decide(app, app->node, c, 0, cl);
         return 0;
     }

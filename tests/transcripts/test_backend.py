@@ -471,6 +471,51 @@ def to_node(node, typ):
 
 
 @test
+def a_late_directory_answer_does_not_drop_a_new_devices_mail():
+    """A delivery whose directory answer is slow (it predates an approval)
+    must not make the relay forget the approved device's mailbox, which
+    mail sent after the approval already reached. (The relay forgot every
+    mailbox the delivery's own answer lacked: bob's new device lost m2.)"""
+    net = backend(3)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    pending = register(net, "n4", "bob")
+    blocked = {"n3", "n4"}  # bob's devices do not fetch yet: the mail stays at the relay
+    held = []
+    hold = {"on": False}
+
+    def rule(msg):
+        b = msg["body"]
+        if msg["src"] in blocked and b.get("type") == "relay_fetch":
+            return "drop"
+        if hold["on"] and msg["src"] == "n0" and msg["dest"] == "n1" and \
+                b.get("type") == "dir_devices" and b.get("user") == "bob":
+            hold["on"] = False
+            held.append(msg)
+            return "drop"
+        return None
+    net.rules.append(rule)
+    net.run_for(1.5)  # the relay's copies of the lists run out (RELAY_LEASE_MS)
+    hold["on"] = True
+    m1 = net.send("n2", {"type": "send", "user": "alice", "to": "bob", "text": "m1"})
+    deadline = time.monotonic() + 5 * SLOW
+    while not held:
+        assert time.monotonic() < deadline, "the relay never asked for bob's list"
+        net.step()
+    call(net, "n3", {"type": "approve_device", "user": "bob", "device_id": pending["device_id"],
+                     "code": pending["code"]}, "device_approved")
+    r = call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "m2"}, "sent")
+    assert r["devices"] == 2, r
+    net._deliver(held[0])  # the answer from before the approval, at last
+    net.reply_to(m1, 15 * SLOW)
+    blocked.clear()
+    got = wait_inbox(net, "n4", "bob", 1)
+    assert [m["text"] for m in got] == ["m2"], got
+    assert sorted(m["text"] for m in wait_inbox(net, "n3", "bob", 2)) == ["m1", "m2"]
+    close(net)
+
+
+@test
 def a_directory_that_lies_about_device_lists_is_refused():
     net = backend(3)
     register(net, "n2", "ivy")
