@@ -13,10 +13,14 @@
 #include "device.h"
 #include "devlist.h"
 #include "directory.h"
+#include "relay.h"
 #include "store.h"
 
 #define KNOWN_MAX DIR_DEVICES_MAX   /* devices a user's chain can ever list */
-#define FAILURES_KEPT 64            /* envelopes whose failures are counted */
+/* Envelopes whose failures are counted: more than a fetch can bring
+ * (RELAY_FETCH_MAX), so that a page of envelopes that all fail still has
+ * each counted up to DEVICE_FAILURES_MAX, and dropped. */
+#define FAILURES_KEPT (2 * RELAY_FETCH_MAX)
 #define LOOKUPS_MAX 16              /* senders looked up after one fetch */
 #define OUTBOX_MAX 1000             /* messages waiting per device */
 #define PEER_NAME_MAX (DEVICE_USER_MAX + 12)

@@ -111,15 +111,24 @@ static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_
 }
 
 /* Counts a failure of envelope id; true when it has failed often enough to
- * be dropped. */
+ * be dropped (PROTOCOL.md §5.2). */
 static bool failed_enough(struct device *d, uint64_t id)
 {
     for (size_t i = 0; i < FAILURES_KEPT; i++)
-        if (d->failures[i].id == id)
+        if (d->failures[i].n && d->failures[i].id == id)
             return ++d->failures[i].n >= DEVICE_FAILURES_MAX;
     d->failures[d->next_failure] = (struct failure){id, 1};
     d->next_failure = (d->next_failure + 1) % FAILURES_KEPT;
     return DEVICE_FAILURES_MAX <= 1;
+}
+
+/* An envelope acknowledged (stored, refused or dropped) has no failures to
+ * count any more: an id seen again starts afresh. */
+static void failures_forget(struct device *d, uint64_t id)
+{
+    for (size_t i = 0; i < FAILURES_KEPT; i++)
+        if (d->failures[i].n && d->failures[i].id == id)
+            d->failures[i] = (struct failure){0};
 }
 
 /* Reads and checks an inner message against the envelope and this device;
@@ -277,8 +286,10 @@ static void fetch_process(struct app *app, struct fetch_op *f)
         return fetch_end(app, d, false);
     }
     for (size_t i = 0; i < f->n; i++)
-        if (receive_one(app, d, u, &f->items[i], sender_answered(f, f->items[i].from_user)))
+        if (receive_one(app, d, u, &f->items[i], sender_answered(f, f->items[i].from_user))) {
             ids[n_ids++] = f->items[i].id;
+            failures_forget(d, f->items[i].id);
+        }
     if (!n_ids || app->devs->closing) {
         free(ids);
         fetch_free(f);

@@ -56,6 +56,11 @@ struct relay {
     struct map seen_index; /* message_id -> 1 + slot */
     struct map inflight;   /* message_id -> struct delivery being checked */
     uint64_t next_id;
+    /* Envelope ids below it may have been handed out: its row (relay_ids) is
+     * written in the commit of the first envelope at or above the old
+     * value, so ids never repeat across restarts, even once every mailbox
+     * is empty (a device counts an envelope's failures by its id). */
+    uint64_t ids_reserved;
     /* Written by the tick, not before the answer (see relay_flush). */
     uint64_t *gone;        /* acknowledged envelopes whose rows remain */
     size_t n_gone, cap_gone;
@@ -130,6 +135,27 @@ static void put_box(struct app *app, const struct mailbox *m)
     row_u64(&b, m->counter);
     row_str(&b, m->node ? m->node : "", m->node ? strlen(m->node) : 0);
     if (!buf_ok(&b) || state_put(st, "relay_box", m->key, m->key_len, b.data, b.len))
+        fail_row();
+    buf_free(&b);
+}
+
+#define RELAY_ID_BLOCK ((uint64_t)1 << 16) /* envelope ids reserved per relay_ids row */
+
+/* Makes ids next_id .. next_id + n - 1 durable-safe to hand out (see
+ * ids_reserved), reserving a block ahead in the commit they go out in. */
+static void reserve_ids(struct app *app, size_t n)
+{
+    struct relay *rl = app->relay;
+    struct state *st = app_state(app);
+    struct buf b = {0};
+    if (rl->next_id + n <= rl->ids_reserved)
+        return;
+    rl->ids_reserved = rl->next_id + n + RELAY_ID_BLOCK;
+    if (!st)
+        return;
+    row_u8(&b, ROW_VERSION);
+    row_u64(&b, rl->ids_reserved);
+    if (!buf_ok(&b) || state_put(st, "relay_ids", "next", 4, b.data, b.len))
         fail_row();
     buf_free(&b);
 }
@@ -646,6 +672,7 @@ static void finish_delivery(struct app *app, struct delivery *d)
             box_forget(app, drop[i]);
     }
     if (!seen(rl, d->message_id)) { /* all of them, or none */
+        reserve_ids(app, d->n_envs);
         for (size_t e = 0; e < d->n_envs; e++) {
             struct out_env *v = &d->envs[e];
             struct mailbox *m = box_get(rl, v->user, v->device_id);
@@ -1115,6 +1142,15 @@ int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t
         row_get_str(&rd, node, sizeof(node));
         if (!row_done(&rd) || (*node && !(m->node = strdup(node))))
             return -1;
+        return 0;
+    }
+    if (!strcmp(kind, "relay_ids")) {
+        uint64_t next = row_get_u64(&rd);
+        if (!row_done(&rd) || key_len != 4 || memcmp(key, "next", 4) || !next)
+            return -1;
+        rl->ids_reserved = next;
+        if (next > rl->next_id)
+            rl->next_id = next; /* what was handed out before is below it */
         return 0;
     }
     if (!strcmp(kind, "relay_seen")) {

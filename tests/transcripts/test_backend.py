@@ -820,6 +820,89 @@ def kill_9_anywhere_keeps_exactly_once():
         shutil.rmtree(state, ignore_errors=True)
 
 
+def junk_deliveries(net, n, reg, tag):
+    """n forged deliveries to bob's device 1 (relay_deliver is not signed:
+    anyone can send one), each an envelope that cannot authenticate."""
+    for k in range(n):
+        net.send("n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
+                        "message_id": "%s-%d" % (tag, k),
+                        "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
+                                       "ciphertext": base64.b64encode(os.urandom(60)).decode(),
+                                       "kind": "message"}]}, src="c9")
+
+
+@test
+def a_page_of_envelopes_that_all_fail_is_dropped_then_mail_arrives():
+    """300 forged envelopes ahead of a real message, more than a fetch's page
+    (RELAY_FETCH_MAX): each is counted to 3 failures, acknowledged and
+    dropped, and the message behind them arrives (PROTOCOL.md §5.2). (The
+    device counted failures in 64 slots: past 64 failing envelopes no count
+    reached 3, nothing was acknowledged, and the mailbox stayed blocked.)"""
+    net = backend(2)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+               "devices")["devices"][0]["registration_id"]
+    junk_deliveries(net, 300, reg, "junk")
+    net.run_for(1.0)
+    call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "behind the junk"},
+         "sent")
+    got = wait_inbox(net, "n3", "bob", 1, 30)
+    assert [m["text"] for m in got] == ["behind the junk"], got
+    deadline = time.monotonic() + 30 * SLOW
+    while net.stderr["n3"].count(b"failed 3 times, dropped") < 300:  # the rest of page two
+        assert time.monotonic() < deadline, net.stderr["n3"][-300:]
+        net.step()
+    close(net)
+
+
+@test
+def envelope_ids_never_repeat_across_relay_restarts():
+    """Once every mailbox is empty, a relay killed and restarted hands out
+    ids above all it gave before. (It restarted from 1: bob's device, which
+    had dropped envelope 1 after 3 failures, then dropped alice's message 1
+    at its first failure, a byte damaged in transit.)"""
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    try:
+        net = backend(2, state)
+        register(net, "n2", "alice")
+        register(net, "n3", "bob")
+        reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+                   "devices")["devices"][0]["registration_id"]
+        junk_deliveries(net, 1, reg, "junk")
+        deadline = time.monotonic() + 15 * SLOW
+        while b"failed 3 times" not in net.stderr["n3"]:
+            assert time.monotonic() < deadline, "the junk envelope was never dropped"
+            net.step()
+        net.run_for(1.0)  # the ack reaches the relay, whose tick deletes the row
+        before = [it["id"] for _, m, _ in net.journal if m["src"] == "n1"
+                  and m["body"].get("type") == "relay_envelopes" for it in m["body"]["items"]]
+        assert before, "bob never fetched the junk"
+        net.kill("n1")
+        net.start("n1")
+        net.send("n1", {"type": "init", "node_id": "n1", "node_ids": sorted(net.procs)})
+        flipped = []
+
+        def flip_once(msg):
+            b = msg["body"]
+            if not flipped and msg["src"] == "n1" and msg["dest"] == "n3" and \
+                    b.get("type") == "relay_envelopes" and b.get("items"):
+                ct = bytearray(base64.b64decode(b["items"][0]["ciphertext"]))
+                ct[len(ct) // 2] ^= 1
+                b["items"][0]["ciphertext"] = base64.b64encode(bytes(ct)).decode()
+                flipped.append(b["items"][0]["id"])
+            return None
+        net.rules.append(flip_once)
+        call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "damaged once"},
+             "sent")
+        got = wait_inbox(net, "n3", "bob", 1, 15)
+        assert [m["text"] for m in got] == ["damaged once"], got
+        assert flipped and flipped[0] > max(before), (flipped, before)
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @test
 def restarts_keep_devices_pins_inboxes_and_outboxes():
     state = tempfile.mkdtemp(prefix="securitor-backend-")
