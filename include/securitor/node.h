@@ -249,7 +249,8 @@ int req_string(struct reply *r, const cJSON *body, const char *key, bool optiona
  * NULL for required fields). */
 int req_int(struct reply *r, const cJSON *body, const char *key, bool optional,
             long long min, long long max, long long *v, bool *present);
-/* A boolean field; same conventions. */
+/* A boolean field; same conventions, but null is refused: it is no boolean,
+ * and an optional flag read as absent could choose the less safe default. */
 int req_bool(struct reply *r, const cJSON *body, const char *key, bool optional, bool *v,
              bool *present);
 /* The exact integer value of a cJSON number, when it is one that JSON

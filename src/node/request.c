@@ -78,11 +78,13 @@ int req_bool(struct reply *r, const cJSON *body, const char *key, bool optional,
     const cJSON *item = req_field(body, key);
     if (present)
         *present = false;
-    if (!item || cJSON_IsNull(item)) {
+    if (!item) {
         if (optional)
             return 0;
         return node_error(r, ERR_MALFORMED, "%s: missing; expected true or false", key);
     }
+    /* null is not a boolean (PROTOCOL.md §2): datakey's plaintext: null would
+     * otherwise read as absent, and hand out the key in the clear. */
     if (!cJSON_IsBool(item))
         return node_error(r, ERR_MALFORMED, "%s: expected true or false", key);
     *v = cJSON_IsTrue(item);

@@ -286,6 +286,11 @@ def datakey_sealed_form_opens_to_its_key():
             assert "key" not in r, (seed, r)
         else:
             assert base64.b64decode(r["key"]) == opened, (seed, r)
+    # plaintext must be a boolean (PROTOCOL.md §2): null is not, and is no
+    # way to get the key in the clear (it once read as absent, which gives it).
+    for bad in (None, "false", 0):
+        r = node.call({"type": "datakey", "plaintext": bad})
+        assert r["type"] == "error" and r["code"] == 12 and "plaintext" in r["text"], r
     node.close()
 
 
