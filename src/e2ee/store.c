@@ -417,6 +417,15 @@ void user_remove_peer(struct user *u, struct peer *p)
     peer_free(p);
 }
 
+void user_remove_peers(struct user *u)
+{
+    size_t pos = 0;
+    struct peer *p;
+    /* map_next allows removing the entry it just returned. */
+    while ((p = map_next(&u->peers, &pos)) != NULL)
+        user_remove_peer(u, p);
+}
+
 int user_install_session(struct user *u, struct peer *p, struct session *s)
 {
     if (map_put(&u->session_bases, s->base_key, CURVE_KEY_LEN, p))

@@ -149,6 +149,8 @@ struct peer *user_find_peer(const struct user *u, const char *name);
 struct peer *user_add_peer(struct user *u, const char *name);
 /* Removes and frees a peer record (with its sessions). */
 void user_remove_peer(struct user *u, struct peer *p);
+/* Removes and frees every peer record of u (a revoked device's keys go). */
+void user_remove_peers(struct user *u);
 /* Makes s the current session of p (archiving the others, wiping the oldest
  * beyond STORE_SESSIONS_MAX). Takes ownership of s. 0, or -1 when out of
  * memory (then nothing changed and the caller still owns s). */

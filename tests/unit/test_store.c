@@ -72,6 +72,11 @@ static void test_many_peers(void)
     }
     CHECK(store_user(&st, "one-too-many", &v) == STORE_FULL);
     CHECK(store_find_user(&st, "user-8") != NULL);
+    /* A revoked device's peers all go, however many (they went 256 at most). */
+    user_remove_peers(u);
+    CHECK(user_find_peer(u, "peer-0") == NULL && user_find_peer(u, "peer-199999") == NULL);
+    size_t pos = 0;
+    CHECK(map_next(&u->peers, &pos) == NULL);
     store_free(&st);
 }
 
