@@ -360,17 +360,6 @@ const struct devlist_device *known_device(const struct known *k, uint32_t id)
 }
 
 /* Drops every session of a revoked device's user: it will not use them. */
-void drop_sessions(struct user *u)
-{
-    size_t pos = 0;
-    struct peer *p, *all[256];
-    size_t n = 0;
-    while ((p = map_next(&u->peers, &pos)) != NULL && n < 256)
-        all[n++] = p;
-    for (size_t i = 0; i < n; i++)
-        user_remove_peer(u, all[i]);
-}
-
 /* ============================================================================
  * Device lists from the directory (dir_devices), verified against the pin
  * ========================================================================== */
@@ -751,7 +740,7 @@ static void change_updated(struct app *app, struct node *n, void *ctx, enum node
         node_log("e2ee-node: device list of \"%s\" moved during a change", op->user);
     if (!op->approve && op->target == d->device_id) { /* it revoked itself */
         d->status = DEV_REVOKED;
-        drop_sessions(u);
+        user_remove_peers(u);
         put_device(app, d);
     }
     change_answer(app, op, &op->next);
@@ -919,13 +908,25 @@ int h_revoke_device(struct app *app, const struct request *req, struct reply *r)
 struct view_op {
     char *user, *of;
     struct node_deferred *client;
-    uint32_t asked; /* the pin when the list was asked for (chain_take) */
+    /* [0] of's list, [1] the acting user's own (PROTOCOL.md §5.2: both,
+     * every time), unless of is the user; the answers come by view_ref */
+    struct chain chains[2];
+    uint32_t asked[2]; /* the pins when the lists were asked for (chain_take) */
+    int outstanding;   /* answers to wait for, and one while asking */
+    bool out_of_memory; /* a list could not be asked for */
     bool fingerprint;
     uint32_t device_id; /* fingerprint: 0 for the lowest in the newest list */
 };
 
+struct view_ref {
+    struct view_op *op;
+    int side;
+};
+
 static void view_free(struct view_op *op)
 {
+    chain_free(&op->chains[0]);
+    chain_free(&op->chains[1]);
     node_deferred_drop(op->client);
     free(op->user);
     free(op->of);
@@ -953,43 +954,84 @@ static int fingerprint_reply(struct reply *m, const struct user *u, const struct
     return 0;
 }
 
+/* Once every list asked for is in (or could not be asked for): the reply.
+ * The acting device's own list goes first, so that a device revoked by
+ * another one learns it here and answers error 22 (PROTOCOL.md §5.2), as it
+ * would acting in any other way. */
+static void view_step(struct app *app, struct node *n, struct view_op *op)
+{
+    if (--op->outstanding)
+        return;
+    struct device *d = device_find(app, op->user);
+    struct user *u = store_find_user(&app->store, op->user);
+    bool self = !strcmp(op->of, op->user);
+    struct known *k[2] = {NULL, NULL};
+    if (!d || !u || op->out_of_memory) {
+        node_answer_error(n, op->client, ERR_CRASH, op->out_of_memory
+                                                        ? "out of memory"
+                                                        : "the device was lost (a failed commit)");
+        goto out;
+    }
+    for (int side = 1 - self; side >= 0; side--) { /* the own list first */
+        const char *of = side ? op->user : op->of;
+        struct chain *c = &op->chains[side];
+        if (c->status) {
+            node_answer_error(n, op->client, c->status > 0 ? ERR_KEY_DOES_NOT_EXIST
+                                                           : ERR_TIMEOUT,
+                              c->status > 0 ? "\"%s\" has no account"
+                                            : "the directory did not answer about \"%s\" in time",
+                              of);
+            goto out;
+        }
+        enum devlist_result v = chain_take(app, d, of, c, op->asked[side], &k[side]);
+        if (v != DEVLIST_OK) {
+            node_answer_error(n, op->client, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION,
+                              "the directory's device list of \"%s\" does not verify: %s", of,
+                              devlist_result_text(v));
+            goto out;
+        }
+    }
+    if (device_note_own_list(app, d, u, self ? k[0] : k[1]) == DEV_REVOKED) {
+        node_answer_error(n, op->client, ERR_PRECONDITION, "device %u of \"%s\" is revoked",
+                          d->device_id, d->user);
+    } else if (op->fingerprint) {
+        struct reply *m = node_message(n, "fingerprint");
+        fingerprint_reply(m, u, k[0], op->of, op->device_id);
+        node_answer(n, op->client);
+    } else {
+        struct reply *m = node_message(n, "devices");
+        reply_cstring(m, "of", op->of);
+        reply_int(m, "version", k[0]->newest.version);
+        reply_active(m, "devices", &k[0]->newest);
+        node_answer(n, op->client);
+    }
+out:
+    op->client = NULL;
+    view_free(op);
+}
+
 static void view_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
                       const cJSON *body)
 {
-    struct view_op *op = ctx;
-    struct device *d = device_find(app, op->user);
-    struct user *u = store_find_user(&app->store, op->user);
-    struct chain c = {0};
-    struct known *k;
-    chain_read(&c, st, body);
-    if (!d || !u) {
-        node_answer_error(n, op->client, ERR_CRASH, "the device was lost (a failed commit)");
-    } else if (c.status) {
-        node_answer_error(n, op->client, c.status > 0 ? ERR_KEY_DOES_NOT_EXIST : ERR_TIMEOUT,
-                          c.status > 0 ? "\"%s\" has no account" : "the directory did not "
-                                                                   "answer about \"%s\" in time",
-                          op->of);
-    } else {
-        enum devlist_result v = chain_take(app, d, op->of, &c, op->asked, &k);
-        if (v != DEVLIST_OK) {
-            node_answer_error(n, op->client, v == DEVLIST_INTERNAL ? ERR_CRASH : ERR_PRECONDITION,
-                              "the directory's device list of \"%s\" does not verify: %s", op->of,
-                              devlist_result_text(v));
-        } else if (op->fingerprint) {
-            struct reply *m = node_message(n, "fingerprint");
-            fingerprint_reply(m, u, k, op->of, op->device_id);
-            node_answer(n, op->client);
-        } else {
-            struct reply *m = node_message(n, "devices");
-            reply_cstring(m, "of", op->of);
-            reply_int(m, "version", k->newest.version);
-            reply_active(m, "devices", &k->newest);
-            node_answer(n, op->client);
-        }
+    struct view_ref *ref = ctx;
+    struct view_op *op = ref->op;
+    chain_read(&op->chains[ref->side], st, body);
+    free(ref);
+    view_step(app, n, op);
+}
+
+/* Asks the directory for op's list on side (see view_op). */
+static void view_ask(struct app *app, struct view_op *op, int side)
+{
+    struct view_ref *ref = malloc(sizeof(*ref));
+    if (ref)
+        *ref = (struct view_ref){op, side};
+    if (!ref || ask_devices(app, side ? op->user : op->of, view_done, ref)) {
+        free(ref);
+        op->out_of_memory = true;
+        return;
     }
-    op->client = NULL;
-    chain_free(&c);
-    view_free(op);
+    op->outstanding++;
 }
 
 static int view_request(struct app *app, const struct request *req, struct reply *r,
@@ -1020,12 +1062,13 @@ static int view_request(struct app *app, const struct request *req, struct reply
         view_free(op);
         return ERR_CRASH;
     }
-    op->asked = pinned_version(d, of);
-    if (ask_devices(app, of, view_done, op)) {
-        node_answer_error(app->node, op->client, ERR_CRASH, "out of memory");
-        op->client = NULL;
-        view_free(op);
-    }
+    op->asked[0] = pinned_version(d, of);
+    op->asked[1] = pinned_version(d, d->user);
+    op->outstanding = 1; /* while asking: no answer ends the op before both are asked */
+    view_ask(app, op, 0);
+    if (strcmp(of, d->user))
+        view_ask(app, op, 1);
+    view_step(app, app->node, op);
     return 0;
 }
 
@@ -1141,7 +1184,7 @@ enum dev_status device_note_own_list(struct app *app, struct device *d, struct u
             fetch_start(app, d);
     } else if (!listed && known_device(own, d->device_id) && d->status != DEV_REVOKED) {
         d->status = DEV_REVOKED; /* listed once, not now: its keys go */
-        drop_sessions(u);
+        user_remove_peers(u);
         put_device(app, d);
     }
     return d->status;

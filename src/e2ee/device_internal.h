@@ -152,7 +152,6 @@ int acting_device(struct app *app, const struct request *req, struct reply *r,
 struct peer *pin_device(struct app *app, struct user *u, const char *of,
                                const struct devlist_device *x);
 const struct devlist_device *known_device(const struct known *k, uint32_t id);
-void drop_sessions(struct user *u);
 /* What the device's own verified list says of it: a pending device that is
  * listed becomes active (and fetches); one listed before and not now is
  * revoked. Returns the status after. */

@@ -236,6 +236,27 @@ def two_users_three_devices():
 
 
 @test
+def devices_asks_for_the_acting_users_own_list_too():
+    """`devices` asks for both users' lists every time (PROTOCOL.md §5.2), so
+    a device revoked by another one learns it there and gets error 22, even
+    while it cannot fetch (which would also tell it). (It asked only for
+    `of`'s list, and a revoked device kept getting answers.)"""
+    net = backend(3)
+    register(net, "n2", "alice")
+    approve(net, "n2", "n3", "alice")
+    register(net, "n4", "bob")
+    call(net, "n3", {"type": "devices", "user": "alice", "of": "bob"}, "devices")
+    net.rules.append(lambda m: "drop" if m["src"] == "n3" and
+                     m["body"].get("type") == "relay_fetch" else None)
+    call(net, "n2", {"type": "revoke_device", "user": "alice", "device_id": 2}, "device_revoked")
+    error(net, "n3", {"type": "devices", "user": "alice", "of": "bob"}, 22, "revoked")
+    error(net, "n3", {"type": "fingerprint", "user": "alice", "peer": "bob"}, 22, "revoked")
+    r = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"}, "devices")
+    assert [d["device_id"] for d in r["devices"]] == [1], r
+    close(net)
+
+
+@test
 def note_to_self_and_a_third_device():
     net = backend(3)
     register(net, "n2", "dana")
