@@ -812,6 +812,15 @@ static void change_got_list(struct app *app, struct node *n, void *ctx, enum nod
             return change_fail(app, op, ERR_PRECONDITION, "the user has the most active "
                                                           "devices a list holds");
         }
+        for (size_t i = 0; i < k->n_seen; i++)
+            if (k->seen[i].device_id > op->target) { /* ids only grow (devlist_verify_next) */
+                chain_free(&c);
+                snprintf(text, sizeof(text), "device_id: %u registered before device %u, "
+                                             "which a list has carried since; ids only grow, so "
+                                             "it cannot be approved now", op->target,
+                         k->seen[i].device_id);
+                return change_fail(app, op, ERR_PRECONDITION, text);
+            }
         next.devices[next.n++] = *p;
     } else {
         size_t j = 0;

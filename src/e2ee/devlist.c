@@ -132,14 +132,14 @@ static enum devlist_result check_signature(const char *user, const struct devlis
     return r;
 }
 
-static uint32_t max_id(const struct devlist *l)
+uint32_t devlist_max_id(const struct devlist *l)
 {
     return l->n ? l->devices[l->n - 1].device_id : 0;
 }
 
 enum devlist_result devlist_verify_next(const char *user, const struct devlist *prev,
                                         const uint8_t prev_hash[static DEVLIST_HASH_LEN],
-                                        const struct devlist *next)
+                                        uint32_t highest, const struct devlist *next)
 {
     if (!well_formed(next) || next->version != prev->version + 1)
         return DEVLIST_BAD_FORM;
@@ -152,6 +152,8 @@ enum devlist_result devlist_verify_next(const char *user, const struct devlist *
         if (was && (memcmp(was->identity, d->identity, CURVE_KEY_LEN) ||
                     was->registration_id != d->registration_id))
             return DEVLIST_CHANGED_DEVICE;
+        if (!was && d->device_id <= highest) /* a new device has a new, larger id */
+            return DEVLIST_REUSED_ID;
     }
     return check_signature(user, next, prev_hash, signer->identity);
 }
@@ -178,15 +180,11 @@ enum devlist_result devlist_verify_chain(const char *user, const struct devlist 
     for (size_t i = 1; i < n; i++) {
         if (pin && pin->version == lists[i - 1].version && memcmp(pin->hash, hash, DEVLIST_HASH_LEN))
             return DEVLIST_FORK;
-        if ((r = devlist_verify_next(user, &lists[i - 1], hash, &lists[i])) != DEVLIST_OK)
+        if ((r = devlist_verify_next(user, &lists[i - 1], hash, highest, &lists[i])) !=
+            DEVLIST_OK)
             return r;
-        for (size_t k = 0; k < lists[i].n; k++) { /* a new device has a new, larger id */
-            const struct devlist_device *d = &lists[i].devices[k];
-            if (!devlist_find(&lists[i - 1], d->device_id) && d->device_id <= highest)
-                return DEVLIST_REUSED_ID;
-        }
-        if (max_id(&lists[i]) > highest)
-            highest = max_id(&lists[i]);
+        if (devlist_max_id(&lists[i]) > highest)
+            highest = devlist_max_id(&lists[i]);
         if (devlist_hash(next_hash, user, &lists[i], hash))
             return DEVLIST_INTERNAL;
         memcpy(hash, next_hash, DEVLIST_HASH_LEN);

@@ -95,10 +95,14 @@ enum devlist_result devlist_verify_chain(const char *user, const struct devlist 
                                          const struct devlist_pin *pin,
                                          struct devlist_pin *newest);
 /* Verifies one new version `next` on top of `prev` (whose hash is given):
- * what a directory checks before it stores an update. */
+ * what a directory checks before it stores an update. `highest` is the
+ * largest device id any version up to prev listed: a device new to `next`
+ * must have a larger one (ids are never reused). */
 enum devlist_result devlist_verify_next(const char *user, const struct devlist *prev,
                                         const uint8_t prev_hash[static DEVLIST_HASH_LEN],
-                                        const struct devlist *next);
+                                        uint32_t highest, const struct devlist *next);
+/* The largest device id l lists (0 for none). */
+uint32_t devlist_max_id(const struct devlist *l);
 /* The hash of a list (its signed bytes and signature), given the hash of
  * the version before (zeros for version 1). 0 or -1. */
 __attribute__((warn_unused_result))

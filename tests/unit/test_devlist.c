@@ -149,9 +149,12 @@ static void test_broken(void)
     /* The directory's check of one update. */
     uint8_t h[DEVLIST_HASH_LEN] = {0}, h2[DEVLIST_HASH_LEN];
     CHECK(devlist_hash(h2, USER, &c[0], h) == 0);
-    CHECK(devlist_verify_next(USER, &c[0], h2, &c[1]) == DEVLIST_OK);
-    CHECK(devlist_verify_next(USER, &c[0], h, &c[1]) == DEVLIST_BAD_SIGNATURE); /* wrong hash */
-    CHECK(devlist_verify_next(USER, &c[0], h2, &c[2]) == DEVLIST_BAD_FORM);     /* a gap */
+    CHECK(devlist_verify_next(USER, &c[0], h2, 1, &c[1]) == DEVLIST_OK);
+    CHECK(devlist_verify_next(USER, &c[0], h, 1, &c[1]) == DEVLIST_BAD_SIGNATURE); /* wrong hash */
+    CHECK(devlist_verify_next(USER, &c[0], h2, 1, &c[2]) == DEVLIST_BAD_FORM);     /* a gap */
+    /* A device new to v2 whose id is not above one an earlier version listed
+     * (pending devices approved out of order): refused, as the chain would be. */
+    CHECK(devlist_verify_next(USER, &c[0], h2, 2, &c[1]) == DEVLIST_REUSED_ID);
 }
 
 /* Signed requests: valid as signed; any field changed, not. */
