@@ -471,13 +471,23 @@ struct announce {
     struct node_deferred *to;
     char *user;
     uint32_t version;
+    uint8_t hash[DEVLIST_HASH_LEN]; /* the account's head once changed */
     uint64_t due_ms; /* when every copy from before the change has expired */
 };
 
 static void announce_answer(struct app *app, struct node *n, void *ctx)
 {
-    (void)app;
     struct announce *a = ctx;
+    const struct dir_account *acc = map_get_str(&app->dir->accounts, a->user);
+    /* A commit that failed meanwhile rolled the change back: it must not be
+     * answered as made (PROTOCOL.md §5.2, answered once held durably). */
+    if (!acc || memcmp(acc->head_hash, a->hash, DEVLIST_HASH_LEN)) {
+        node_answer_error(n, a->to, ERR_CRASH, "list: the directory could not keep version %u "
+                                               "(its commit failed); nothing changed: try again",
+                          a->version);
+        a->to = NULL;
+        return;
+    }
     struct reply *m = node_message(n, "dir_devices_updated");
     reply_cstring(m, "user", a->user);
     reply_int(m, "version", a->version);
@@ -519,7 +529,13 @@ static int announce_change(struct app *app, const struct request *req, struct re
         free(a);
         return node_error(r, ERR_CRASH, "out of memory");
     }
+    const struct dir_account *acc = map_get_str(&app->dir->accounts, user);
+    if (!acc) { /* callers hold the account: cannot happen */
+        announce_free(a);
+        return node_error(r, ERR_CRASH, "user: account \"%s\" is gone", user);
+    }
     a->version = version;
+    memcpy(a->hash, acc->head_hash, DEVLIST_HASH_LEN);
     a->due_ms = node_now_ms() + RELAY_LEASE_MS + 1;
     if (!(a->to = node_defer(req, r))) {
         announce_free(a);
@@ -549,11 +565,16 @@ int h_dir_update_devices(struct app *app, const struct request *req, struct repl
         return node_error(r, ERR_CRASH, "user: account \"%s\" has no device list", user);
     if (l.version == cur->version && !memcmp(l.signature, cur->signature, CURVE_SIG_LEN))
         return announce_change(app, req, r, user, l.version); /* the same again: done */
-    enum devlist_result v = devlist_verify_next(user, cur, a->head_hash, &l);
+    uint32_t highest = 0; /* ids only grow: a device approved after a later one cannot be */
+    for (size_t i = 0; i < a->n_lists; i++)
+        if (devlist_max_id(&a->lists[i]) > highest)
+            highest = devlist_max_id(&a->lists[i]);
+    enum devlist_result v = devlist_verify_next(user, cur, a->head_hash, highest, &l);
     if (v != DEVLIST_OK)
         return node_error(r, ERR_PRECONDITION, "list: %s (it must extend version %u by one, "
-                                               "signed by a device of it)",
-                          devlist_result_text(v), cur->version);
+                                               "signed by a device of it, a new device's id "
+                                               "above %u)",
+                          devlist_result_text(v), cur->version, highest);
     /* A device new to the list must be one of the account's pending devices,
      * as it registered. */
     for (size_t i = 0; i < l.n; i++) {

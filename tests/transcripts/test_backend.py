@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netlib import Net  # noqa: E402
-from nodelib import run_all, test  # noqa: E402
+from nodelib import run_all, skip, test  # noqa: E402
 
 E2EE = sys.argv[1]
 WRAPPER = shlex.split(os.environ.get("SECURITOR_WRAPPER", ""))
@@ -534,6 +534,67 @@ def a_late_directory_answer_does_not_drop_a_new_devices_mail():
     assert [m["text"] for m in got] == ["m2"], got
     assert sorted(m["text"] for m in wait_inbox(net, "n3", "bob", 2)) == ["m1", "m2"]
     close(net)
+
+
+@test
+def pending_devices_approved_out_of_order():
+    """Device ids only grow along the chain, so a pending device that
+    registered before one approved since cannot be approved: refused with
+    error 22 and a reason, and the account goes on working. (Both were
+    approved, and every device of the user then refused the chain, "a
+    device id was reused"; the directory's state no longer opened.)"""
+    net = backend(3)
+    register(net, "n2", "alice")
+    early = register(net, "n3", "alice")
+    late = register(net, "n4", "alice")
+    assert (early["device_id"], late["device_id"]) == (2, 3), (early, late)
+    call(net, "n2", {"type": "approve_device", "user": "alice", "device_id": 3,
+                     "code": late["code"]}, "device_approved")
+    error(net, "n2", {"type": "approve_device", "user": "alice", "device_id": 2,
+                      "code": early["code"]}, 22, "ids only grow")
+    r = call(net, "n2", {"type": "devices", "user": "alice", "of": "alice"}, "devices")
+    assert [d["device_id"] for d in r["devices"]] == [1, 3], r
+    close(net)
+
+
+@test
+def a_list_change_the_directory_could_not_commit_is_not_answered_as_made():
+    """The directory's commit fails (its disk, below SQLite) while it stores
+    an approval: the approval is answered with an error, never as made, and
+    once the disk works the same approval goes through. (It was answered
+    device_approved for a change the rollback had undone, and the approving
+    device then saw the directory's list as rolled back.)"""
+    shim = os.environ.get("SECURITOR_FAULTS")
+    if not shim:
+        skip("SECURITOR_FAULTS (the fault shim) not set")
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    flag = state + ".fault"
+    try:
+        args = [E2EE, "--directory", "n0", "--relay", "n1", "--state-dir", state]
+        nodes = {nid: args for nid in ("n1", "n2", "n3")}
+        nodes["n0"] = ["env", "LD_PRELOAD=" + shim, "SECURITOR_FAULT_DISK=" + flag,
+                       "ASAN_OPTIONS=%s:verify_asan_link_order=0"
+                       % os.environ.get("ASAN_OPTIONS", ""), *args]
+        net = Net(nodes, env={"SECURITOR_KEY": KEY}, wrapper=WRAPPER)
+        net.init_all()
+        register(net, "n2", "alice")
+        pending = register(net, "n3", "alice")
+        approve_req = {"type": "approve_device", "user": "alice",
+                       "device_id": pending["device_id"], "code": pending["code"]}
+        with open(flag, "w") as f:
+            f.write("eio")
+        r = call(net, "n2", approve_req)
+        os.remove(flag)
+        assert r["type"] == "error" and r["code"] != 22, r
+        r = call(net, "n2", {"type": "devices", "user": "alice", "of": "alice"}, "devices")
+        assert [d["device_id"] for d in r["devices"]] == [1], r
+        r = call(net, "n2", approve_req, "device_approved")
+        assert [d["device_id"] for d in r["devices"]] == [1, 2], r
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        if os.path.exists(flag):
+            os.remove(flag)
 
 
 @test
