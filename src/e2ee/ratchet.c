@@ -320,9 +320,11 @@ static enum ratchet_result decrypt(struct session *s, const struct signal_messag
             continue;
         r = open_with_seed(s, k->seed, m, pt, pt_len);
         if (r == RATCHET_OK) { /* used once, then deleted */
-            OPENSSL_cleanse(k, sizeof(*k));
             memmove(k, k + 1, (s->n_skipped - i - 1) * sizeof(*k));
             s->n_skipped--;
+            /* The last slot was moved down (or is the used key itself): no
+             * copy of a key may stay behind it. */
+            OPENSSL_cleanse(&s->skipped[s->n_skipped], sizeof(*k));
         }
         return r;
     }

@@ -266,6 +266,28 @@ static void test_first_message(void)
     CHECK(chain_step(seed, ck1, ck0) == 0);
     CHECK_BYTES(bob.core.recv_ck, ck1, 32);
     CHECK(ratchet_decrypt(&bob, &m, out, &out_len) == RATCHET_DUPLICATE);
+
+    /* Out of order, 4, 1, 3, 2: each skipped key is used once and leaves no
+     * copy in the array past n_skipped (a used key's bytes stayed in the
+     * old last slot after the others moved down). */
+    uint8_t w[4][128];
+    size_t wl[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(ratchet_encrypt(&alice, (const uint8_t *)pt, strlen(pt), w[i], &wl[i]) == 0);
+    static const int order[4] = {3, 0, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        CHECK(signal_message_parse(&m, w[order[i]], wl[order[i]]) == NULL);
+        CHECK(ratchet_decrypt(&bob, &m, out, &out_len) == RATCHET_OK);
+        CHECK(out_len == strlen(pt) && !memcmp(out, pt, out_len));
+        CHECK(bob.n_skipped == (size_t)(i == 0 ? 3 : 3 - i));
+        for (size_t k = bob.n_skipped; k < 3; k++) {
+            const uint8_t *b = (const uint8_t *)&bob.skipped[k];
+            size_t nonzero = 0;
+            for (size_t j = 0; j < sizeof(bob.skipped[k]); j++)
+                nonzero += b[j] != 0;
+            CHECK(nonzero == 0);
+        }
+    }
     session_wipe(&bob);
     session_wipe(&alice);
 }
