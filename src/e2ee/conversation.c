@@ -77,16 +77,10 @@ undo:
     return CONV_NO_MEMORY;
 }
 
-enum conv_result conv_initiate(struct store *st, struct user *u, const char *peer,
-                               const struct bundle *b, struct session **out,
-                               uint8_t root_key[static 32])
+enum conv_result conv_bundle_check(const struct store *st, const char *peer,
+                                   const struct bundle *b)
 {
     uint8_t enc[CURVE_ENCODED_LEN];
-    struct curve_keypair ek;
-    struct x3dh_result x;
-    struct session *s = NULL;
-    enum conv_result rc;
-
     /* X3DH §3.3: verify the signed prekey before any DH. */
     curve_encode(enc, b->spk);
     int ok = curve_verify(b->identity, enc, sizeof(enc), b->spk_sig);
@@ -97,6 +91,20 @@ enum conv_result conv_initiate(struct store *st, struct user *u, const char *pee
     const uint8_t *local = local_identity(st, peer);
     if (local && memcmp(local, b->identity, CURVE_KEY_LEN))
         return CONV_LOCAL_IDENTITY;
+    return CONV_OK;
+}
+
+enum conv_result conv_initiate(struct store *st, struct user *u, const char *peer,
+                               const struct bundle *b, struct session **out,
+                               uint8_t root_key[static 32])
+{
+    struct curve_keypair ek;
+    struct x3dh_result x;
+    struct session *s = NULL;
+    enum conv_result rc;
+
+    if ((rc = conv_bundle_check(st, peer, b)) != CONV_OK)
+        return rc;
     const struct peer *p = user_find_peer(u, peer);
     if (p && p->pinned && memcmp(p->identity, b->identity, CURVE_KEY_LEN))
         return CONV_IDENTITY_CHANGED;

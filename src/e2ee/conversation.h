@@ -53,6 +53,13 @@ void conv_bundle(struct user *u, struct bundle *b, bool hand_out);
 
 /* Alice with Bob's bundle: verifies it, checks the pins, runs X3DH and makes
  * the new session current for `peer`. The root key is for the reply. */
+/* The checks of a bundle from elsewhere that need no local user: its signed
+ * prekey's signature (X3DH §3.3), and that a local user's name comes with
+ * that user's identity. conv_initiate makes them too (the signature check is
+ * then a cache hit, curve_verify); a handler makes them first so that a
+ * refused bundle makes no user. */
+enum conv_result conv_bundle_check(const struct store *st, const char *peer,
+                                   const struct bundle *b);
 enum conv_result conv_initiate(struct store *st, struct user *u, const char *peer,
                                const struct bundle *b, struct session **out,
                                uint8_t root_key[static 32]);

@@ -163,6 +163,9 @@ static int h_initiate_conversation(struct app *app, const struct request *req, s
     if (!strcmp(recipient, name))
         return node_error(r, ERR_MALFORMED, "recipient: a user cannot start a conversation "
                                             "with itself");
+    /* A refused bundle makes no user (README: a failing request makes none). */
+    if (has_bundle && (res = conv_bundle_check(&app->store, recipient, &b)) != CONV_OK)
+        return conv_reply(app, r, res, recipient, NULL);
     if ((rc = acting_user(app, name, r, &u)))
         return rc;
     res = has_bundle ? conv_initiate(&app->store, u, recipient, &b, &s, root_key)
@@ -193,8 +196,15 @@ static int h_send_message(struct app *app, const struct request *req, struct rep
     if (!strcmp(recipient, name))
         return node_error(r, ERR_MALFORMED, "recipient: a user cannot send a message to itself");
     if ((rc = req_text_or_base64(r, req->body, "plaintext", "encoding", false, &app->bytes, &pt,
-                                 &pt_len)) ||
-        (rc = acting_user(app, name, r, &u)))
+                                 &pt_len)))
+        goto out;
+    /* A new sender has no session with a remote peer: it fails, and makes no
+     * user (for a local peer one is set up from its bundle, and it works). */
+    if (!store_find_user(&app->store, name) && store_is_remote(&app->store, recipient)) {
+        rc = conv_reply(app, r, CONV_REMOTE_NO_SESSION, recipient, NULL);
+        goto out;
+    }
+    if ((rc = acting_user(app, name, r, &u)))
         goto out;
     enum conv_result res = conv_encrypt(&app->store, u, recipient, pt, pt_len, &app->wire, &sent);
     if (res != CONV_OK) {
@@ -251,23 +261,25 @@ static int h_receive_message(struct app *app, const struct request *req, struct 
     if (base64_decode(bytes, &n, ct_b64, ct_len))
         return node_error(r, ERR_MALFORMED, "encrypted_message.ciphertext: expected padded base64");
 
-    /* Only a prekey message needs the receiver's keys; anything else needs a
-     * session, which a user not made yet cannot have. */
-    struct prekey_message probe;
-    bool maybe_prekey = kind == CONV_KIND_PREKEY ||
-                        (kind == CONV_KIND_GUESS && !prekey_message_parse(&probe, bytes, n));
+    /* A user not made yet has no session, and no prekeys anyone could have
+     * used: nothing sent to it can authenticate, and it is not made (a
+     * failing request makes no user). */
     if (!(u = store_find_user(&app->store, name))) {
+        struct prekey_message probe;
         struct signal_message sm;
+        bool maybe_prekey = kind == CONV_KIND_PREKEY ||
+                            (kind == CONV_KIND_GUESS && !prekey_message_parse(&probe, bytes, n));
         const char *err = maybe_prekey ? NULL : signal_message_parse(&sm, bytes, n);
-        if (err) {
-            char detail[CONV_DETAIL_LEN];
-            snprintf(detail, sizeof(detail), "invalid signal message: %s", err);
-            return conv_reply(app, r, CONV_REJECTED, sender, detail);
-        }
-        if (!maybe_prekey)
+        char detail[CONV_DETAIL_LEN];
+        if (!maybe_prekey && !err)
             return conv_reply(app, r, CONV_NO_SESSION, sender, NULL);
-        if ((rc = acting_user(app, name, r, &u)))
-            return rc;
+        if (err)
+            snprintf(detail, sizeof(detail), "invalid signal message: %s", err);
+        else
+            snprintf(detail, sizeof(detail), "\"%.64s\" has no keys on this node (no bundle of "
+                                             "it was handed out): a prekey message to it cannot "
+                                             "authenticate", name);
+        return conv_reply(app, r, CONV_REJECTED, sender, detail);
     }
     app->plain.len = 0;
     uint8_t *pt = (uint8_t *)buf_reserve(&app->plain, n + 1);

@@ -522,6 +522,37 @@ def failed_requests_change_nothing():
 
 
 @test
+def failing_first_requests_make_no_user():
+    """A user's first request that fails makes no user (README): a prekey
+    message to a user not made yet (nothing sent to it can authenticate),
+    an initiation with a bad bundle, a send to a remote peer without a
+    session. (Each made the user, with 100 one-time prekeys, counted against
+    --max-users and kept in the state.)"""
+    other = Node(BIN)
+    bob = bare(other.call({"type": "get_bundle"}, src="bob"))
+    em = send(other, "alice", "bob", "for bob elsewhere")
+    other.close()
+    n = Node(BIN, args=["--max-users", "2"])
+    r = n.call({"type": "receive_message", "sender": "alice", "encrypted_message": em},
+               src="carol")
+    assert r["type"] == "decryption_failed" and "no keys" in r["error"], r
+    bad = dict(bob, signed_pre_key_signature=flip_b64(bob["signed_pre_key_signature"], 5))
+    r = n.call({"type": "initiate_conversation", "recipient": "bob", "bob_public_key": bad},
+               src="q1")
+    assert r["type"] == "error" and r["code"] == 22, r
+    r = n.call({"type": "initiate_conversation", "recipient": "bob", "bob_public_key": bob},
+               src="alice")
+    assert r["type"] == "conversation_initiated", r
+    r = n.call({"type": "send_message", "recipient": "bob", "plaintext": "x"}, src="q2")
+    assert r["type"] == "error" and r["code"] == 20, r
+    # alice alone was made: one more fits under --max-users 2, then no more.
+    assert n.call({"type": "get_bundle"}, src="u2")["type"] == "bundle"
+    r = n.call({"type": "get_bundle"}, src="u3")
+    assert r["type"] == "error" and r["code"] == 22 and "user limit" in r["text"], r
+    n.close()
+
+
+@test
 def replayed_prekey_message_is_refused_after_its_session_is_archived():
     """X3DH §4.2: alice's first message without a one-time prekey (the
     last-resort path) can be replayed. Once bob's session with it has been
