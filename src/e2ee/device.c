@@ -359,7 +359,6 @@ const struct devlist_device *known_device(const struct known *k, uint32_t id)
     return NULL;
 }
 
-/* Drops every session of a revoked device's user: it will not use them. */
 /* ============================================================================
  * Device lists from the directory (dir_devices), verified against the pin
  * ========================================================================== */
@@ -999,11 +998,14 @@ static void view_step(struct app *app, struct node *n, struct view_op *op)
                               devlist_result_text(v));
             goto out;
         }
+        /* The own list, once verified, is noted whatever of's brings. */
+        if ((side == 1 || self) && device_note_own_list(app, d, u, k[side]) == DEV_REVOKED) {
+            node_answer_error(n, op->client, ERR_PRECONDITION, "device %u of \"%s\" is revoked",
+                              d->device_id, d->user);
+            goto out;
+        }
     }
-    if (device_note_own_list(app, d, u, self ? k[0] : k[1]) == DEV_REVOKED) {
-        node_answer_error(n, op->client, ERR_PRECONDITION, "device %u of \"%s\" is revoked",
-                          d->device_id, d->user);
-    } else if (op->fingerprint) {
+    if (op->fingerprint) {
         struct reply *m = node_message(n, "fingerprint");
         fingerprint_reply(m, u, k[0], op->of, op->device_id);
         node_answer(n, op->client);

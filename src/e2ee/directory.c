@@ -471,7 +471,7 @@ struct announce {
     struct node_deferred *to;
     char *user;
     uint32_t version;
-    uint8_t hash[DEVLIST_HASH_LEN]; /* the account's head once changed */
+    uint8_t signature[CURVE_SIG_LEN]; /* that version's: it covers the list and its past */
     uint64_t due_ms; /* when every copy from before the change has expired */
 };
 
@@ -480,8 +480,10 @@ static void announce_answer(struct app *app, struct node *n, void *ctx)
     struct announce *a = ctx;
     const struct dir_account *acc = map_get_str(&app->dir->accounts, a->user);
     /* A commit that failed meanwhile rolled the change back: it must not be
-     * answered as made (PROTOCOL.md §5.2, answered once held durably). */
-    if (!acc || memcmp(acc->head_hash, a->hash, DEVLIST_HASH_LEN)) {
+     * answered as made (PROTOCOL.md §5.2, answered once held durably). Later
+     * versions may have come on top of it; it must still be in the chain. */
+    if (!acc || acc->n_lists < a->version ||
+        memcmp(acc->lists[a->version - 1].signature, a->signature, CURVE_SIG_LEN)) {
         node_answer_error(n, a->to, ERR_CRASH, "list: the directory could not keep version %u "
                                                "(its commit failed); nothing changed: try again",
                           a->version);
@@ -530,12 +532,13 @@ static int announce_change(struct app *app, const struct request *req, struct re
         return node_error(r, ERR_CRASH, "out of memory");
     }
     const struct dir_account *acc = map_get_str(&app->dir->accounts, user);
-    if (!acc) { /* callers hold the account: cannot happen */
+    if (!acc || !version || version > acc->n_lists) { /* callers hold it: cannot happen */
         announce_free(a);
-        return node_error(r, ERR_CRASH, "user: account \"%s\" is gone", user);
+        return node_error(r, ERR_CRASH, "user: account \"%s\" has no version %u", user,
+                          version);
     }
     a->version = version;
-    memcpy(a->hash, acc->head_hash, DEVLIST_HASH_LEN);
+    memcpy(a->signature, acc->lists[version - 1].signature, CURVE_SIG_LEN);
     a->due_ms = node_now_ms() + RELAY_LEASE_MS + 1;
     if (!(a->to = node_defer(req, r))) {
         announce_free(a);

@@ -84,6 +84,33 @@ static int acting_user(struct app *app, const char *name, struct reply *r, struc
     }
 }
 
+/* What a request by `name` with `peer` would fail on before it could make
+ * `name` (README: a failing request makes no user), when `name` is new:
+ * a remote peer without a session (no bundle given), a new local peer with
+ * no room left beside `name`, keys in a bundle no DH can use. CONV_OK when
+ * `name` exists or none applies. */
+static enum conv_result new_user_check(struct app *app, const char *name, const char *peer,
+                                       const struct bundle *b)
+{
+    struct store *st = &app->store;
+    if (store_find_user(st, name))
+        return CONV_OK;
+    if (!b && store_is_remote(st, peer))
+        return CONV_REMOTE_NO_SESSION;
+    if (!b && !store_find_user(st, peer) && st->n_users + 2 > st->max_users)
+        return CONV_USER_LIMIT; /* both would be made */
+    const uint8_t *keys[3] = {b ? b->identity : NULL, b ? b->spk : NULL,
+                              b && b->has_opk ? b->opk : NULL};
+    for (int i = 0; i < 3; i++) {
+        int usable = keys[i] ? curve_public_usable(keys[i]) : 1;
+        if (usable < 0)
+            return CONV_CRYPTO;
+        if (!usable)
+            return CONV_UNUSABLE_KEY;
+    }
+    return CONV_OK;
+}
+
 /* The reply for a conversation result other than CONV_OK. */
 static int conv_reply(struct app *app, struct reply *r, enum conv_result rc, const char *peer,
                       const char *detail)
@@ -163,8 +190,9 @@ static int h_initiate_conversation(struct app *app, const struct request *req, s
     if (!strcmp(recipient, name))
         return node_error(r, ERR_MALFORMED, "recipient: a user cannot start a conversation "
                                             "with itself");
-    /* A refused bundle makes no user (README: a failing request makes none). */
-    if (has_bundle && (res = conv_bundle_check(&app->store, recipient, &b)) != CONV_OK)
+    /* A refused request makes no user (README: a failing request makes none). */
+    if ((has_bundle && (res = conv_bundle_check(&app->store, recipient, &b)) != CONV_OK) ||
+        (res = new_user_check(app, name, recipient, has_bundle ? &b : NULL)) != CONV_OK)
         return conv_reply(app, r, res, recipient, NULL);
     if ((rc = acting_user(app, name, r, &u)))
         return rc;
@@ -198,10 +226,11 @@ static int h_send_message(struct app *app, const struct request *req, struct rep
     if ((rc = req_text_or_base64(r, req->body, "plaintext", "encoding", false, &app->bytes, &pt,
                                  &pt_len)))
         goto out;
-    /* A new sender has no session with a remote peer: it fails, and makes no
-     * user (for a local peer one is set up from its bundle, and it works). */
-    if (!store_find_user(&app->store, name) && store_is_remote(&app->store, recipient)) {
-        rc = conv_reply(app, r, CONV_REMOTE_NO_SESSION, recipient, NULL);
+    /* A new sender fails without a session with a remote peer, or without
+     * room for a new local one: then it is not made either. */
+    enum conv_result early = new_user_check(app, name, recipient, NULL);
+    if (early != CONV_OK) {
+        rc = conv_reply(app, r, early, recipient, NULL);
         goto out;
     }
     if ((rc = acting_user(app, name, r, &u)))
@@ -276,8 +305,8 @@ static int h_receive_message(struct app *app, const struct request *req, struct 
         if (err)
             snprintf(detail, sizeof(detail), "invalid signal message: %s", err);
         else
-            snprintf(detail, sizeof(detail), "\"%.64s\" has no keys on this node (no bundle of "
-                                             "it was handed out): a prekey message to it cannot "
+            snprintf(detail, sizeof(detail), "\"%.40s\" has no keys on this node (no bundle "
+                                             "of it was handed out): nothing to it can "
                                              "authenticate", name);
         return conv_reply(app, r, CONV_REJECTED, sender, detail);
     }

@@ -70,6 +70,11 @@ struct relay {
     struct map lists;      /* user -> struct cached: the directory's answers, leased */
 };
 
+/* Bumped each time the relay's memory is made afresh (relay_new: at start,
+ * and after a failed commit's rollback, which forgets every generation), so
+ * that a generation from before can never equal one from after. */
+static uint64_t relay_epoch;
+
 /* A device list as the directory gave it, trusted until RELAY_LEASE_MS after
  * it was asked for. The directory tells the relay of every change
  * (dir_list_changed) and answers the change only once the relay has dropped
@@ -319,6 +324,7 @@ int relay_new(struct app *app)
 {
     if (!app->relay && !(app->relay = calloc(1, sizeof(*app->relay))))
         return -1;
+    relay_epoch++;
     app->relay->next_id = app->relay->next_id ? app->relay->next_id : 1;
     return 0;
 }
@@ -436,7 +442,7 @@ static const struct devlist *cache_get(struct relay *rl, const char *user)
 static uint64_t cache_gen(struct relay *rl, const char *user)
 {
     const struct cached *cl = map_get_str(&rl->lists, user);
-    return cl ? cl->gen : 0;
+    return relay_epoch << 32 | (cl ? cl->gen & 0xFFFFFFFFu : 0);
 }
 
 /* Whether a list of user taken at generation gen is still the newest the
@@ -452,7 +458,7 @@ static void cache_put(struct relay *rl, const char *user, const struct devlist *
                       uint64_t asked_ms, uint64_t gen)
 {
     struct cached *cl = cache_slot(rl, user);
-    if (!cl || cl->gen != gen || asked_ms < cl->asked_ms)
+    if (!cl || cache_gen(rl, user) != gen || asked_ms < cl->asked_ms)
         return; /* a change came since it was asked for, or a newer answer is here */
     cl->list = *l;
     cl->asked_ms = asked_ms;

@@ -203,7 +203,9 @@ bool dispatch_line(struct node *n, const struct parsed *p)
                 node_error(r, ERR_CRASH, "out of memory");
             } else if (node_call_on_init(n, dest->valuestring, NULL, r) == 0) {
                 fn(n->app, &req, r);
-            } else if (!n->stop_status) { /* refused (r says why): the next one tries again */
+            } else if (!n->stop_status && !n->durable) {
+                /* Refused before any state was opened (r says why): the next
+                 * one tries again. */
                 free(n->first_dest);
                 n->first_dest = NULL;
             }

@@ -528,11 +528,16 @@ def a_late_directory_answer_does_not_drop_a_new_devices_mail():
     r = call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "m2"}, "sent")
     assert r["devices"] == 2, r
     net._deliver(held[0])  # the answer from before the approval, at last
-    net.reply_to(m1, 15 * SLOW)
+    r1 = net.reply_to(m1, 15 * SLOW)
     blocked.clear()
-    got = wait_inbox(net, "n4", "bob", 1)
-    assert [m["text"] for m in got] == ["m2"], got
-    assert sorted(m["text"] for m in wait_inbox(net, "n3", "bob", 2)) == ["m1", "m2"]
+    texts = [m["text"] for m in wait_inbox(net, "n4", "bob", 1)]
+    assert "m2" in texts, texts
+    # Used by m1 (sent to bob's one device then), the old answer must not have
+    # cost m2; held past the relay's deadline (RELAY_CALL_MS, on a slow
+    # machine), m1 was refused and sent again on fresh lists instead.
+    if r1["type"] == "sent" and r1["devices"] == 1:
+        assert texts == ["m2"], texts
+    assert sorted(m["text"] for m in wait_inbox(net, "n3", "bob", 2, 30)) == ["m1", "m2"]
     close(net)
 
 

@@ -525,8 +525,8 @@ def failed_requests_change_nothing():
 def failing_first_requests_make_no_user():
     """A user's first request that fails makes no user (README): a prekey
     message to a user not made yet (nothing sent to it can authenticate),
-    an initiation with a bad bundle, a send to a remote peer without a
-    session. (Each made the user, with 100 one-time prekeys, counted against
+    an initiation with a bad bundle, a send or an initiation to a remote
+    peer without a session, a send to a new local user with room for one. (Each made the user, with 100 one-time prekeys, counted against
     --max-users and kept in the state.)"""
     other = Node(BIN)
     bob = bare(other.call({"type": "get_bundle"}, src="bob"))
@@ -545,6 +545,11 @@ def failing_first_requests_make_no_user():
     assert r["type"] == "conversation_initiated", r
     r = n.call({"type": "send_message", "recipient": "bob", "plaintext": "x"}, src="q2")
     assert r["type"] == "error" and r["code"] == 20, r
+    r = n.call({"type": "initiate_conversation", "recipient": "bob"}, src="q3")
+    assert r["type"] == "error" and r["code"] == 20, r
+    # Room for one more user, and a new sender to a new local user needs two.
+    r = n.call({"type": "send_message", "recipient": "zed", "plaintext": "x"}, src="q4")
+    assert r["type"] == "error" and r["code"] == 22 and "user limit" in r["text"], r
     # alice alone was made: one more fits under --max-users 2, then no more.
     assert n.call({"type": "get_bundle"}, src="u2")["type"] == "bundle"
     r = n.call({"type": "get_bundle"}, src="u3")
