@@ -152,10 +152,15 @@ enum devlist_result devlist_verify_next(const char *user, const struct devlist *
         if (was && (memcmp(was->identity, d->identity, CURVE_KEY_LEN) ||
                     was->registration_id != d->registration_id))
             return DEVLIST_CHANGED_DEVICE;
-        if (!was && d->device_id <= highest) /* a new device has a new, larger id */
-            return DEVLIST_REUSED_ID;
     }
-    return check_signature(user, next, prev_hash, signer->identity);
+    enum devlist_result r = check_signature(user, next, prev_hash, signer->identity);
+    if (r != DEVLIST_OK)
+        return r;
+    for (size_t i = 0; i < next->n; i++) /* a new device has a new, larger id */
+        if (!devlist_find(prev, next->devices[i].device_id) &&
+            next->devices[i].device_id <= highest)
+            return DEVLIST_REUSED_ID;
+    return DEVLIST_OK;
 }
 
 enum devlist_result devlist_verify_chain(const char *user, const struct devlist *lists, size_t n,
