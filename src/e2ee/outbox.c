@@ -53,6 +53,7 @@ struct send_op {
     int refusals;
     unsigned delay_ms;
     bool failed;                   /* a definite failure was met this step */
+    bool tried;                    /* a relay_deliver of it may have left */
 };
 
 struct op_ref {
@@ -94,6 +95,19 @@ static void send_finish(struct app *app, struct send_op *op, int code, const cha
 {
     struct device *d = device_find(app, op->user);
     struct outgoing *o = d ? map_get_str(&d->outbox, op->message_id) : NULL;
+    char unknown[320];
+    /* A definite refusal says nothing was delivered (PROTOCOL.md §5.2). Once
+     * a delivery has left, it may have been accepted (its answer lost, or a
+     * duplicate of it accepted after a refusal, the relay's view having
+     * moved on): then the outcome is not known here, and the reply says so
+     * (error 0: all its devices or none). */
+    if (op->tried && code > 0 && code != ERR_CRASH) {
+        snprintf(unknown, sizeof(unknown), "%s; a delivery of this message may have been "
+                                           "accepted before: it reached all its devices or "
+                                           "none", text);
+        code = ERR_TIMEOUT;
+        text = unknown;
+    }
     if (o) {
         op->n_envs = o->n_envs;
         /* Delivered: the row may go later. Not delivered: it must go in this
@@ -499,7 +513,9 @@ static void send_deliver(struct app *app, struct send_op *op)
     if (!ref || !node_call(app->node, app->relay_id, DEVICE_CALL_MS, send_delivered, ref)) {
         free(ref);
         send_later(app, op);
+        return;
     }
+    op->tried = true;
 }
 
 static void send_deadline(struct app *app, struct node *n, void *ctx)

@@ -603,6 +603,58 @@ def a_list_change_the_directory_could_not_commit_is_not_answered_as_made():
 
 
 @test
+def a_send_whose_delivery_may_have_been_accepted_is_never_refused_as_definite():
+    """alice's device 1 sends; the network duplicates its relay_deliver. One
+    copy arrives damaged (an envelope missing) and is refused, the intact one
+    is accepted and its answer lost; then alice's device 2 revokes device 1,
+    whose retry after the refusal finds itself revoked. The message is in
+    bob's inbox, so the reply must not be the definite error 22 (nothing
+    delivered): it is error 0, all or none. (A dup-reorder run found this:
+    a refused copy, an accepted duplicate, a revocation.)"""
+    net = backend(3)
+    register(net, "n2", "alice")
+    approve(net, "n2", "n3", "alice")
+    register(net, "n4", "bob")
+    copies, refusals, lost = [], [], []
+
+    def rule(msg):
+        b = msg["body"]
+        if msg["src"] == "n2" and b.get("type") == "relay_deliver" and not copies:
+            copies.append(json.loads(json.dumps(msg)))
+            damaged = json.loads(json.dumps(msg))
+            damaged["body"]["envelopes"].pop()
+            copies.append(damaged)
+            return "drop"
+        if msg["src"] == "n1" and msg["dest"] == "n2" and b.get("type") == "error" and \
+                b.get("in_reply_to") == copies[0]["body"]["msg_id"] and not refusals:
+            refusals.append(msg)
+            return "drop"
+        if msg["src"] == "n1" and msg["dest"] == "n2" and b.get("type") == "relay_delivered":
+            lost.append(msg)
+            return "drop"
+        return None
+    net.rules.append(rule)
+
+    def until(what, cond):
+        deadline = time.monotonic() + 10 * SLOW
+        while not cond():
+            assert time.monotonic() < deadline, what
+            net.step()
+    m = net.send("n2", {"type": "send", "user": "alice", "to": "bob", "text": "accepted"})
+    until("no relay_deliver", lambda: copies)
+    net._deliver(copies[1])  # damaged: refused, the refusal held back
+    until("no refusal", lambda: refusals)
+    net._deliver(copies[0])  # intact: accepted, its answer lost
+    until("not accepted", lambda: lost)
+    call(net, "n3", {"type": "revoke_device", "user": "alice", "device_id": 1}, "device_revoked")
+    net._deliver(refusals[0])
+    r = net.reply_to(m, 15 * SLOW)
+    assert r["type"] == "error" and r["code"] == 0, r
+    assert [x["text"] for x in wait_inbox(net, "n4", "bob", 1)] == ["accepted"]
+    close(net)
+
+
+@test
 def a_directory_that_lies_about_device_lists_is_refused():
     net = backend(3)
     register(net, "n2", "ivy")
