@@ -110,13 +110,22 @@ static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_
         fetch_end(app, d, full && st == NODE_CALL_REPLY && is_type(body, "relay_acked"));
 }
 
+/* The failures counted for envelope id, or NULL (an id has one slot). */
+static struct failure *failure_find(struct device *d, uint64_t id)
+{
+    for (size_t i = 0; i < FAILURES_KEPT; i++)
+        if (d->failures[i].n && d->failures[i].id == id)
+            return &d->failures[i];
+    return NULL;
+}
+
 /* Counts a failure of envelope id; true when it has failed often enough to
  * be dropped (PROTOCOL.md §5.2). */
 static bool failed_enough(struct device *d, uint64_t id)
 {
-    for (size_t i = 0; i < FAILURES_KEPT; i++)
-        if (d->failures[i].n && d->failures[i].id == id)
-            return ++d->failures[i].n >= DEVICE_FAILURES_MAX;
+    struct failure *f = failure_find(d, id);
+    if (f)
+        return ++f->n >= DEVICE_FAILURES_MAX;
     d->failures[d->next_failure] = (struct failure){id, 1};
     d->next_failure = (d->next_failure + 1) % FAILURES_KEPT;
     return DEVICE_FAILURES_MAX <= 1;
@@ -126,9 +135,9 @@ static bool failed_enough(struct device *d, uint64_t id)
  * count any more: an id seen again starts afresh. */
 static void failures_forget(struct device *d, uint64_t id)
 {
-    for (size_t i = 0; i < FAILURES_KEPT; i++)
-        if (d->failures[i].n && d->failures[i].id == id)
-            d->failures[i] = (struct failure){0};
+    struct failure *f = failure_find(d, id);
+    if (f)
+        *f = (struct failure){0};
 }
 
 /* Reads and checks an inner message against the envelope and this device;

@@ -458,7 +458,7 @@ static void cache_put(struct relay *rl, const char *user, const struct devlist *
                       uint64_t asked_ms, uint64_t gen)
 {
     struct cached *cl = cache_slot(rl, user);
-    if (!cl || cache_gen(rl, user) != gen || asked_ms < cl->asked_ms)
+    if (!cl || !list_current(rl, user, gen) || asked_ms < cl->asked_ms)
         return; /* a change came since it was asked for, or a newer answer is here */
     cl->list = *l;
     cl->asked_ms = asked_ms;
