@@ -91,6 +91,7 @@ struct device {
     struct map outbox;      /* message_id -> struct outgoing */
     /* Work in flight; not kept in the state. */
     bool fetching, fetch_again, polling, check_self, topping_up;
+    bool fetch_refused; /* the last fetch got error 22: no second retry at once */
     uint64_t last_fetch_ms, next_topup_ms;
     struct failure failures[FAILURES_KEPT];
     size_t next_failure;

@@ -98,6 +98,20 @@ uint64_t counter_commit(const struct device *d)
     return d->counter <= d->reserved_before ? 0 : d->reserve_commit;
 }
 
+/* Whether the relay answered a signed request with error 22. Then the
+ * device may be revoked (the directory will say), or its counter may be
+ * below the floor a restart of the relay set (RELAY_COUNTER_SLACK): it moves
+ * ahead of that, in the reservation of the next request. */
+static bool refused(struct device *d, const cJSON *body)
+{
+    const cJSON *code = body ? req_field(body, "code") : NULL;
+    if (!is_type(body, "error") || !cJSON_IsNumber(code) || code->valuedouble != ERR_PRECONDITION)
+        return false;
+    d->check_self = true;
+    d->counter += 2 * RELAY_COUNTER_SLACK;
+    return true;
+}
+
 static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_status st,
                      const cJSON *body)
 {
@@ -106,8 +120,11 @@ static void ack_done(struct app *app, struct node *n, void *ctx, enum node_call_
     struct device *d = device_find(app, f->user);
     bool full = f->full;
     fetch_free(f);
-    if (d)
-        fetch_end(app, d, full && st == NODE_CALL_REPLY && is_type(body, "relay_acked"));
+    if (!d)
+        return;
+    if (st == NODE_CALL_REPLY && refused(d, body)) /* what it acked comes back; acked again */
+        return fetch_end(app, d, !d->fetch_refused);
+    fetch_end(app, d, full && st == NODE_CALL_REPLY && is_type(body, "relay_acked"));
 }
 
 /* The failures counted for envelope id, or NULL (an id has one slot). */
@@ -371,11 +388,14 @@ static void fetch_done(struct app *app, struct node *n, void *ctx, enum node_cal
     if (!d)
         return;
     if (st != NODE_CALL_REPLY || !is_type(body, "relay_envelopes") || !cJSON_IsArray(items)) {
-        const cJSON *code = body ? req_field(body, "code") : NULL;
-        if (cJSON_IsNumber(code) && code->valuedouble == ERR_PRECONDITION)
-            d->check_self = true; /* revoked? the directory will say */
-        return fetch_end(app, d, false);
+        bool again = false;
+        if (refused(d, body)) {
+            again = !d->fetch_refused; /* once: a revoked device is refused every time */
+            d->fetch_refused = true;
+        }
+        return fetch_end(app, d, again);
     }
+    d->fetch_refused = false;
     size_t n_items = (size_t)cJSON_GetArraySize(items);
     if (!(f = calloc(1, sizeof(*f))) || !(f->user = strdup(d->user)) ||
         !(f->items = calloc(n_items ? n_items : 1, sizeof(*f->items)))) {

@@ -43,7 +43,12 @@ struct mailbox {
     uint32_t device_id;
     struct envelope **items; /* oldest first */
     size_t n, cap;
-    uint64_t counter; /* the last signed request accepted */
+    uint64_t counter; /* the last signed request accepted (or the floor, see relay_loaded) */
+    /* What a restart could find of counter: durable is a value in the
+     * state; put_counter went into commit put_commit, not durable yet (0:
+     * none pending). See counter_durable. */
+    uint64_t durable, put_counter, put_commit;
+    bool row;         /* its relay_box row was loaded or put */
     char *node;       /* where it last fetched from: notifications go there */
     bool notified;    /* told of mail since its last fetch: once is enough */
     bool dirty;       /* counter or node changed since its row was written */
@@ -130,12 +135,15 @@ static void del_envelope(struct app *app, uint64_t id)
         fail_row();
 }
 
-static void put_box(struct app *app, const struct mailbox *m)
+static void put_box(struct app *app, struct mailbox *m)
 {
     struct state *st = app_state(app);
     struct buf b = {0};
     if (!st)
         return;
+    m->put_counter = m->counter;
+    m->put_commit = node_commit_next(app->node);
+    m->row = true;
     row_u8(&b, ROW_VERSION);
     row_u64(&b, m->counter);
     row_str(&b, m->node ? m->node : "", m->node ? strlen(m->node) : 0);
@@ -225,9 +233,10 @@ static int gone_add(struct relay *rl, uint64_t id)
  * wait for the tick (every RELAY_FLUSH_MS) rather than hold up the answer,
  * so that only deliveries wait for a commit. A crash before loses little:
  * acknowledged envelopes come back and the device drops them as
- * duplicates; a counter falls back to the one last written, so a request
- * replayed from that window would be taken (it returns ciphertext to the
- * network that carried it once already, or deletes what is deleted). */
+ * duplicates. A counter falls back to one written before, which is why a
+ * restart raises every counter by RELAY_COUNTER_SLACK (relay_loaded) and an
+ * answer never leaves with a counter further than that above a durable one
+ * (signed_decide): a request replayed after a crash is refused, as before. */
 static void relay_flush(struct app *app)
 {
     struct relay *rl = app->relay;
@@ -880,14 +889,16 @@ static void signed_call_free(struct signed_call *c)
     free(c);
 }
 
-static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferred *to)
+static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferred *to,
+                         uint64_t after)
 {
     /* Only envelopes already durable are handed out, so the answer waits
-     * for no commit (reply_early). Later ones (a suffix: commits only grow)
-     * have their own notification on its way, sent after their commit. */
+     * for no commit but the counter's, if any (reply_early). Later ones (a
+     * suffix: commits only grow) have their own notification on its way,
+     * sent after their commit. */
     bool later = false;
     struct reply *msg = node_message(app->node, "relay_envelopes");
-    reply_early(msg, 0);
+    reply_early(msg, after);
     reply_begin_array(msg, "items");
     for (size_t i = 0; m && i < m->n && i < RELAY_FETCH_MAX; i++) {
         const struct envelope *e = m->items[i];
@@ -914,6 +925,16 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
         reply_int(note, "device_id", m->device_id);
         node_send(app->node, m->node);
     }
+}
+
+/* The highest counter of m that a restart is sure to find in the state. */
+static uint64_t counter_durable(struct app *app, struct mailbox *m)
+{
+    if (m->put_commit && node_commit_durable(app->node, m->put_commit)) {
+        m->durable = m->put_counter;
+        m->put_commit = 0;
+    }
+    return m->durable;
 }
 
 /* Decides a signed request once the user's list is known (known: 0 listed,
@@ -976,6 +997,20 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
             }
         }
     }
+    /* A restart raises the counter of every box it finds by
+     * RELAY_COUNTER_SLACK (relay_loaded), so an answer may leave before its
+     * counter is written only while the counter is within that of a durable
+     * one, and only for a box whose row the state has (a restart without it
+     * would start from 0). Otherwise the box is written now and the answer
+     * waits for that commit: a device's first request, or one after its
+     * counter jumped (its restart, or an error 22 from us). */
+    uint64_t after = 0;
+    if (app_state(app) &&
+        (!m->row || c->counter > counter_durable(app, m) + RELAY_COUNTER_SLACK)) {
+        put_box(app, m);
+        m->dirty = false;
+        after = m->put_commit;
+    }
     if (c->ack) {
         size_t j = 0;
         for (size_t i = 0; i < m->n; i++) {
@@ -992,10 +1027,10 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
         }
         m->n = j;
         /* The deletions wait for the tick (relay_flush): nothing to wait for. */
-        reply_early(node_message(n, "relay_acked"), 0);
+        reply_early(node_message(n, "relay_acked"), after);
         node_answer(n, c->to);
     } else {
-        answer_fetch(app, m, c->to);
+        answer_fetch(app, m, c->to, after);
     }
     c->to = NULL;
     signed_call_free(c);
@@ -1145,6 +1180,7 @@ int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t
         if (!m)
             return -1;
         m->counter = row_get_u64(&rd);
+        m->row = true;
         row_get_str(&rd, node, sizeof(node));
         if (!row_done(&rd) || (*node && !(m->node = strdup(node))))
             return -1;
@@ -1180,8 +1216,14 @@ int relay_loaded(struct app *app)
         return -1;
     size_t pos = 0;
     struct mailbox *m;
-    while ((m = map_next(&app->relay->boxes, &pos)) != NULL)
+    while ((m = map_next(&app->relay->boxes, &pos)) != NULL) {
         if (m->n > 1) /* qsort must not be given NULL, even for none */
             qsort(m->items, m->n, sizeof(m->items[0]), by_envelope_id);
+        /* The lifetime before may have answered requests with counters up
+         * to RELAY_COUNTER_SLACK above what it wrote (signed_decide): none
+         * of them is taken again. A box that had no row counts from 0. */
+        m->durable = m->counter;
+        m->counter += RELAY_COUNTER_SLACK;
+    }
     return 0;
 }

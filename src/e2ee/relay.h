@@ -26,6 +26,11 @@
 #define RELAY_CALL_MS 500         /* a directory lookup's deadline */
 #define RELAY_FLUSH_MS 200        /* fetch and ack bookkeeping is written this often */
 #define RELAY_LEASE_MS 1000       /* how long a device list from the directory is trusted */
+/* How far a restart raises each mailbox's counter: the relay answers a
+ * signed request before its counter is written only while that counter is
+ * at most this far above one that is durable (relay.c, signed_decide). A
+ * device that is refused moves its own counter further ahead than this. */
+#define RELAY_COUNTER_SLACK 1024
 
 int relay_new(struct app *app);
 void relay_free(struct app *app);

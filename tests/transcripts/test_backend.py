@@ -1043,6 +1043,60 @@ def envelope_ids_never_repeat_across_relay_restarts():
 
 
 @test
+def a_fetch_replayed_after_a_relay_crash_is_refused():
+    """The relay answers a fetch before its counter is written (the tick
+    writes it). Killed in between, it restarted from the older counter and
+    took the same signed fetch a second time, from anyone who had copied it
+    off the wire (PROTOCOL.md §5.2: a replayed relay_fetch gets error 22).
+    Now a restart raises every counter by RELAY_COUNTER_SLACK, and the
+    device, refused once, moves its own counter past that and goes on."""
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    try:
+        net = backend(2, state)
+        register(net, "n2", "alice")
+        register(net, "n3", "bob")
+        call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "one"}, "sent")
+        assert [m["text"] for m in wait_inbox(net, "n3", "bob", 1)] == ["one"]
+        net.run_for(0.5)  # the relay's tick has written bob's counter
+        seen = {}
+
+        def watch(msg):
+            b = msg["body"]
+            if msg["src"] == "n3" and msg["dest"] == "n1" and b.get("type") == "relay_fetch":
+                seen["fetch"] = b
+            elif msg["src"] == "n1" and msg["dest"] == "n3" and \
+                    b.get("type") == "relay_envelopes" and "fetch" in seen and \
+                    b.get("in_reply_to") == seen["fetch"]["msg_id"]:
+                seen["answered"] = seen["fetch"]
+            return None
+        net.rules.append(watch)
+        deadline = time.monotonic() + 10 * SLOW
+        while "answered" not in seen:  # bob's next poll, answered early
+            assert time.monotonic() < deadline, "bob's device never fetched again"
+            net.step(0.005)
+        net.kill("n1")  # within milliseconds: before the tick writes the counter
+        net.rules.remove(watch)
+        net.start("n1")
+        net.send("n1", {"type": "init", "node_id": "n1", "node_ids": sorted(net.procs)})
+        net.wait_client(lambda m: m["src"] == "n1" and m["body"]["type"] == "init_ok")
+        replay = dict(seen["answered"], msg_id=10**9)
+        net.write("n1", json.dumps({"src": "n3", "dest": "n1", "body": replay}))
+        net.run_for(1)
+        answers = [m for _, m, _ in net.journal
+                   if m["src"] == "n1" and m["body"].get("in_reply_to") == 10**9]
+        assert answers and answers[0]["body"]["type"] == "error", answers
+        assert answers[0]["body"]["code"] == 22 and "counter" in answers[0]["body"]["text"], \
+            answers
+        # bob's device, refused like the replay, moves its counter on.
+        call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "two"}, "sent")
+        got = wait_inbox(net, "n3", "bob", 2, 15)
+        assert [m["text"] for m in got] == ["one", "two"], got
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@test
 def restarts_keep_devices_pins_inboxes_and_outboxes():
     state = tempfile.mkdtemp(prefix="securitor-backend-")
     try:
