@@ -76,12 +76,13 @@ class Net:
         self.write(dest, json.dumps({"src": src, "dest": dest, "body": body}))
         return body["msg_id"]
 
-    def init_all(self):
+    def init_all(self, timeout=10.0):
         ids = sorted(self.procs)
         for nid in ids:
             self.send(nid, {"type": "init", "node_id": nid, "node_ids": ids})
         for nid in ids:
-            self.wait_client(lambda m, nid=nid: m["src"] == nid and m["body"]["type"] == "init_ok")
+            self.wait_client(lambda m, nid=nid: m["src"] == nid and m["body"]["type"] == "init_ok",
+                             timeout)
 
     # --- routing -------------------------------------------------------------
     def _route(self, msg):

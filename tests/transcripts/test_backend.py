@@ -39,7 +39,7 @@ def backend(devices, state=None):
         env["SECURITOR_KEY"] = KEY
     ids = ["n%d" % i for i in range(2 + devices)]
     net = Net({nid: args for nid in ids}, env=env, wrapper=WRAPPER)
-    net.init_all()
+    net.init_all(10 * SLOW)  # valgrind starts slowly on a busy machine
     return net
 
 
@@ -581,7 +581,7 @@ def a_list_change_the_directory_could_not_commit_is_not_answered_as_made():
                        "ASAN_OPTIONS=%s:verify_asan_link_order=0"
                        % os.environ.get("ASAN_OPTIONS", ""), *args]
         net = Net(nodes, env={"SECURITOR_KEY": KEY}, wrapper=WRAPPER)
-        net.init_all()
+        net.init_all(10 * SLOW)
         register(net, "n2", "alice")
         pending = register(net, "n3", "alice")
         approve_req = {"type": "approve_device", "user": "alice",
