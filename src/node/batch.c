@@ -68,8 +68,11 @@ static void finish(struct node *n)
 {
     if (n->stop_status)
         return;
-    if (n->prog->on_close)
+    if (n->prog->on_close) {
+        program_enter(n);
         n->prog->on_close(n->app, n);
+        program_leave(n);
+    }
     schedule_close(n);
     if (!n->stop_status)
         output_flush(n);

@@ -29,7 +29,9 @@ int node_call_on_init(struct node *n, const char *id, const cJSON *node_ids, str
 {
     if (!n->prog->on_init)
         return 0;
+    program_enter(n);
     int rc = n->prog->on_init(n->app, n, id, node_ids, r);
+    program_leave(n);
     if (rc == NODE_FATAL)
         n->stop_status = 2;
     return rc;

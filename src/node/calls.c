@@ -187,7 +187,10 @@ static void call_finish(struct node *n, struct pending_call *c, enum node_call_s
     node_call_fn fn = c->fn;
     void *ctx = c->ctx;
     call_free(c);
+    program_enter(n);
     fn(n->app, n, ctx, st, body);
+    program_leave(n);
+    output_flush_full(n);
 }
 
 bool schedule_route_reply(struct node *n, long long in_reply_to, const char *src,
@@ -317,7 +320,10 @@ void schedule_run_due(struct node *n)
             bool once = !t->period;
             if (once)
                 map_remove(&s->timers, &t->id, sizeof(t->id));
+            program_enter(n);
             t->fn(n->app, n, t->ctx);
+            program_leave(n);
+            output_flush_full(n);
             if (once)
                 timer_free(t);
         }

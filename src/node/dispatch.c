@@ -202,7 +202,9 @@ bool dispatch_line(struct node *n, const struct parsed *p)
             if ((n->first_dest = strdup(dest->valuestring)) == NULL) {
                 node_error(r, ERR_CRASH, "out of memory");
             } else if (node_call_on_init(n, dest->valuestring, NULL, r) == 0) {
+                program_enter(n);
                 fn(n->app, &req, r);
+                program_leave(n);
             } else if (!n->stop_status && !n->durable) {
                 /* Refused before any state was opened (r says why): the next
                  * one tries again. */
@@ -210,7 +212,9 @@ bool dispatch_line(struct node *n, const struct parsed *p)
                 n->first_dest = NULL;
             }
         } else {
+            program_enter(n);
             fn(n->app, &req, r);
+            program_leave(n);
         }
     }
     if (n->stop_status) /* on_init could not open the node's state: say nothing */
@@ -220,6 +224,7 @@ bool dispatch_line(struct node *n, const struct parsed *p)
         const char *self = n->id ? n->id : dest ? dest->valuestring : "";
         output_line(n, self, src->valuestring, r, n->next_msg_id++, msg_id != NULL, id, true);
     }
+    output_flush_full(n); /* what the handler queued, its reply with it */
 done:
     reply_clear(r);
     bulk_use(NULL, 0);

@@ -190,6 +190,16 @@ void output_flush(struct node *n);
  * (With a state, lines wait for their commit, and commits gather: see
  * commit.c.) */
 void output_flush_held(struct node *n);
+/* Around program code: handlers, on_init, on_close, call callbacks and
+ * timers. While it runs, a node with a state neither commits nor rolls back
+ * (output_line only queues): a rollback would swap the state from under a
+ * handler half way through, and the reply it then made would leave as a
+ * success for changes lost; and a commit would seal half a request's
+ * changes. After it, output_flush_full writes a queue that grew past its
+ * limit meanwhile (outside all program code only). */
+void program_enter(struct node *n);
+void program_leave(struct node *n);
+void output_flush_full(struct node *n);
 /* CLOCK_MONOTONIC in microseconds (node_now_ms is it in milliseconds). */
 uint64_t node_now_us(void);
 void output_init(struct output *o);
@@ -292,6 +302,7 @@ struct node {
     bool trim_pending;   /* much memory was freed: malloc_trim after the batch */
     bool durable;        /* node_set_durable: the commit hooks run */
     bool staged;         /* the commit hook sealed a transaction (node_commit_staged) */
+    unsigned in_program; /* depth of program code running (program_enter) */
     _Atomic int stop_status; /* non-zero: stop now and exit with it (nothing more is written) */
 
     /* The reader's, on cache lines of their own: the two threads write their

@@ -204,6 +204,17 @@ void output_flush(struct node *n)
     out_queue_drop(&o->q);
 }
 
+void program_enter(struct node *n) { n->in_program++; }
+void program_leave(struct node *n) { n->in_program--; }
+
+void output_flush_full(struct node *n)
+{
+    const struct output *o = &n->output;
+    if (!n->in_program && !n->stop_status &&
+        (o->q.out.len >= OUT_FLUSH || o->early.len >= OUT_FLUSH))
+        output_flush(n);
+}
+
 void output_flush_held(struct node *n)
 {
     const struct output *o = &n->output;
@@ -254,6 +265,8 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
     bool early = r->early && c->running && r->early_after <= atomic_load(&c->durable) &&
                  msg_id <= atomic_load(&c->msg_ids_durable);
     struct buf *b = early ? &o->early : &o->q.out;
+    /* Inside program code, a node with a state only queues (program_enter). */
+    bool hold = n->in_program && n->durable;
     size_t mark = b->len;
     const struct buf *head = self == n->id && n->head.len ? &n->head : NULL;
 
@@ -264,7 +277,7 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
             record_line(n, self, dest, msg_id, has_in_reply_to, in_reply_to, is_reply);
         write_head(b, head, self, dest, r->type, msg_id, has_in_reply_to, in_reply_to);
         if (r->fields.len >= OUT_DIRECT && buf_ok(b) && buf_ok(&r->fields) &&
-            !n->committer.running) {
+            !n->committer.running && !hold) {
             /* A large body goes out from where it was written: queued lines,
              * this header, the body and the trailer in one writev. (With a
              * committer it is copied: the committer writes it later.) */
@@ -291,13 +304,14 @@ void output_line(struct node *n, const char *self, const char *dest, struct repl
         if (b->len > mark)
             wipe_bytes(b->data + mark, b->len - mark);
         b->len = mark;
-        output_flush(n);
+        if (!hold)
+            output_flush(n);
         mark = b->len;
         node_error(r, ERR_CRASH, "out of memory while building the message");
     }
     if (b == &o->q.out && !mark && b->len && !n->durable)
         o->queued_us = node_now_us(); /* the first line since the last write */
-    if (b->len >= OUT_FLUSH)
+    if (b->len >= OUT_FLUSH && !hold)
         output_flush(n);
 }
 
