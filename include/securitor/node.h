@@ -365,6 +365,15 @@ const char *node_id(const struct node *n);
  * PROTOCOL.md §4): call node_set_next_msg_id before anything is sent. */
 long long node_last_msg_id(const struct node *n);
 void node_set_next_msg_id(struct node *n, long long next);
+/* For a program whose state will reserve msg_ids (durable.h), called before
+ * node_run: until node_set_next_msg_id, msg_ids count on from the wall
+ * clock in microseconds (about 1.8e15 in 2026, far past any state's
+ * numbering), so that the replies made before the state is open (to a line
+ * that names no usable node before init) do not repeat across restarts
+ * either: a process gives fewer than one msg_id per microsecond, so the
+ * next one starts above every id the last one gave. node_set_next_msg_id
+ * then sets where the state's numbering goes on, below. */
+void node_msg_ids_from_clock(void);
 
 /* Writes a diagnostic line "<text>" to stderr (one write: both threads log). */
 __attribute__((format(printf, 1, 2)))

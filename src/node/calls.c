@@ -393,6 +393,7 @@ void node_msg_ids_durable(struct node *n, long long upto)
 
 void node_set_next_msg_id(struct node *n, long long next)
 {
-    if (next > n->next_msg_id)
+    if (next > n->next_msg_id || n->msg_ids_from_clock)
         n->next_msg_id = next;
+    n->msg_ids_from_clock = false;
 }

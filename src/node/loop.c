@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "securitor/wipe.h"
@@ -20,6 +21,9 @@
 #define READ_MAX ((size_t)1 << 16)   /* most bytes taken by one read */
 
 size_t node_opt_max_line = NODE_MAX_LINE_DEFAULT;
+static bool msg_ids_from_clock; /* node_msg_ids_from_clock */
+
+void node_msg_ids_from_clock(void) { msg_ids_from_clock = true; }
 
 /* Single-threaded, before blocking on input: what is due runs, what is
  * queued is written, and the read waits only until the next deadline.
@@ -60,6 +64,14 @@ static struct node *node_new(const struct node_program *prog, struct app *app)
     n->app = app;
     n->max_line = node_opt_max_line;
     n->next_msg_id = 1;
+    if (msg_ids_from_clock) {
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && ts.tv_sec > 0 &&
+            ts.tv_sec < NODE_MAX_SAFE_INT / 2000000) { /* room for as many ids again */
+            n->next_msg_id = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            n->msg_ids_from_clock = true;
+        }
+    }
     output_init(&n->output);
     return n;
 }

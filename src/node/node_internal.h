@@ -303,6 +303,7 @@ struct node {
     bool durable;        /* node_set_durable: the commit hooks run */
     bool staged;         /* the commit hook sealed a transaction (node_commit_staged) */
     unsigned in_program; /* depth of program code running (program_enter) */
+    bool msg_ids_from_clock; /* next_msg_id counts from the clock (node_msg_ids_from_clock) */
     _Atomic int stop_status; /* non-zero: stop now and exit with it (nothing more is written) */
 
     /* The reader's, on cache lines of their own: the two threads write their

@@ -33,6 +33,8 @@ int durable_options(struct durable *d, const char *program, int *argc, char **ar
     argv[kept] = NULL;
     if (d->dir && !*d->dir)
         d->dir = NULL;
+    if (d->dir) /* replies made before the state opens must not repeat either */
+        node_msg_ids_from_clock();
     return 0;
 }
 

@@ -162,15 +162,28 @@ def a_state_killed_while_it_was_made_starts_afresh():
 
 @test
 def msg_ids_never_repeat_across_restarts():
+    """Also the replies made before the state opens (an unknown type, no
+    dest, a line that is not JSON, a body without a type): they counted from
+    1 in every process, so "n1" gave msg_ids 1 and 2 again on each restart
+    (PROTOCOL.md §4). Now they count from the clock, far above the state's."""
     d = state_dir()
     seen = set()
     for _ in range(4):
         n = e2ee_node(d)
+        for line in ('{"src":"alice","dest":"n1","body":{"type":"nope","msg_id":1}}',
+                     '{"src":"alice","body":{"type":"get_bundle","msg_id":2}}',
+                     '{"src":"alice","dest":"n1","body":{"type":',
+                     '{"src":"alice","dest":"n1","body":{"msg_id":4}}'):
+            n.send_line(line)
+            r = n.recv()
+            assert r["body"]["type"] == "error", r
+            assert (r["src"], r["body"]["msg_id"]) not in seen, r
+            seen.add((r["src"], r["body"]["msg_id"]))
         for _ in range(5):
             n.send({"type": "get_bundle"}, src="alice")
             m = n.recv()["body"]["msg_id"]
-            assert m not in seen, m
-            seen.add(m)
+            assert ("n1", m) not in seen and m < 10**12, m  # the state's numbering, as before
+            seen.add(("n1", m))
         kill(n)
     shutil.rmtree(d)
 
