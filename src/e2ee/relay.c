@@ -48,7 +48,7 @@ struct mailbox {
      * state; put_counter went into commit put_commit, not durable yet (0:
      * none pending). See counter_durable. */
     uint64_t durable, put_counter, put_commit;
-    bool row;         /* its relay_box row was loaded or put */
+    bool row_durable; /* its relay_box row is in the state (loaded, or its put is durable) */
     char *node;       /* where it last fetched from: notifications go there */
     bool notified;    /* told of mail since its last fetch: once is enough */
     bool dirty;       /* counter or node changed since its row was written */
@@ -143,7 +143,6 @@ static void put_box(struct app *app, struct mailbox *m)
         return;
     m->put_counter = m->counter;
     m->put_commit = node_commit_next(app->node);
-    m->row = true;
     row_u8(&b, ROW_VERSION);
     row_u64(&b, m->counter);
     row_str(&b, m->node ? m->node : "", m->node ? strlen(m->node) : 0);
@@ -927,14 +926,17 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
     }
 }
 
-/* The highest counter of m that a restart is sure to find in the state. */
-static uint64_t counter_durable(struct app *app, struct mailbox *m)
+/* Whether a restart is sure to find m's row, and then the highest counter
+ * of m it is sure to find, in *durable. */
+static bool row_durable(struct app *app, struct mailbox *m, uint64_t *durable)
 {
     if (m->put_commit && node_commit_durable(app->node, m->put_commit)) {
         m->durable = m->put_counter;
         m->put_commit = 0;
+        m->row_durable = true;
     }
-    return m->durable;
+    *durable = m->durable;
+    return m->row_durable;
 }
 
 /* Decides a signed request once the user's list is known (known: 0 listed,
@@ -1000,13 +1002,13 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
     /* A restart raises the counter of every box it finds by
      * RELAY_COUNTER_SLACK (relay_loaded), so an answer may leave before its
      * counter is written only while the counter is within that of a durable
-     * one, and only for a box whose row the state has (a restart without it
+     * one, and only for a box whose row is durable (a restart without it
      * would start from 0). Otherwise the box is written now and the answer
      * waits for that commit: a device's first request, or one after its
      * counter jumped (its restart, or an error 22 from us). */
-    uint64_t after = 0;
+    uint64_t after = 0, durable;
     if (app_state(app) &&
-        (!m->row || c->counter > counter_durable(app, m) + RELAY_COUNTER_SLACK)) {
+        (!row_durable(app, m, &durable) || c->counter > durable + RELAY_COUNTER_SLACK)) {
         put_box(app, m);
         m->dirty = false;
         after = m->put_commit;
@@ -1180,7 +1182,7 @@ int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t
         if (!m)
             return -1;
         m->counter = row_get_u64(&rd);
-        m->row = true;
+        m->row_durable = true;
         row_get_str(&rd, node, sizeof(node));
         if (!row_done(&rd) || (*node && !(m->node = strdup(node))))
             return -1;

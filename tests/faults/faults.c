@@ -8,7 +8,11 @@
  *                                (OpenSSL's DRBG failing)
  *   SECURITOR_FAULT_DISK=PATH    writes and syncs of the state's files (names
  *                                with ".db") fail with EIO, or with ENOSPC
- *                                (a full disk) when PATH holds "enospc"
+ *                                (a full disk) when PATH holds "enospc"; or,
+ *                                when it holds "slow MS", each takes MS
+ *                                milliseconds more and succeeds (a disk that
+ *                                stalls: a test can kill -9 a node while its
+ *                                commit is on its way)
  *
  * And one that is not a fault: SECURITOR_RAND_LOG=PATH appends every
  * RAND_priv_bytes output to PATH as a line of hex (the secret keys a node
@@ -113,6 +117,11 @@ static bool disk_fails(int fd)
         if (!fgets(mode, sizeof(mode), f))
             mode[0] = 0;
         fclose(f);
+    }
+    if (!strncmp(mode, "slow", 4)) {
+        int ms = atoi(mode + 4);
+        usleep((useconds_t)(ms > 0 ? ms : 1000) * 1000);
+        return false;
     }
     errno = !strncmp(mode, "enospc", 6) ? ENOSPC : EIO;
     return true;

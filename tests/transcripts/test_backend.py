@@ -1097,6 +1097,74 @@ def a_fetch_replayed_after_a_relay_crash_is_refused():
 
 
 @test
+def a_new_mailbox_answers_no_fetch_before_its_row_is_durable():
+    """Two fetches of a device the relay has no mailbox row for arrive
+    together while its disk stalls: the first writes the row and waits for
+    the commit; the second was answered at once (the row was put, not yet
+    durable), and after a kill -9 the relay, finding no row, took that
+    answered fetch again. Now no fetch is answered before the row is
+    durable, and whatever was answered before a crash is refused after it."""
+    shim = os.environ.get("SECURITOR_FAULTS")
+    if not shim:
+        skip("SECURITOR_FAULTS (the fault shim) not set")
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    flag = state + ".slow"
+    try:
+        svc = [E2EE, "--directory", "n0", "--relay", "n1"]
+        nodes = {nid: svc for nid in ("n0", "n2", "n3")}
+        nodes["n1"] = ["env", "LD_PRELOAD=" + shim, "SECURITOR_FAULT_DISK=" + flag,
+                       "ASAN_OPTIONS=%s:verify_asan_link_order=0"
+                       % os.environ.get("ASAN_OPTIONS", ""), *svc, "--state-dir", state]
+        net = Net(nodes, env={"SECURITOR_KEY": KEY}, wrapper=WRAPPER)
+        net.init_all(10 * SLOW)
+        held = []
+
+        def hold_bobs_fetches(m):
+            if m["src"] == "n2" and m["body"].get("type") == "relay_fetch":
+                held.append(m)
+                return "drop"
+            return None
+        net.rules.append(hold_bobs_fetches)
+        register(net, "n3", "alice")
+        register(net, "n2", "bob")
+        net.run_for(2.5)  # bob's node fetches at start and every second: all held
+        call(net, "n2", {"type": "send", "user": "bob", "to": "alice", "text": "hi"}, "sent")
+        assert len(held) >= 2, held
+        a, b = held[-2], held[-1]
+        with open(flag, "w") as f:
+            f.write("slow 4000")
+        net._deliver(a)
+        net._deliver(b)
+        net.run_for(0.5)
+        asked = {a["body"]["msg_id"]: a, b["body"]["msg_id"]: b}
+        answered = [asked[m["body"]["in_reply_to"]] for _, m, _ in net.journal
+                    if m["src"] == "n1" and m["dest"] == "n2" and
+                    m["body"].get("in_reply_to") in asked]
+        net.kill("n1")
+        os.remove(flag)
+        net.start("n1")
+        net.send("n1", {"type": "init", "node_id": "n1", "node_ids": sorted(net.procs)})
+        net.wait_client(lambda m: m["src"] == "n1" and m["body"]["type"] == "init_ok",
+                        10 * SLOW)
+        for i, fetch in enumerate(answered):
+            replay = dict(fetch["body"], msg_id=10**9 + i)
+            net.write("n1", json.dumps({"src": "n2", "dest": "n1", "body": replay}))
+            net.run_for(1)
+            r = [m["body"] for _, m, _ in net.journal
+                 if m["src"] == "n1" and m["body"].get("in_reply_to") == 10**9 + i]
+            assert r and r[0]["type"] == "error" and r[0]["code"] == 22, r
+        assert not answered, [f["body"]["counter"] for f in answered]
+        net.rules.remove(hold_bobs_fetches)
+        call(net, "n3", {"type": "send", "user": "alice", "to": "bob", "text": "after"}, "sent")
+        assert [m["text"] for m in wait_inbox(net, "n2", "bob", 1, 15)] == ["after"]
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        if os.path.exists(flag):
+            os.remove(flag)
+
+
+@test
 def restarts_keep_devices_pins_inboxes_and_outboxes():
     state = tempfile.mkdtemp(prefix="securitor-backend-")
     try:
