@@ -91,6 +91,7 @@ struct cached {
     struct devlist list;
     uint64_t asked_ms;
     uint64_t gen; /* the user's generation when it was asked for */
+    uint32_t newest; /* the highest version any answer about the user carried */
 };
 
 /* ============================================================================
@@ -462,6 +463,27 @@ static bool list_current(struct relay *rl, const char *user, uint64_t gen)
     return cache_gen(rl, user) == gen;
 }
 
+/* Notes the version of an answer about user, as it arrives. */
+static void note_version(struct relay *rl, const char *user, const struct devlist *l)
+{
+    struct cached *cl = cache_slot(rl, user);
+    if (cl && l->version > cl->newest)
+        cl->newest = l->version;
+}
+
+/* Whether a mailbox of user may go for being absent from l (PROTOCOL.md
+ * §5.2: a revoked device's): l is current (list_current) and no newer
+ * version came in another answer meanwhile. The announcement of a change
+ * (dir_list_changed) can be lost or come late; the newer answer then
+ * stands for it, so a slow answer that predates an approval never drops
+ * the new device's mail. */
+static bool may_forget(struct relay *rl, const char *user, uint64_t gen,
+                       const struct devlist *l)
+{
+    const struct cached *cl = map_get_str(&rl->lists, user);
+    return list_current(rl, user, gen) && (!cl || l->version >= cl->newest);
+}
+
 static void cache_put(struct relay *rl, const char *user, const struct devlist *l,
                       uint64_t asked_ms, uint64_t gen)
 {
@@ -671,10 +693,10 @@ static void finish_delivery(struct app *app, struct delivery *d)
     }
     /* Revoked devices' mailboxes go (PROTOCOL.md §5.2), on a list no change
      * was announced after: an answer that was slow to come may predate an
-     * approval whose device already has mail (list_current). */
+     * approval whose device already has mail (may_forget). */
     for (size_t u = 0; u < d->n_users; u++) {
         size_t pos = 0;
-        if (!list_current(rl, d->users[u].user, d->users[u].gen))
+        if (!may_forget(rl, d->users[u].user, d->users[u].gen, &d->users[u].list))
             continue;
         struct mailbox *m, *drop[64];
         size_t n_drop = 0;
@@ -733,8 +755,10 @@ static void delivery_lookup_done(struct app *app, struct node *n, void *ctx,
     struct lookup *l = &d->users[c->index];
     free(c);
     l->status = st == NODE_CALL_REPLY ? newest_list(body, &l->list) : -1;
-    if (l->status == 0)
+    if (l->status == 0) {
+        note_version(app->relay, l->user, &l->list);
         cache_put(app->relay, l->user, &l->list, l->asked_ms, l->gen);
+    }
     if (--d->outstanding == 0)
         finish_delivery(app, d);
 }
@@ -957,7 +981,7 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
         return;
     }
     if (!dev) { /* unknown, pending or revoked: a revoked device's mailbox goes */
-        if (m && known == 0 && list_current(rl, c->user, c->gen))
+        if (m && known == 0 && may_forget(rl, c->user, c->gen, &list))
             box_forget(app, m);
         node_answer_error(n, c->to, ERR_PRECONDITION, "device %u of \"%s\" is not an active "
                                                       "device", c->device_id, c->user);
@@ -1044,8 +1068,10 @@ static void signed_lookup_done(struct app *app, struct node *n, void *ctx,
     struct signed_call *c = ctx;
     struct devlist list;
     int known = st == NODE_CALL_REPLY ? newest_list(body, &list) : -1;
-    if (known == 0)
+    if (known == 0) {
+        note_version(app->relay, c->user, &list);
         cache_put(app->relay, c->user, &list, c->asked_ms, c->gen);
+    }
     signed_decide(app, n, c, known, &list);
 }
 
