@@ -1096,6 +1096,13 @@ static int signed_request(struct app *app, const struct request *req, struct rep
                         DEVLIST_USER_MAX);
         goto fail;
     }
+    if (!ack && (!req->src || strlen(req->src) > RELAY_NODE_MAX)) {
+        /* Notifications go where it fetches from, and the relay keeps that
+         * id in its state: a bounded one, so the row always loads again. */
+        rc = node_error(r, ERR_MALFORMED, "src: a fetch comes from a node id of at most %d "
+                                          "bytes", RELAY_NODE_MAX);
+        goto fail;
+    }
     memcpy(c->user, user, len + 1);
     c->counter = (uint64_t)counter;
     if (ack) {
@@ -1195,7 +1202,7 @@ int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t
         return -1;
     }
     if (!strcmp(kind, "relay_box")) {
-        char node[257];
+        char node[RELAY_NODE_MAX + 1];
         size_t n = strnlen((const char *)key, key_len);
         if (!n || n > DEVLIST_USER_MAX || n + 5 != key_len)
             return -1;

@@ -26,6 +26,7 @@
 #define RELAY_CALL_MS 500         /* a directory lookup's deadline */
 #define RELAY_FLUSH_MS 200        /* fetch and ack bookkeeping is written this often */
 #define RELAY_LEASE_MS 1000       /* how long a device list from the directory is trusted */
+#define RELAY_NODE_MAX 4096       /* bytes of the node id a fetch comes from (kept for notify) */
 /* How far a restart raises each mailbox's counter: the relay answers a
  * signed request before its counter is written only while that counter is
  * at most this far above one that is durable (relay.c, signed_decide). A

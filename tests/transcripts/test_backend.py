@@ -1191,6 +1191,38 @@ def a_new_mailbox_answers_no_fetch_before_its_row_is_durable():
 
 
 @test
+def a_device_on_a_node_with_a_long_id_leaves_a_state_that_opens():
+    """The relay keeps the node id each mailbox fetches from (notifications
+    go there). An id of 300 bytes made a row that could never load again: the
+    relay exited 2 on every restart (found by a review helper). Ids up to
+    4,096 bytes now load; a fetch from a longer one gets error 12."""
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    long_id = "d" * 300
+    try:
+        svc = [E2EE, "--directory", "n0", "--relay", "n1"]
+        net = Net({"n0": svc, "n1": svc + ["--state-dir", state], long_id: svc},
+                  env={"SECURITOR_KEY": KEY}, wrapper=WRAPPER)
+        net.init_all(10 * SLOW)
+        register(net, long_id, "mallory")
+        net.run_for(1.5)  # the device fetches; the relay's tick writes the row
+        net.kill("n1")
+        net.start("n1")
+        net.send("n1", {"type": "init", "node_id": "n1", "node_ids": sorted(net.procs)})
+        net.wait_client(lambda m: m["src"] == "n1" and m["body"]["type"] == "init_ok",
+                        10 * SLOW)
+        fetch = {"type": "relay_fetch", "user": "mallory", "device_id": 1, "counter": 10**6,
+                 "signature": base64.b64encode(bytes(64)).decode(), "msg_id": 7}
+        net.write("n1", json.dumps({"src": "x" * 5000, "dest": "n1", "body": fetch}))
+        net.run_for(0.5)
+        r = [m["body"] for _, m, _ in net.journal
+             if m["src"] == "n1" and m["dest"] == "x" * 5000]
+        assert r and r[0]["type"] == "error" and r[0]["code"] == 12, r
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@test
 def restarts_keep_devices_pins_inboxes_and_outboxes():
     state = tempfile.mkdtemp(prefix="securitor-backend-")
     try:
