@@ -920,6 +920,7 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
      * suffix: commits only grow) have their own notification on its way,
      * sent after their commit. */
     bool later = false;
+    size_t bytes = 0;
     struct reply *msg = node_message(app->node, "relay_envelopes");
     reply_early(msg, after);
     reply_begin_array(msg, "items");
@@ -927,6 +928,15 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
         const struct envelope *e = m->items[i];
         if ((later = !node_commit_durable(app->node, e->commit)))
             break;
+        /* A page of 256 envelopes of 1 MiB each would pass a device's
+         * --max-line and never be read: the device stalled behind it for
+         * good. Past RELAY_PAGE_BYTES the rest waits for the next fetch,
+         * which the notification below asks for. */
+        if (i && bytes >= RELAY_PAGE_BYTES) {
+            later = true;
+            break;
+        }
+        bytes += strlen(e->ciphertext);
         reply_begin_object(msg, NULL);
         reply_int(msg, "id", (long long)e->id);
         reply_cstring(msg, "from_user", e->from_user);

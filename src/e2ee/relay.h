@@ -22,6 +22,7 @@
 
 #define RELAY_MAILBOX_MAX 10000   /* envelopes held per device */
 #define RELAY_FETCH_MAX 256       /* envelopes in one relay_envelopes */
+#define RELAY_PAGE_BYTES (1 << 20) /* ciphertext in one, past its first envelope */
 #define RELAY_SEEN_MAX 100000     /* message_ids remembered as delivered */
 #define RELAY_CALL_MS 500         /* a directory lookup's deadline */
 #define RELAY_FLUSH_MS 200        /* fetch and ack bookkeeping is written this often */

@@ -997,6 +997,33 @@ def junk_deliveries(net, n, reg, tag):
 
 
 @test
+def large_forged_envelopes_never_make_a_page_a_device_cannot_read():
+    """relay_deliver is not signed, and an envelope may hold 1 MiB: a page of
+    such envelopes passed the device's --max-line, the device could never
+    read its first page, and all mail behind it stayed there (found by a
+    review helper; here bob's node reads lines of up to 4 MiB and 5 forged
+    envelopes of 1 MiB come first). A page now stops past 1 MiB of
+    ciphertext (RELAY_PAGE_BYTES), and the message behind them arrives."""
+    svc = [E2EE, "--directory", "n0", "--relay", "n1"]
+    net = Net({"n0": svc, "n1": svc, "n2": svc, "n3": svc + ["--max-line", "4M"]},
+              wrapper=WRAPPER)
+    net.init_all(10 * SLOW)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+               "devices")["devices"][0]["registration_id"]
+    for k in range(5):
+        call(net, "n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
+                         "message_id": "big-%d" % k,
+                         "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
+                                        "ciphertext": "A" * (1 << 20), "kind": "message"}]},
+             "relay_delivered")
+    call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "hello"}, "sent")
+    assert [m["text"] for m in wait_inbox(net, "n3", "bob", 1, 30)] == ["hello"]
+    close(net)
+
+
+@test
 def a_page_of_envelopes_that_all_fail_is_dropped_then_mail_arrives():
     """300 forged envelopes ahead of a real message, more than a fetch's page
     (RELAY_FETCH_MAX): each is counted to 3 failures, acknowledged and
