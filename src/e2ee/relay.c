@@ -668,12 +668,15 @@ static void finish_delivery(struct app *app, struct delivery *d)
         }
     }
     const char *refusal = NULL;
+    const struct mailbox *full = NULL;
     if (!sender || sender->status != 0 || !devlist_find(&sender->list, d->from_device))
         refusal = "the sending device is not an active device of from_user";
     for (size_t e = 0; !refusal && e < d->n_envs; e++) {
         struct mailbox *m = box_find(rl, d->envs[e].user, d->envs[e].device_id);
-        if (m && m->n >= RELAY_MAILBOX_MAX)
+        if (m && m->n >= RELAY_MAILBOX_MAX) {
             refusal = "a recipient's mailbox is full";
+            full = m;
+        }
     }
     if (refusal || mismatch(app, d, NULL)) {
         for (size_t k = 0; k < d->n_waiting; k++) {
@@ -684,6 +687,14 @@ static void finish_delivery(struct app *app, struct delivery *d)
                                                "lists: fetch them again");
             if (!refusal)
                 mismatch(app, d, m);
+            if (full) { /* not the lists: the sender need not read them again */
+                reply_begin_array(m, "full");
+                reply_begin_object(m, NULL);
+                reply_cstring(m, "user", full->user);
+                reply_int(m, "device_id", full->device_id);
+                reply_end_object(m);
+                reply_end_array(m);
+            }
             node_answer(app->node, d->waiting[k]);
             d->waiting[k] = NULL;
         }

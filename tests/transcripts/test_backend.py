@@ -1024,6 +1024,39 @@ def large_forged_envelopes_never_make_a_page_a_device_cannot_read():
 
 
 @test
+def a_full_mailbox_is_named_and_not_retried():
+    """A recipient's mailbox at the relay holds 10,000 envelopes it has not
+    fetched: the relay's refusal names it ("full"), and the sender answers
+    at once, saying so. (The refusal looked like lists out of step: the
+    sender read the lists again and delivered 30 times within 3 s, then
+    answered "device lists out of step"; found by a review helper.)"""
+    net = backend(2)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    net.rules.append(lambda m: "drop" if m["src"] == "n3" and
+                     m["body"].get("type") == "relay_fetch" else None)
+    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+               "devices")["devices"][0]["registration_id"]
+    ids = []
+    for k in range(10000):
+        ids.append(net.send("n1", {"type": "relay_deliver", "from_user": "alice",
+                                   "from_device": 1, "message_id": "fill-%d" % k,
+                                   "envelopes": [{"user": "bob", "device_id": 1,
+                                                  "registration_id": reg, "ciphertext": "AAAA",
+                                                  "kind": "message"}]}, src="c9"))
+        if k % 200 == 199:
+            net.step(0.01)
+    assert all(net.reply_to(i, 30 * SLOW)["type"] == "relay_delivered" for i in ids)
+    r = call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "hello"})
+    assert r["type"] == "error" and "full" in r["text"], r
+    refusals = [m["body"] for _, m, _ in net.journal if m["src"] == "n1" and m["dest"] == "n2"
+                and m["body"].get("type") == "error"]
+    assert len(refusals) == 1 and refusals[0]["full"] == [{"user": "bob", "device_id": 1}], \
+        refusals
+    close(net)
+
+
+@test
 def a_page_of_envelopes_that_all_fail_is_dropped_then_mail_arrives():
     """300 forged envelopes ahead of a real message, more than a fetch's page
     (RELAY_FETCH_MAX): each is counted to 3 failures, acknowledged and
