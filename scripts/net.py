@@ -165,6 +165,7 @@ class Net:
         self.groups = None            # nid -> partition group, while partitioned
         self.tampers = []             # fn(src, dest, body) -> new body or None
         self.watchers = []            # fn(src, dest, raw, ts) on every node-to-node message
+        self.holds = []               # fn(src, dest, raw) -> True: dropped in flight ("held")
         self.injected = {}            # (node, msg_id) -> fn(reply body)
         self.next_inject = INJECT_BASE
         self.stopping = False
@@ -420,18 +421,24 @@ class Net:
         if dest in procs:
             orig = None
             if src in procs:
-                if self.watchers:
+                if (self.watchers or self.holds or self.injected or self.tampers) \
+                        and self._body(src, raw) is None:
+                    pass    # journaled as bad; the attacks' code never sees it
+                else:
                     for w in self.watchers:
                         w(src, dest, raw, ts)
-                if self.injected and src in self.backend:
-                    body = json.loads(raw)["body"]
-                    fn = self.injected.pop((dest, body.get("in_reply_to")), None)
-                    if fn is not None:
-                        self._jmsg(ts, ts, b"h", raw)
-                        fn(body)
+                    if self.holds and any(h(src, dest, raw) for h in self.holds):
+                        self._jmsg(ts, None, b"held", raw)
                         return
-                if self.tampers and src in self.backend and dest not in self.backend:
-                    raw, orig = self._tamper(raw, src, dest)
+                    if self.injected and src in self.backend:
+                        body = json.loads(raw)["body"]
+                        fn = self.injected.pop((dest, body.get("in_reply_to")), None)
+                        if fn is not None:
+                            self._jmsg(ts, ts, b"h", raw)
+                            fn(body)
+                            return
+                    if self.tampers and src in self.backend and dest not in self.backend:
+                        raw, orig = self._tamper(raw, src, dest)
                 if self.faults_on:
                     o, rng = self.o, self.rng
                     if o.loss and rng.random() < o.loss:
@@ -480,7 +487,9 @@ class Net:
         self._jmsg(ts, self.now(), b"d" if known else b"none", raw)
         if not known:
             return      # a dest that is neither a node nor a client
-        body = json.loads(raw)["body"]
+        body = self._body(src, raw)
+        if body is None:
+            return      # no client gets it: its request times out
         if dest == HARNESS:
             if body.get("type") == "init_ok":
                 self.init_ok.add(src)
@@ -489,6 +498,20 @@ class Net:
         op = self.pending.pop((dest, irt), None)
         if op is not None:
             self._complete(op, body)
+
+    def _body(self, src, raw):
+        """A node's message's body, or None when the harness cannot key on it
+        (not an object, msg_id or in_reply_to not an integer): then it is
+        journaled as bad, which fails the run (wire), instead of crashing."""
+        try:
+            body = json.loads(raw).get("body")
+            why = net_check.body_problem(body)
+        except ValueError:
+            why = "not JSON"    # its head was read fast, the rest was not
+        if why is None:
+            return body
+        self.jrec({"k": "bad", "node": src, "why": why, "line": raw[:2000].decode(errors="replace")})
+        return None
 
     def _tamper(self, raw, src, dest):
         body = None
@@ -893,8 +916,10 @@ class Attacks:
             f = self.fetches.get((dest, body.get("in_reply_to")))
             if f is not None and body.get("type") == "relay_envelopes":
                 self.answered.append((dest, f, ts))
-                for it in body.get("items") or []:
-                    self.items.setdefault((f.get("user"), dest), []).append((it, ts))
+                items = body.get("items")
+                for it in items if isinstance(items, list) else []:
+                    if isinstance(it, dict):
+                        self.items.setdefault((f.get("user"), dest), []).append((it, ts))
 
     def dev(self, user, node):
         return self.w.devs[(user, node)]
@@ -1108,23 +1133,48 @@ class Attacks:
                     reply=replies[0] if replies else None)
 
     def a_revoked_fetch(self):
-        w = self.w
+        w, net = self.w, self.net
         target = self.dev("alice", self.n3)
-        before = [d for d in self.answered if d[0] == self.n3 and d[1].get("user") == "alice"]
-        ok = yield from w.revoke(target)
+        # one signed fetch of the device's, held back from before the revocation; its later
+        # fetches and acks are held too until the revocation is acknowledged, so its counter
+        # stays fresh and only the revocation can make the relay refuse it
+        held = []
+
+        def hold(src, dest, raw):
+            if src != self.n3 or dest != RELAY or not (b'"relay_fetch"' in raw
+                                                       or b'"relay_ack"' in raw):
+                return False
+            body = json.loads(raw)["body"]
+            if body.get("user") != "alice" or body.get("device_id") != target.device_id:
+                return False
+            if not held and body.get("type") == "relay_fetch":
+                held.append(body)
+            return bool(held)
+        net.holds.append(hold)
+        try:
+            for _ in range(50):     # the device node polls on its own (§5.2: every second)
+                if held:
+                    break
+                yield sleep(0.1)
+            ok = yield from w.revoke(target)
+        finally:
+            net.holds.remove(hold)
         if not ok:
             self.record("revoked-fetch", fired=0, why="the revocation was not acknowledged")
             return
-        t_rev = self.net.now()
+        t_rev = net.now()
+        injected, replies = [], []
+        if held:
+            injected.append(net.inject(self.n3, RELAY, {k: v for k, v in held[0].items()
+                                                        if k != "msg_id"}, replies.append))
+            for _ in range(50):
+                if replies:
+                    break
+                yield sleep(0.1)
         yield sleep(2.5)    # the device node polls on its own (§5.2: every second)
         own = [f for (node, mid), f in list(self.fetches.items())
                if node == self.n3 and f.get("user") == "alice" and mid < INJECT_BASE
                and self.fetch_ts[(node, mid)] > t_rev]
-        injected, replies = [], []
-        if before:
-            node, body, _ = before[-1]
-            injected.append(self.net.inject(node, RELAY, {k: v for k, v in body.items()
-                                                          if k != "msg_id"}, replies.append))
         # mail for alice sent after the revocation must not reach the revoked device
         yield from w.send_one(self.dev("carol", self.n4), "alice", tag="attack:revoked-fetch")
         rep = yield call(self.n3, {"type": "read", "user": "alice", "after": 0},
@@ -1132,6 +1182,7 @@ class Attacks:
         yield sleep(1.0)
         self.record("revoked-fetch", node=self.n3, user="alice", device_id=target.device_id,
                     t_revoked=t_rev, fired=1, own_fetches=len(own), injected=injected,
+                    held=len(held), held_why=None if held else "no fetch of it within 5 s",
                     reply=replies[0] if replies else None, read=rep)
 
 

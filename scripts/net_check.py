@@ -38,10 +38,13 @@ import sys
 from html import escape
 
 TOKEN_RE = re.compile(rb"tk_[a-z2-7]{20}")
-B64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
-HEX_RE = re.compile(r"[0-9a-fA-F]+\Z")
-B64_RUN = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
+# runs searched for encoded secrets: base64 and base64url (padding cut off, it
+# is put back), hex in either case; shorter runs cannot hold a 23-byte token
+B64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{16,}")
 HEX_RUN = re.compile(rb"[0-9a-fA-F]{32,}")
+SPACE = re.compile(rb"\s+")
+URL_SAFE = bytes.maketrans(b"-_", b"+/")
+MAX_LAYERS = 4      # decodings (base64, hex, JSON) inside one another
 INDEFINITE = (0, 13)
 INF = float("inf")
 MAX_EXAMPLES = 10
@@ -65,6 +68,24 @@ class Prop:
         if self.notes:
             d["notes"] = self.notes
         return d
+
+
+def _is_id(x):
+    return x is None or (isinstance(x, int) and not isinstance(x, bool))
+
+
+def body_problem(body):
+    """Why a message body is malformed (the harness and the checker key on
+    msg_id and in_reply_to), or None."""
+    if not isinstance(body, dict):
+        return "body is not an object"
+    if not isinstance(body.get("type"), str):
+        return "no body.type (a string)"
+    if not _is_id(body.get("msg_id")):
+        return "msg_id is not an integer"
+    if not _is_id(body.get("in_reply_to")):
+        return "in_reply_to is not an integer"
+    return None
 
 
 def quantiles(xs):
@@ -91,6 +112,8 @@ class Needles:
                 lo = -(-8 * pre // 6)
                 hi = (8 * (pre + len(k)) - 6) // 6
                 self.forms.append((enc[lo:hi + 1], "base64"))
+        self.hit_re = re.compile(b"|".join([TOKEN_RE.pattern] + [re.escape(k) for k in self.keys]))
+        self.clean = set() # short runs that decode to no hit (they repeat: keys, ids)
 
     def key_in(self, data):
         for k in self.keys:
@@ -102,30 +125,105 @@ class Needles:
                     return what + " key"
         return None
 
+    def hit(self, data):
+        """A token candidate or a raw key in data (the cheap test)."""
+        return self.hit_re.search(data) is not None
 
-def _decodings(s):
-    """Byte strings a JSON string may stand for: itself, base64, hex."""
+    def may_hold(self, line):
+        """False only when scan_value can find nothing in the journal line's
+        message: its text searched as the strings' are, run by run. Lines with
+        escapes or non-ASCII bytes (a string's bytes differ from the text's
+        there; JSON inside a string needs escaped quotes) are left to scan_value."""
+        if b"\\" in line or not line.isascii() or self.hit(line):
+            return True
+        line = line.rstrip(b"\n")
+        texts = (line, line.replace(b" ", b"")) if b" " in line else (line,)
+        clean = self.clean
+        for t in texts:
+            for run in set(B64_RUN.findall(t)).difference(clean):
+                if any(self.hit(d) for _, d in _expand_run("base64", run, "", 0, [])):
+                    return True
+                if len(run) <= 256:
+                    if len(clean) > 100000:
+                        clean.clear()
+                    clean.add(run)
+            for run in HEX_RUN.findall(t):
+                if any(self.hit(d) for _, d in _expand_run("hex", run, "", 0, [])):
+                    return True
+        return False
+
+
+def _runs(data):
+    """(kind, run) for every base64/base64url and hex run of data, and of
+    text without whitespace (MIME breaks base64 into lines)."""
+    texts = [data] if B64_RUN.search(data) else []   # hex runs are base64 runs too
+    if data.isascii() and SPACE.search(data):
+        texts.append(SPACE.sub(b"", data))
+    return [(kind, m.group()) for t in texts
+            for kind, regex in (("base64", B64_RUN), ("hex", HEX_RUN)) for m in regex.finditer(t)]
+
+
+def _decode_run(kind, run):
+    """A run's decodings at every alignment: it may start mid-string, after
+    other base64, and its padding may be missing."""
+    out = []
+    if kind == "hex":
+        for off in (0, 1):
+            part = run[off:]
+            out.append(binascii.unhexlify(part[:len(part) // 2 * 2]))
+        return out
+    if b"-" in run or b"_" in run:
+        run = run.translate(URL_SAFE)
+    for off in range(4):
+        part = run[off:]
+        n = len(part) % 4
+        part = part[:-1] if n == 1 else part + b"=" * (-n % 4)
+        out.append(binascii.a2b_base64(part))
+    return out
+
+
+def _expand_run(kind, run, how, depth, out):
+    for d in _decode_run(kind, run):
+        _expand(d, how + " " + kind, depth + 1, out)
+    return out
+
+
+def _encodings(s):
+    """A JSON string's bytes: UTF-8, and Latin-1 too when that differs (key
+    bytes written as \\u00XX)."""
     out = [s.encode("utf-8", "surrogatepass")]
-    if len(s) >= 8:
-        if len(s) % 4 == 0 and B64_RE.match(s):
-            try:
-                out.append(base64.b64decode(s, validate=True))
-            except (binascii.Error, ValueError):
-                pass
-        if len(s) % 2 == 0 and HEX_RE.match(s):
-            out.append(bytes.fromhex(s))
-        t = s.replace("-", "+").replace("_", "/")
-        if t != s and B64_RE.match(t + "=" * (-len(t) % 4)):
-            try:
-                out.append(base64.b64decode(t + "=" * (-len(t) % 4), validate=True))
-            except (binascii.Error, ValueError):
-                pass
+    if not s.isascii():
+        try:
+            out.append(s.encode("latin-1"))
+        except UnicodeEncodeError:
+            pass
+    return out
+
+
+def _expand(data, how, depth, out):
+    """Appends (how, bytes) for data and for all it decodes to: its base64,
+    base64url and hex runs, a JSON text's strings, up to MAX_LAYERS deep."""
+    out.append((how, data))
+    if depth >= MAX_LAYERS:
+        return out
+    for kind, run in _runs(data):
+        _expand_run(kind, run, how, depth, out)
+    if data.lstrip()[:1] in (b"{", b"["):
+        try:
+            v = json.loads(data)
+        except (ValueError, RecursionError):
+            return out
+        for s in _strings(v, []):
+            for e in _encodings(s):
+                _expand(e, how + " json", depth + 1, out)
     return out
 
 
 def _strings(v, out):
+    """Every string of a JSON value, dict keys too."""
     if isinstance(v, dict):
-        for x in v.values():
+        for k, x in v.items():
+            out.append(k)
             _strings(x, out)
     elif isinstance(v, list):
         for x in v:
@@ -135,99 +233,42 @@ def _strings(v, out):
     return out
 
 
-def _expanded(s, depth=0):
-    """A string's bytes and what it decodes to (base64, hex), twice over."""
-    decs = _decodings(s)
-    out = list(decs)
-    if depth < 1:
-        for d in decs[1:]:
-            try:
-                text = d.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            if len(text) >= 8:
-                out += _expanded(text, depth + 1)[1:]
-    return out
-
-
-def scan_message(body, needles, found, where):
-    """scan_value, fast when nothing is there (the usual case): every string
-    of the message and its decodings searched as one buffer, and only a hit
-    walked string by string to say where."""
-    blob = b"\x00".join(b for s in _strings(body, []) for b in _expanded(s))
-    if TOKEN_RE.search(blob) or needles.key_in(blob):
-        scan_value(body, needles, found, where)
-
-
-def scan_value(v, needles, found, where, depth=0):
-    """Adds (what, where, detail) to found for every token candidate or key
-    inside a JSON value (strings decoded from base64 and hex, twice)."""
-    if isinstance(v, dict):
-        for k, x in v.items():
-            scan_value(x, needles, found, where + "." + str(k), depth)
-    elif isinstance(v, list):
-        for i, x in enumerate(v):
-            scan_value(x, needles, found, where + "[%d]" % i, depth)
-    elif isinstance(v, str):
-        for i, data in enumerate(_decodings(v)):
-            how = ("", " (base64)", " (hex)", " (base64url)")[min(i, 3)]
+def _scan_str(s, needles, found, where):
+    for e in _encodings(s):
+        for how, data in _expand(e, "", 0, []):
+            how = " (%s)" % how.strip() if how else ""
             for m in TOKEN_RE.findall(data):
                 found.append(("token", where + how, m.decode()))
             k = needles.key_in(data)
             if k:
                 found.append(("key", where + how, k))
-            if i and depth < 1:
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-                if text.startswith(("{", "[")):
-                    try:
-                        scan_value(json.loads(text), needles, found, where + how, depth + 1)
-                        continue
-                    except ValueError:
-                        pass
-                if len(text) >= 8:
-                    scan_value(text, needles, found, where + how, depth + 1)
+
+
+def scan_value(v, needles, found, where):
+    """Adds (what, where, detail) to found for every token candidate or key
+    inside a JSON value: in its strings and dict keys, raw and decoded
+    (base64, base64url and hex runs anywhere in a string, JSON texts, nested)."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _scan_str(k, needles, found, where + " key %r" % k[:40])
+            scan_value(x, needles, found, where + "." + str(k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            scan_value(x, needles, found, where + "[%d]" % i)
+    elif isinstance(v, str):
+        _scan_str(v, needles, found, where)
 
 
 def scan_bytes(data, needles):
     """Token candidates and keys in a file's bytes: raw, and inside every run
-    of hex or base64 characters at every alignment."""
+    of hex, base64 or base64url characters at every alignment, nested."""
     found = []
-    for m in TOKEN_RE.findall(data):
-        found.append(("token", "raw", m.decode()))
-    k = needles.key_in(data)
-    if k:
-        found.append(("key", "raw", k))
-    for m in HEX_RUN.finditer(data):
-        run = m.group()
-        for off in (0, 1):
-            part = run[off:]
-            part = part[:len(part) // 2 * 2]
-            try:
-                dec = bytes.fromhex(part.decode())
-            except ValueError:
-                continue
-            found += [("token", "hex", t.decode()) for t in TOKEN_RE.findall(dec)]
-            k = needles.key_in(dec)
-            if k:
-                found.append(("key", "hex", k))
-    for m in B64_RUN.finditer(data):
-        run = m.group().rstrip(b"=")
-        for off in range(4):
-            part = run[off:]
-            part = part[:len(part) // 4 * 4]
-            if len(part) < 16:
-                continue
-            try:
-                dec = base64.b64decode(part, validate=True)
-            except (binascii.Error, ValueError):
-                continue
-            found += [("token", "base64", t.decode()) for t in TOKEN_RE.findall(dec)]
-            k = needles.key_in(dec)
-            if k:
-                found.append(("key", "base64", k))
+    for how, d in _expand(data, "", 0, []):
+        how = how.strip() or "raw"
+        found += [("token", how, t.decode()) for t in TOKEN_RE.findall(d)]
+        k = needles.key_in(d)
+        if k:
+            found.append(("key", how, k))
     return found
 
 
@@ -254,7 +295,10 @@ class Journal:
         self.acks = {}             # (user, device_id, message_id) -> first ack ts
         self.delivers = {}         # message_id -> [(ts, node, [(user, device_id)])]
         self.delivers_by_node = {} # node -> [ts]
+        self.deliver_reqs = {}     # (node, msg_id) -> (from_user, message_id)
+        self.accepted = {}         # message_id -> (node, from_user, ts) of its relay_delivered
         self.blind = []            # (what, where, detail, ts)
+        self.scanned = 0           # messages to or from the directory or the relay
         self.bundle_reqs = {}      # (node, msg_id) -> (user, request_id)
         self.prekeys = {}          # (user, device_id, prekey id) -> {request ids}
         self.prekey_keys = {}      # one-time prekey (base64) -> {(user, device_id, request id)}
@@ -281,7 +325,12 @@ class Journal:
                     continue
                 k = rec.get("k")
                 if k == "m":
-                    self._msg(rec, nodes, backend, relay, needles, inject_base, diagram_max)
+                    try:
+                        self._msg(rec, line, nodes, backend, relay, needles, inject_base, diagram_max)
+                    except (TypeError, AttributeError) as e:
+                        # a field of the wrong type: the run fails, the checker goes on
+                        self.wire.append({"why": "a field of the wrong type (%s)" % e,
+                                          "msg": rec.get("m")})
                 elif k == "op":
                     self.ops.append(rec)
                 elif k == "ev":
@@ -291,7 +340,7 @@ class Journal:
                 elif k == "bad":
                     self.bad.append(rec)
 
-    def _msg(self, rec, nodes, backend, relay, needles, inject_base, diagram_max):
+    def _msg(self, rec, line, nodes, backend, relay, needles, inject_base, diagram_max):
         msg = rec["m"]
         fate = rec["f"]
         self.total_msgs += 1
@@ -300,18 +349,28 @@ class Journal:
             self.diagram.append(rec)
         src, dest, body = msg.get("src"), msg.get("dest"), msg.get("body")
         ts = rec["ts"]
-        if not isinstance(body, dict):
-            self.wire.append({"why": "body is not an object", "msg": msg})
-            return
-        typ = body.get("type")
         from_node = src in nodes
         copy = fate.startswith("dup")
         original = not copy and fate != "inj"
+        if not copy and (src in backend or dest in backend):
+            self.scanned += 1
+        if not copy and (src in backend or dest in backend) and needles.may_hold(line):
+            found = []
+            scan_value(body, needles, found, "body")
+            if "o" in rec:
+                scan_value((rec["o"] or {}).get("body"), needles, found, "original body")
+            typ = body.get("type") if isinstance(body, dict) else None
+            for what, where, detail in dict.fromkeys(found):
+                self.blind.append((what, "%s->%s %s %s" % (src, dest, typ, where), detail, ts))
+        why = body_problem(body)
+        if why:
+            if not copy:
+                self.wire.append({"why": why, "msg": msg})
+            return
+        typ = body.get("type")
         if from_node and original:
             if set(msg) != {"src", "dest", "body"}:
                 self.wire.append({"why": "keys other than src, dest, body", "msg": msg})
-            if not isinstance(typ, str):
-                self.wire.append({"why": "no body.type", "msg": msg})
             mid = body.get("msg_id")
             if mid is not None:
                 key = (src, mid)
@@ -329,13 +388,6 @@ class Journal:
             self.n2n_types[typ] = self.n2n_types.get(typ, 0) + 1
             if self.window and self.window[0] <= ts <= self.window[1]:
                 self.n2n_window += 1
-        if src in backend or dest in backend:
-            found = []
-            scan_message(body, needles, found, "body")
-            if "o" in rec:
-                scan_message(rec["o"].get("body"), needles, found, "original body")
-            for what, where, detail in found:
-                self.blind.append((what, "%s->%s %s %s" % (src, dest, typ, where), detail, ts))
         if not from_node:
             return
         if dest not in nodes:
@@ -377,6 +429,12 @@ class Journal:
                              if isinstance(e, dict)]
                 self.delivers.setdefault(body.get("message_id"), []).append((ts, src, addressed))
                 self.delivers_by_node.setdefault(src, []).append(ts)
+                self.deliver_reqs[(src, body.get("msg_id"))] = (body.get("from_user"),
+                                                                body.get("message_id"))
+        elif src == relay and typ == "relay_delivered":
+            req = self.deliver_reqs.get((dest, body.get("in_reply_to")))
+            if req is not None and req[1] not in self.accepted:
+                self.accepted[req[1]] = (dest, req[0], ts)
         elif src == relay and "in_reply_to" in body:
             f = self.fetches.get((dest, body.get("in_reply_to")))
             if f is not None:
@@ -629,7 +687,7 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
     p_rev = prop("revocation", "nothing of a send invoked after a revocation was acknowledged "
                  "reaches the revoked device (no envelope addressed to it, no item fetched by it); "
                  "its fetches sent after the acknowledgment get errors; it can no longer read")
-    mid_to_send = {s.message_id: s for s in sends if s.message_id}
+    mid_to_send = {s.message_id: s for s in sends if isinstance(s.message_id, str)}
     for d in devs.values():
         if d.rev_ack is None or d.device_id is None:
             continue
@@ -669,32 +727,65 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
         if d.rev_inv is None and not (d.final and d.final.get("type") == "messages"):
             p_final.fail({"device": d.name(), "reply": d.final})
 
+    # a refused send has nothing at the relay, whenever its node delivers it
+    p_acc = prop("accepted_not_refused", "every message the relay accepted (relay_delivered) "
+                 "belongs to a send that was not refused: a send answered with an error (other "
+                 "than 0/13) has no message at the relay, before or after its reply")
+    by_dev = {}
+    for s in sends:
+        by_dev.setdefault((s.user, s.node), []).append(s)
+    for mid, (node, user, ts) in j.accepted.items():
+        p_acc.checked += 1
+        s = mid_to_send.get(mid)
+        if s is not None:
+            if s.outcome == "fail":
+                p_acc.fail({"message_id": mid, "why": "the relay accepted a refused send",
+                            "send": send_desc(s), "t": ts})
+            continue
+        # its message_id is unknown: one of the device's sends whose message_id is unknown
+        cands = [s for s in by_dev.get((user, node), []) if s.t0 <= ts and s.message_id is None]
+        if not cands or all(s.outcome == "fail" for s in cands):
+            p_acc.fail({"message_id": mid, "device": "%s@%s" % (user, node), "t": ts,
+                        "why": "the relay accepted a message of no send, or of a refused one",
+                        "sends": [send_desc(s) for s in cands[-3:]]})
+
     # blind backend: messages and state files
     sent_tokens = set(by_text)
     p_blind = prop("blind_backend", "no plaintext token and no node key in any message to or "
-                   "from the directory or the relay (strings searched raw, and decoded from "
-                   "base64 and hex)")
-    p_blind.checked = 1
+                   "from the directory or the relay (strings and dict keys searched raw, and "
+                   "decoded: base64, base64url and hex runs anywhere in them, JSON texts, nested)")
+    p_blind.checked = j.scanned
     for what, where, detail, ts in j.blind:
         if what == "key" or detail in sent_tokens:
             p_blind.fail({"found": what, "where": where, "detail": detail, "t": ts})
     p_state = prop("blind_state", "no plaintext token and no node key in the directory's and the "
-                   "relay's state files (raw, hex and base64 at every alignment)")
+                   "relay's state files, found under the state folder (raw, hex, base64 and "
+                   "base64url at every alignment, nested); each of the two has one")
     sd = meta.get("state_dir")
-    if sd and os.path.isdir(sd):
-        for name in sorted(os.listdir(sd)):
-            owner = next((n for n in (meta["directory"], meta["relay"])
-                          if name == n or name.startswith(n + ".") or name.startswith(n + "-")), None)
-            if owner is None:
-                continue
-            p_state.checked += 1
-            with open(os.path.join(sd, name), "rb") as f:
-                data = f.read()
-            for what, how, detail in scan_bytes(data, j.needles):
-                if what == "key" or detail in sent_tokens:
-                    p_state.fail({"file": name, "found": what, "how": how, "detail": detail})
-    elif sd:
-        p_state.notes.append("no state folder found")
+    if sd:
+        # every file under the folder whose name, or a folder's on its path, is the node's id
+        # (n1, n1.db, n1-wal, n1/...); each of the two must have written one
+        per_node = {meta["directory"]: 0, meta["relay"]: 0}
+        for top, dirs, files in os.walk(sd):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(top, name)
+                parts = os.path.relpath(path, sd).split(os.sep)
+                owner = next((n for n in per_node for part in parts
+                              if part == n or part.startswith((n + ".", n + "-"))), None)
+                if owner is None or not os.path.isfile(path):
+                    continue
+                per_node[owner] += 1
+                p_state.checked += 1
+                with open(path, "rb") as f:
+                    data = f.read()
+                for what, how, detail in scan_bytes(data, j.needles):
+                    if what == "key" or detail in sent_tokens:
+                        p_state.fail({"file": os.path.relpath(path, sd), "found": what, "how": how,
+                                      "detail": detail})
+        for n, count in per_node.items():
+            if not count:
+                p_state.fail({"why": "no state file of %s in %s (nothing was searched)" % (n, sd)})
     else:
         p_state.notes.append("the run had no --state-dir")
 
@@ -814,6 +905,18 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
     for a in j.attacks:
         check_attack(a, P, j, sends, devs, inbox)
 
+    # a property the run should have exercised but that checked nothing says so
+    attacks = set(str(opts.get("attacks") or "").split(","))
+    expect = ["inbox_entries", "exactly_once", "inbox_stable", "final_reads", "prekeys_once",
+              "send_within_5s", "accepted_not_refused"]
+    if opts.get("churn") or "revoked-fetch" in attacks:
+        expect.append("revocation")
+    if attacks & {"ghost-device", "rollback", "swap-key"}:
+        expect.append("refused_sends")
+    for name in expect:
+        if P[name].checked == 0 and not P[name].notes:
+            P[name].notes.append("checked nothing: the run had no case for it")
+
     figures = make_figures(j, ops, sends, devs, inbox, window)
     res = {"run": run_dir, "seed": meta.get("seed"), "scenario": meta.get("scenario"),
            "options": meta.get("options"), "nodes": meta["nodes"],
@@ -889,10 +992,14 @@ def check_attack(a, P, j, sends, devs, inbox):
         if not r or r.get("type") != "error" or r.get("code") != 22:
             p.fail({"why": "the replayed relay_fetch was not refused with error 22", "reply": r})
     elif name == "revoked-fetch":
+        # the held-back fetch's counter is fresh: only the revocation can refuse it
         r = a.get("reply")
         if a.get("injected") and (not r or r.get("type") != "error" or r.get("code") != 22):
-            p.fail({"why": "the revoked device's replayed fetch was not refused with error 22",
+            p.fail({"why": "the revoked device's held-back fetch was not refused with error 22",
                     "reply": r})
+        elif a.get("injected") and "counter" in str(r.get("text", "")):
+            p.fail({"why": "the revoked device's held-back fetch was refused for its counter, "
+                    "not for the revocation (the relay did not see it)", "reply": r})
         rd = a.get("read")
         if not rd or rd.get("type") != "error" or rd.get("code") != 22:
             p.fail({"why": "the revoked device's read was not refused with error 22", "reply": rd})
@@ -903,9 +1010,16 @@ def check_attack(a, P, j, sends, devs, inbox):
                 if body.get("type") != "error":
                     p.fail({"why": "a fetch of the revoked device was answered with %s"
                             % body.get("type"), "items": len(body.get("items") or [])})
-        if n_own == 0:
+        if n_own == 0 and not a.get("injected"):
+            p.fail({"why": "no fetch of the revoked device after the revocation was tested: none "
+                    "was held back (%s) and its node made none of its own" % a.get("held_why")})
+        elif n_own == 0:
             p.notes.append("the revoked device's node made no fetch of its own after the "
-                           "revocation (it may know it was revoked); only the replay was tested")
+                           "revocation (it may know it was revoked); only the held-back one "
+                           "was tested")
+        if not a.get("injected"):
+            p.notes.append("no fetch of the device could be held back (%s); only its own "
+                           "fetches were tested" % a.get("held_why"))
 
 
 ATTACK_WHAT = {
@@ -918,7 +1032,8 @@ ATTACK_WHAT = {
     "replay-envelope": "the relay hands bob's device an envelope again: stored once",
     "misaddress": "the relay hands bob's device an envelope meant for alice's: never in bob's inbox",
     "replay-fetch": "a device's earlier relay_fetch is sent to the relay again: error 22",
-    "revoked-fetch": "a revoked device's fetches get error 22 and nothing; it cannot read (22)",
+    "revoked-fetch": "a revoked device's fetches get error 22 and nothing, one held back from "
+                     "before the revocation (a fresh counter) too; it cannot read (22)",
 }
 
 
@@ -1059,6 +1174,7 @@ COLORS = {"client": "#1f6fb4", "dir": "#2a9d3a", "relay": "#7b3fb0", "error": "#
 
 def _color(body):
     t = body.get("type", "") if isinstance(body, dict) else ""
+    t = t if isinstance(t, str) else ""
     if t == "error":
         return COLORS["error"]
     if t.startswith("init"):

@@ -10,6 +10,7 @@ two bugs. --full (or SECURITOR_NET_FULL=1) runs every scenario and every bug
 (several minutes). SECURITOR_ONLY=name runs the tests whose name contains it.
 Run folders go to a temporary folder, kept (and named) when a test fails.
 """
+import base64
 import json
 import os
 import shutil
@@ -139,6 +140,186 @@ def checker_alone_agrees():
     assert p.returncode == code == 1, (p.returncode, code)
     assert failed_props(again) == failed_props(res)
     assert os.path.getsize(os.path.join(out, "messages.svg")) > 1000
+    shutil.rmtree(out, ignore_errors=True)
+
+
+# --- the checker on made-up journals (seconds) --------------------------------
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import net_check  # noqa: E402
+
+TOKEN = "tk_abcdefghijklmnopqrst"
+KEY = os.urandom(32)
+KEYS = {"n0": KEY.hex(), "n1": os.urandom(32).hex(), "n2": os.urandom(32).hex()}
+
+
+def b64(data, url=False):
+    return (base64.urlsafe_b64encode if url else base64.b64encode)(data).decode()
+
+
+def m(ts, src, dest, body, fate="d"):
+    return {"k": "m", "ts": ts, "tr": ts + 0.001, "f": fate,
+            "m": {"src": src, "dest": dest, "body": body}}
+
+
+def send_op(t0, t1, text, rep, node="n2", user="alice"):
+    return {"k": "op", "id": 1, "c": "c1", "n": node, "f": "send", "t0": t0, "t1": t1,
+            "req": {"type": "send", "user": user, "to": "bob", "text": text, "msg_id": 1},
+            "rep": rep}
+
+
+def check_journal(name, records, state_dir=None, options=None):
+    """net_check on a run folder holding meta + records (written as net.py does)."""
+    out = os.path.join(TMP, name)
+    os.makedirs(out, exist_ok=True)
+    meta = {"k": "meta", "version": 1, "nodes": ["n0", "n1", "n2"], "directory": "n0",
+            "relay": "n1", "device_nodes": ["n2"], "keys": KEYS, "state_dir": state_dir,
+            "options": options or {}, "inject_base": 1 << 40}
+    with open(os.path.join(out, "journal.jsonl"), "w") as f:
+        for r in [meta] + records:
+            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+    res = net_check.check(out)
+    shutil.rmtree(out, ignore_errors=True)
+    return res["properties"]
+
+
+# each hides TOKEN (or the directory's key) in a string a node sends the relay
+T = TOKEN.encode()
+HIDDEN = {
+    "raw": TOKEN,
+    "base64": b64(T),
+    "base64 without padding": b64(T).rstrip("="),
+    "base64url without padding": b64(b"\xfb\xff" + T, url=True).rstrip("="),
+    "base64 after a prefix": "v1:" + b64(T),
+    "base64 of 2 bytes, then of the token": b64(b"ab") + b64(T),
+    "0x hex": "0x" + T.hex(),
+    "upper-case hex": T.hex().upper(),
+    "JSON text with \\u escapes": '{"t": "\\u0074k_%s"}' % TOKEN[3:],
+    "MIME base64, line-broken": base64.encodebytes(b"x" * 50 + T + b"y" * 60).decode(),
+    "three layers of base64": b64(b64(b64(T).encode()).encode()),
+    "hex inside base64": b64(T.hex().encode()),
+    "key, base64url": b64(KEY, url=True).rstrip("="),
+    "key, base64 at an offset": "zz" + b64(b"\0" + KEY),
+}
+
+
+@test
+def checker_finds_encoded_secrets():
+    needles = net_check.Needles(KEYS.values())
+    cases = [(k, {"type": "x", "v": v}) for k, v in HIDDEN.items()]
+    cases.append(("a dict key", {"type": "x", "d": {TOKEN: 1}}))
+    for name, body in cases:
+        found = []
+        net_check.scan_value(body, needles, found, "body")
+        assert any(d == TOKEN or w == "key" for w, _, d in found), "missed: %s" % name
+        line = json.dumps(m(1.0, "n2", "n1", body), separators=(",", ":")).encode() + b"\n"
+        assert needles.may_hold(line), "the pre-filter hides: %s" % name
+    clean = {"type": "relay_fetch", "user": "alice", "signature": b64(os.urandom(64)),
+             "ct": b64(os.urandom(300)), "message_id": "f1312cc2-aaf1-4233-96a0-0d895b3d81a6"}
+    line = json.dumps(m(1.0, "n2", "n1", clean), separators=(",", ":")).encode() + b"\n"
+    assert not needles.may_hold(line), "the pre-filter lets everything through"
+    # through the journal: one violation per message
+    recs = [send_op(0.5, 0.6, TOKEN, {"type": "sent", "message_id": "m1", "devices": 1})]
+    recs += [m(1.0 + i, "n2", "n1", b) for i, (_, b) in enumerate(cases)]
+    p = check_journal("blind", recs)["blind_backend"]
+    assert not p["pass"] and p["violations"] >= len(cases), p
+
+
+@test
+def checker_searches_state_files():
+    needles = net_check.Needles(KEYS.values())
+    for data in (b64(T), b64(T).rstrip("="), b64(b"\xfb\xff" + T, url=True).rstrip("=")):
+        found = net_check.scan_bytes(b"\x00\x01" + data.encode() + b"\x00", needles)
+        assert any(d == TOKEN for _, _, d in found), "missed in a file: %r" % data
+    recs = [send_op(0.5, 0.6, TOKEN, {"type": "sent", "message_id": "m1", "devices": 1})]
+    sd = os.path.join(TMP, "state")
+    os.makedirs(os.path.join(sd, "n0.d"))     # a folder named like the node: no crash
+    os.makedirs(os.path.join(sd, "sub"))
+    with open(os.path.join(sd, "n0.d", "rows"), "wb") as f:
+        f.write(b"\x00" + b64(T).encode() + b"\x00")
+    with open(os.path.join(sd, "sub", "n1.db"), "wb") as f:
+        f.write(b"\x00clean\x00")
+    p = check_journal("state-run", recs, sd)["blind_state"]
+    assert not p["pass"] and p["checked"] == 2 and p["counterexamples"][0]["detail"] == TOKEN, p
+    # a state folder without the relay's file (or without any) fails: nothing was searched
+    os.remove(os.path.join(sd, "sub", "n1.db"))
+    p = check_journal("state-run", recs, sd)["blind_state"]
+    assert not p["pass"] and any("no state file of n1" in str(x) for x in p["counterexamples"]), p
+    shutil.rmtree(sd)
+    p = check_journal("state-run", recs, sd)["blind_state"]
+    assert not p["pass"] and p["violations"] == 2, p
+
+
+def _delivered(ts, mid, msg_id=7):
+    return [m(ts, "n2", "n1", {"type": "relay_deliver", "msg_id": msg_id, "from_user": "alice",
+                               "from_device": 1, "message_id": mid, "envelopes": []}),
+            m(ts + 0.01, "n1", "n2", {"type": "relay_delivered", "msg_id": 900 + msg_id,
+                                      "in_reply_to": msg_id, "message_id": mid})]
+
+
+@test
+def checker_refused_send_never_at_the_relay():
+    refused = send_op(1.0, 1.2, "tk_aaaaaaaaaaaaaaaaaaaa", {"type": "error", "code": 22,
+                                                           "text": "forged list"})
+    # the device answers 22, then delivers the message long after its reply
+    p = check_journal("refused", [refused] + _delivered(30.0, "m-late"))["accepted_not_refused"]
+    assert not p["pass"], p
+    ok = send_op(1.0, 1.2, "tk_aaaaaaaaaaaaaaaaaaaa", {"type": "sent", "message_id": "m-ok",
+                                                      "devices": 1})
+    p = check_journal("accepted", [ok] + _delivered(1.1, "m-ok"))["accepted_not_refused"]
+    assert p["pass"] and p["checked"] == 1, p
+    # with a send of unknown outcome beside the refused one, the message may be that one's
+    lost = dict(send_op(2.0, 8.0, "tk_bbbbbbbbbbbbbbbbbbbb", None), id=2)
+    p = check_journal("indefinite", [refused, lost] + _delivered(30.0, "m-x"))
+    assert p["accepted_not_refused"]["pass"], p["accepted_not_refused"]
+
+
+@test
+def checker_revoked_fetch_needs_the_revocation():
+    att = {"k": "attack", "name": "revoked-fetch", "fired": 1, "user": "alice", "device_id": 2,
+           "node": "n2", "t_revoked": 5.0, "injected": [1 << 41], "read": {
+               "type": "error", "code": 22, "text": "revoked"},
+           "reply": {"type": "error", "code": 22, "text": "counter: not above the last one"}}
+    p = check_journal("revoked", [att])["attack:revoked-fetch"]
+    assert any("for its counter" in x.get("why", "") for x in p["counterexamples"]), p
+    p = check_journal("revoked", [dict(att, injected=[], reply=None)])["attack:revoked-fetch"]
+    assert any("was tested" in x.get("why", "") for x in p["counterexamples"]), p
+
+
+BAD_BODIES = [{"type": "sent", "msg_id": 5, "in_reply_to": [1]},
+              {"type": "sent", "msg_id": [5], "in_reply_to": 1},
+              {"type": ["sent"], "msg_id": 6}, "a string", None]
+
+
+@test
+def checker_survives_malformed_messages():
+    recs = [m(1.0 + i, "n2", "c1", b) for i, b in enumerate(BAD_BODIES)]
+    recs += [m(9.0, "n2", "n1", {"type": "relay_fetch", "msg_id": 9, "user": ["alice"],
+                                 "device_id": {}})]
+    p = check_journal("malformed", recs)["wire"]
+    assert not p["pass"] and p["violations"] >= len(BAD_BODIES), p
+
+
+@test
+def harness_survives_malformed_replies():
+    import net as harness
+    o = harness.parse_args(["--no-state", "--seed", "1", "--device-nodes", "1"])
+    out = os.path.join(TMP, "malformed-net")
+    os.makedirs(out)
+    net = harness.Net(o, out, ["true"], {})
+    net.jrec({"k": "meta", "version": 1, "nodes": net.node_ids, "directory": "n0",
+              "relay": "n1", "device_nodes": net.device_nodes, "keys": net.keys,
+              "state_dir": None, "options": {}})
+    net.clients["c1"] = None
+    net.watchers.append(lambda *a: None)   # the attacks' hooks look at node-to-node bodies
+    for body in BAD_BODIES:
+        raw = json.dumps({"src": "n2", "dest": "c1", "body": body}).encode()
+        net._route(raw, "n2", "c1", 0.0)    # to a client (what stop() routes too)
+        raw = json.dumps({"src": "n2", "dest": "n1", "body": body}).encode()
+        net._route(raw, "n2", "n1", 0.0)    # to a node, under the hooks
+    net.jf.close()
+    res = net_check.check(out)
+    p = res["properties"]["wire"]
+    assert not p["pass"] and p["violations"] >= 2 * len(BAD_BODIES), p
     shutil.rmtree(out, ignore_errors=True)
 
 
