@@ -98,6 +98,30 @@ def wait_inbox(net, node, user, count, timeout=10):
         net.run_for(0.2)
 
 
+def fault_shim_and_state(suffix):
+    """The fault shim (the test is skipped without it), a fresh state folder,
+    and the name of the flag file that arms its disk fault."""
+    shim = os.environ.get("SECURITOR_FAULTS")
+    if not shim:
+        skip("SECURITOR_FAULTS (the fault shim) not set")
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    return shim, state, state + suffix
+
+
+def with_disk_faults(shim, flag, argv):
+    """argv under the fault shim (tests/faults/faults.c), its disk armed
+    while the file flag exists."""
+    return ["env", "LD_PRELOAD=" + shim, "SECURITOR_FAULT_DISK=" + flag,
+            "ASAN_OPTIONS=%s:verify_asan_link_order=0" % os.environ.get("ASAN_OPTIONS", ""),
+            *argv]
+
+
+def remove_state(state, flag):
+    shutil.rmtree(state, ignore_errors=True)
+    if os.path.exists(flag):
+        os.remove(flag)
+
+
 def backend_lines(net):
     """Every message to or from the directory and the relay, as text."""
     return [json.dumps(m) for _, m, _ in net.journal
@@ -595,17 +619,11 @@ def a_list_change_the_directory_could_not_commit_is_not_answered_as_made():
     once the disk works the same approval goes through. (It was answered
     device_approved for a change the rollback had undone, and the approving
     device then saw the directory's list as rolled back.)"""
-    shim = os.environ.get("SECURITOR_FAULTS")
-    if not shim:
-        skip("SECURITOR_FAULTS (the fault shim) not set")
-    state = tempfile.mkdtemp(prefix="securitor-backend-")
-    flag = state + ".fault"
+    shim, state, flag = fault_shim_and_state(".fault")
     try:
         args = [E2EE, "--directory", "n0", "--relay", "n1", "--state-dir", state]
         nodes = {nid: args for nid in ("n1", "n2", "n3")}
-        nodes["n0"] = ["env", "LD_PRELOAD=" + shim, "SECURITOR_FAULT_DISK=" + flag,
-                       "ASAN_OPTIONS=%s:verify_asan_link_order=0"
-                       % os.environ.get("ASAN_OPTIONS", ""), *args]
+        nodes["n0"] = with_disk_faults(shim, flag, args)
         net = Net(nodes, env={"SECURITOR_KEY": KEY}, wrapper=WRAPPER)
         net.init_all(10 * SLOW)
         register(net, "n2", "alice")
@@ -623,9 +641,7 @@ def a_list_change_the_directory_could_not_commit_is_not_answered_as_made():
         assert [d["device_id"] for d in r["devices"]] == [1, 2], r
         close(net)
     finally:
-        shutil.rmtree(state, ignore_errors=True)
-        if os.path.exists(flag):
-            os.remove(flag)
+        remove_state(state, flag)
 
 
 @test
@@ -1190,17 +1206,11 @@ def a_new_mailbox_answers_no_fetch_before_its_row_is_durable():
     durable), and after a kill -9 the relay, finding no row, took that
     answered fetch again. Now no fetch is answered before the row is
     durable, and whatever was answered before a crash is refused after it."""
-    shim = os.environ.get("SECURITOR_FAULTS")
-    if not shim:
-        skip("SECURITOR_FAULTS (the fault shim) not set")
-    state = tempfile.mkdtemp(prefix="securitor-backend-")
-    flag = state + ".slow"
+    shim, state, flag = fault_shim_and_state(".slow")
     try:
         svc = [E2EE, "--directory", "n0", "--relay", "n1"]
         nodes = {nid: svc for nid in ("n0", "n2", "n3")}
-        nodes["n1"] = ["env", "LD_PRELOAD=" + shim, "SECURITOR_FAULT_DISK=" + flag,
-                       "ASAN_OPTIONS=%s:verify_asan_link_order=0"
-                       % os.environ.get("ASAN_OPTIONS", ""), *svc, "--state-dir", state]
+        nodes["n1"] = with_disk_faults(shim, flag, svc + ["--state-dir", state])
         net = Net(nodes, env={"SECURITOR_KEY": KEY}, wrapper=WRAPPER)
         net.init_all(10 * SLOW)
         held = []
@@ -1245,9 +1255,7 @@ def a_new_mailbox_answers_no_fetch_before_its_row_is_durable():
         assert [m["text"] for m in wait_inbox(net, "n2", "bob", 1, 15)] == ["after"]
         close(net)
     finally:
-        shutil.rmtree(state, ignore_errors=True)
-        if os.path.exists(flag):
-            os.remove(flag)
+        remove_state(state, flag)
 
 
 @test
