@@ -478,8 +478,9 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
     const cJSON *full = req_field(body, "full");
     if (cJSON_IsArray(full) && cJSON_GetArraySize(full) > 0)
         return send_finish(app, op, ERR_PRECONDITION, "a recipient device's mailbox at the "
-                                                      "relay is full (10,000 envelopes it has "
-                                                      "not fetched); send again later");
+                                                      "relay is full (10,000 envelopes or 64 "
+                                                      "MiB it has not fetched); send again "
+                                                      "later");
     /* The lists moved (missing, extra, stale): nothing was delivered. The
      * lists are read again; envelopes of devices still listed are kept. */
     if (++op->refusals >= DEVICE_SEND_REFUSALS_MAX)

@@ -43,6 +43,7 @@ struct mailbox {
     uint32_t device_id;
     struct envelope **items; /* oldest first */
     size_t n, cap;
+    size_t bytes;            /* of their ciphertext (RELAY_MAILBOX_BYTES) */
     uint64_t counter; /* the last signed request accepted (or the floor, see relay_loaded) */
     /* What a restart could find of counter: durable is a value in the
      * state; put_counter went into commit put_commit, not durable yet (0:
@@ -673,7 +674,8 @@ static void finish_delivery(struct app *app, struct delivery *d)
         refusal = "the sending device is not an active device of from_user";
     for (size_t e = 0; !refusal && e < d->n_envs; e++) {
         struct mailbox *m = box_find(rl, d->envs[e].user, d->envs[e].device_id);
-        if (m && m->n >= RELAY_MAILBOX_MAX) {
+        if (m && (m->n >= RELAY_MAILBOX_MAX ||
+                  m->bytes + strlen(d->envs[e].ciphertext) > RELAY_MAILBOX_BYTES)) {
             refusal = "a recipient's mailbox is full";
             full = m;
         }
@@ -737,6 +739,7 @@ static void finish_delivery(struct app *app, struct delivery *d)
             x->from_device = d->from_device;
             x->ciphertext = v->ciphertext;
             v->ciphertext = NULL;
+            m->bytes += strlen(x->ciphertext);
             memcpy(x->kind, v->kind, sizeof(x->kind));
             put_envelope(app, x);
         }
@@ -1067,6 +1070,7 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
             if (acked) {
                 if (gone_add(rl, m->items[i]->id))
                     del_envelope(app, m->items[i]->id); /* no room to wait: now */
+                m->bytes -= strlen(m->items[i]->ciphertext);
                 envelope_free(m->items[i]);
             } else {
                 m->items[j++] = m->items[i];
@@ -1215,6 +1219,7 @@ int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t
         struct mailbox *m = box_get(rl, user, e->device_id);
         if (!m || box_append(m, e))
             goto bad_env;
+        m->bytes += strlen(e->ciphertext);
         if (e->id >= rl->next_id)
             rl->next_id = e->id + 1;
         return 0;

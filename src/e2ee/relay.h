@@ -21,6 +21,7 @@
 #include "app.h"
 
 #define RELAY_MAILBOX_MAX 10000   /* envelopes held per device */
+#define RELAY_MAILBOX_BYTES ((size_t)64 << 20) /* and bytes of their ciphertext */
 #define RELAY_FETCH_MAX 256       /* envelopes in one relay_envelopes */
 #define RELAY_PAGE_BYTES (1 << 20) /* ciphertext in one, past its first envelope */
 #define RELAY_SEEN_MAX 100000     /* message_ids remembered as delivered */

@@ -1073,6 +1073,31 @@ def a_full_mailbox_is_named_and_not_retried():
 
 
 @test
+def a_mailbox_holds_at_most_64_mib():
+    """Besides 10,000 envelopes, a mailbox holds at most 64 MiB of
+    ciphertext (RELAY_MAILBOX_BYTES): 10,000 forged envelopes of 1 MiB each
+    (relay_deliver is not signed) would have held 10 GiB of the relay's
+    memory for one device. 64 of 1 MiB fill it; the next send is refused,
+    naming the mailbox."""
+    net = backend(2)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    net.rules.append(lambda m: "drop" if m["src"] == "n3" and
+                     m["body"].get("type") == "relay_fetch" else None)
+    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+               "devices")["devices"][0]["registration_id"]
+    for k in range(64):
+        call(net, "n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
+                         "message_id": "mib-%d" % k,
+                         "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
+                                        "ciphertext": "A" * (1 << 20), "kind": "message"}]},
+             "relay_delivered")
+    r = call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "hello"})
+    assert r["type"] == "error" and "full" in r["text"], r
+    close(net)
+
+
+@test
 def a_page_of_envelopes_that_all_fail_is_dropped_then_mail_arrives():
     """300 forged envelopes ahead of a real message, more than a fetch's page
     (RELAY_FETCH_MAX): each is counted to 3 failures, acknowledged and
