@@ -674,7 +674,11 @@ static void finish_delivery(struct app *app, struct delivery *d)
         refusal = "the sending device is not an active device of from_user";
     for (size_t e = 0; !refusal && e < d->n_envs; e++) {
         struct mailbox *m = box_find(rl, d->envs[e].user, d->envs[e].device_id);
-        if (m && (m->n >= RELAY_MAILBOX_MAX ||
+        const struct lookup *l = lookup_of(d, d->envs[e].user);
+        /* Only a listed device's: a revoked one's (nobody fetches it, so it
+         * fills) is an extra device, which the list check below names. */
+        if (m && l && l->status == 0 && devlist_find(&l->list, d->envs[e].device_id) &&
+            (m->n >= RELAY_MAILBOX_MAX ||
                   m->bytes + strlen(d->envs[e].ciphertext) > RELAY_MAILBOX_BYTES)) {
             refusal = "a recipient's mailbox is full";
             full = m;
@@ -1282,9 +1286,11 @@ int relay_loaded(struct app *app)
             qsort(m->items, m->n, sizeof(m->items[0]), by_envelope_id);
         /* The lifetime before may have answered requests with counters up
          * to RELAY_COUNTER_SLACK above what it wrote (signed_decide): none
-         * of them is taken again. A box that had no row counts from 0. */
+         * of them is taken again. A box without a row (its envelopes alone)
+         * answered none before its row was durable: it counts from 0. */
         m->durable = m->counter;
-        m->counter += RELAY_COUNTER_SLACK;
+        if (m->row_durable)
+            m->counter += RELAY_COUNTER_SLACK;
     }
     return 0;
 }

@@ -1098,6 +1098,37 @@ def a_mailbox_holds_at_most_64_mib():
 
 
 @test
+def a_revoked_devices_full_mailbox_is_an_extra_device_not_a_full_one():
+    """A revoked device's mailbox fills (nobody fetches it). A delivery that
+    still names it is refused for naming an extra device, which sends the
+    sender back to the lists, not as full, which the sender takes as final
+    (found by a review of d57ca01)."""
+    net = backend(3)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    approve(net, "n3", "n4", "bob")
+    net.rules.append(lambda m: "drop" if m["src"] in ("n3", "n4") and
+                     m["body"].get("type") == "relay_fetch" else None)
+    regs = {d["device_id"]: d["registration_id"] for d in
+            call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+                 "devices")["devices"]}
+
+    def deliver(mid, big):
+        return call(net, "n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
+                                "message_id": mid, "envelopes": [
+                                    {"user": "bob", "device_id": i, "registration_id": regs[i],
+                                     "ciphertext": "A" * ((1 << 20) if big and i == 2 else 4),
+                                     "kind": "message"} for i in (1, 2)]})
+    for k in range(64):
+        assert deliver("fill-%d" % k, True)["type"] == "relay_delivered"
+    call(net, "n3", {"type": "revoke_device", "user": "bob", "device_id": 2}, "device_revoked")
+    r = deliver("stale", False)
+    assert r["type"] == "error" and r["code"] == 22 and "full" not in r, r
+    assert r["extra"] == [{"user": "bob", "device_id": 2}], r
+    close(net)
+
+
+@test
 def a_page_of_envelopes_that_all_fail_is_dropped_then_mail_arrives():
     """300 forged envelopes ahead of a real message, more than a fetch's page
     (RELAY_FETCH_MAX): each is counted to 3 failures, acknowledged and
