@@ -476,11 +476,13 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
     /* A full mailbox stays full until its device fetches: trying again at
      * once, on lists read again, would only be refused 30 times more. */
     const cJSON *full = req_field(body, "full");
-    if (cJSON_IsArray(full) && cJSON_GetArraySize(full) > 0)
-        return send_finish(app, op, ERR_PRECONDITION, "a recipient device's mailbox at the "
-                                                      "relay is full (10,000 envelopes or 64 "
-                                                      "MiB it has not fetched); send again "
-                                                      "later");
+    if (cJSON_IsArray(full) && cJSON_GetArraySize(full) > 0) {
+        char why[160];
+        snprintf(why, sizeof(why), "a recipient device's mailbox at the relay is full (%d "
+                 "envelopes or %zu MiB it has not fetched); send again later",
+                 RELAY_MAILBOX_MAX, RELAY_MAILBOX_BYTES >> 20);
+        return send_finish(app, op, ERR_PRECONDITION, why);
+    }
     /* The lists moved (missing, extra, stale): nothing was delivered. The
      * lists are read again; envelopes of devices still listed are kept. */
     if (++op->refusals >= DEVICE_SEND_REFUSALS_MAX)

@@ -32,6 +32,7 @@ struct envelope {
     uint32_t from_device;
     char *message_id;
     char *ciphertext; /* base64, as it came */
+    size_t ct_len;    /* its length: the mailbox's and a page's bytes */
     char kind[8];
     uint64_t commit;  /* the commit that stores it (node_commit_next); 0: loaded */
 };
@@ -121,7 +122,7 @@ static void put_envelope(struct app *app, const struct envelope *e)
     row_u32(&b, e->from_device);
     row_str(&b, e->message_id, strlen(e->message_id));
     row_str(&b, e->kind, strlen(e->kind));
-    row_bytes(&b, e->ciphertext, strlen(e->ciphertext));
+    row_bytes(&b, e->ciphertext, e->ct_len);
     id_key(k, e->id);
     if (!buf_ok(&b) || state_put(st, "relay_env", k, 8, b.data, b.len))
         fail_row();
@@ -742,8 +743,9 @@ static void finish_delivery(struct app *app, struct delivery *d)
             x->device_id = v->device_id;
             x->from_device = d->from_device;
             x->ciphertext = v->ciphertext;
+            x->ct_len = strlen(x->ciphertext);
             v->ciphertext = NULL;
-            m->bytes += strlen(x->ciphertext);
+            m->bytes += x->ct_len;
             memcpy(x->kind, v->kind, sizeof(x->kind));
             put_envelope(app, x);
         }
@@ -954,7 +956,7 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
             later = true;
             break;
         }
-        bytes += strlen(e->ciphertext);
+        bytes += e->ct_len;
         reply_begin_object(msg, NULL);
         reply_int(msg, "id", (long long)e->id);
         reply_cstring(msg, "from_user", e->from_user);
@@ -1074,7 +1076,7 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
             if (acked) {
                 if (gone_add(rl, m->items[i]->id))
                     del_envelope(app, m->items[i]->id); /* no room to wait: now */
-                m->bytes -= strlen(m->items[i]->ciphertext);
+                m->bytes -= m->items[i]->ct_len;
                 envelope_free(m->items[i]);
             } else {
                 m->items[j++] = m->items[i];
@@ -1223,7 +1225,8 @@ int relay_load_row(struct app *app, const char *kind, const uint8_t *key, size_t
         struct mailbox *m = box_get(rl, user, e->device_id);
         if (!m || box_append(m, e))
             goto bad_env;
-        m->bytes += strlen(e->ciphertext);
+        e->ct_len = strlen(e->ciphertext);
+        m->bytes += e->ct_len;
         if (e->id >= rl->next_id)
             rl->next_id = e->id + 1;
         return 0;

@@ -1012,6 +1012,28 @@ def junk_deliveries(net, n, reg, tag):
                                        "kind": "message"}]}, src="c9")
 
 
+def bob_fetches_nothing():
+    """alice on n2 and bob on n3, whose fetches are dropped (mail stays at
+    the relay); and bob's registration id."""
+    net = backend(2)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    net.rules.append(lambda m: "drop" if m["src"] == "n3" and
+                     m["body"].get("type") == "relay_fetch" else None)
+    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
+               "devices")["devices"][0]["registration_id"]
+    return net, reg
+
+
+def forged_mib(net, reg, message_id):
+    """A forged delivery of 1 MiB of ciphertext to bob's device 1, taken."""
+    call(net, "n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
+                     "message_id": message_id,
+                     "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
+                                    "ciphertext": "A" * (1 << 20), "kind": "message"}]},
+         "relay_delivered")
+
+
 @test
 def large_forged_envelopes_never_make_a_page_a_device_cannot_read():
     """relay_deliver is not signed, and an envelope may hold 1 MiB: a page of
@@ -1029,11 +1051,7 @@ def large_forged_envelopes_never_make_a_page_a_device_cannot_read():
     reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
                "devices")["devices"][0]["registration_id"]
     for k in range(5):
-        call(net, "n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
-                         "message_id": "big-%d" % k,
-                         "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
-                                        "ciphertext": "A" * (1 << 20), "kind": "message"}]},
-             "relay_delivered")
+        forged_mib(net, reg, "big-%d" % k)
     call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "hello"}, "sent")
     assert [m["text"] for m in wait_inbox(net, "n3", "bob", 1, 30)] == ["hello"]
     close(net)
@@ -1046,13 +1064,7 @@ def a_full_mailbox_is_named_and_not_retried():
     at once, saying so. (The refusal looked like lists out of step: the
     sender read the lists again and delivered 30 times within 3 s, then
     answered "device lists out of step"; found by a review helper.)"""
-    net = backend(2)
-    register(net, "n2", "alice")
-    register(net, "n3", "bob")
-    net.rules.append(lambda m: "drop" if m["src"] == "n3" and
-                     m["body"].get("type") == "relay_fetch" else None)
-    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
-               "devices")["devices"][0]["registration_id"]
+    net, reg = bob_fetches_nothing()
     ids = []
     for k in range(10000):
         ids.append(net.send("n1", {"type": "relay_deliver", "from_user": "alice",
@@ -1079,19 +1091,9 @@ def a_mailbox_holds_at_most_64_mib():
     (relay_deliver is not signed) would have held 10 GiB of the relay's
     memory for one device. 64 of 1 MiB fill it; the next send is refused,
     naming the mailbox."""
-    net = backend(2)
-    register(net, "n2", "alice")
-    register(net, "n3", "bob")
-    net.rules.append(lambda m: "drop" if m["src"] == "n3" and
-                     m["body"].get("type") == "relay_fetch" else None)
-    reg = call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
-               "devices")["devices"][0]["registration_id"]
+    net, reg = bob_fetches_nothing()
     for k in range(64):
-        call(net, "n1", {"type": "relay_deliver", "from_user": "alice", "from_device": 1,
-                         "message_id": "mib-%d" % k,
-                         "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
-                                        "ciphertext": "A" * (1 << 20), "kind": "message"}]},
-             "relay_delivered")
+        forged_mib(net, reg, "mib-%d" % k)
     r = call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "hello"})
     assert r["type"] == "error" and "full" in r["text"], r
     close(net)
