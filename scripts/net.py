@@ -80,7 +80,7 @@ DEFAULTS = dict(seed=None, device_nodes=3, users=4, devices_per_user=2, clients=
                 reorder_ms=50.0, partition=False, partition_every=3.0, partition_for=1.5,
                 kill=False, kill_on="", kill_every=3.0, down_for=1.0, max_down=1, timeout=6.0,
                 settle=3.0, settle_max=25.0, rate=0.0, read_fraction=0.2, attacks="",
-                expect_all_ok=False, diagram_max=2000, state=True)
+                expect_all_ok=False, diagram_max=2000, state=True, paced_rate=0.0)
 
 
 def now_wall():
@@ -835,6 +835,28 @@ class Workload:
             elif not self.active():
                 yield sleep(0.05)
 
+    def paced(self, until, rate):
+        """An open loop: sends arrive at `rate` per second on average
+        (exponential gaps, as independent users make them), each from a
+        client of its own, whether or not earlier ones were answered; so a
+        slow reply delays no later send and every latency counts from when
+        its send was due. Returns the clients."""
+        rng, spawned = self.rng, []
+        due = self.net.now()
+        while True:
+            due += rng.expovariate(rate)
+            if due >= until:
+                return spawned
+            if due > self.net.now():
+                yield sleep(due - self.net.now())
+            senders = self.active()
+            if not senders:
+                continue
+            d = rng.choice(senders)
+            others = [u for u in self.users if u != d.user and self.active(u, alive=False)]
+            if others:
+                spawned.append(self.net.spawn(self.send_one(d, rng.choice(others))))
+
     def churn(self, until, every):
         """Membership changes: a new device approved, or one revoked."""
         rng = self.rng
@@ -1412,6 +1434,20 @@ def run_bench(net, o):
              "harness_cpu_share": round(cpu / (wall1 - wall0), 3),
              "node_cpu_s": {n: round(nodes1.get(n, 0) - nodes0.get(n, 0), 3) for n in nodes1},
              "clients": o.clients}
+    if o.paced_rate:
+        # The closed loop above measures the most the system delivers, and
+        # its latencies are those of a queue kept full by o.clients (more
+        # clients, longer waits, the same rate). Latency is measured at a
+        # given load: o.paced_rate sends/s offered in an open loop.
+        net.event("phase", phase="paced", rate=o.paced_rate)
+        p0 = net.now()
+        pacer = net.spawn(w.paced(p0 + o.duration, o.paced_rate))
+        net.run_until(lambda: pacer.done, o.duration + 5)
+        net.run_until(lambda: all(c.done for c in pacer.result or []), o.timeout + 5)
+        net.run_for(1.0)
+        bench["paced_window"] = [p0, p0 + o.duration]
+        bench["paced_rate"] = o.paced_rate
+        net.event("phase", phase="paced-done")
     finish(net, w, o, workers)
     return w, bench
 
@@ -1468,7 +1504,7 @@ def resolve(o):
         chosen = SCENARIOS[o.scenario]
     if o.bench:
         chosen = dict(device_nodes=5, users=10, devices_per_user=2, clients=24, duration=10.0,
-                      latency=0.0, jitter=0.0, read_fraction=0.0, seed=1)
+                      latency=0.0, jitter=0.0, read_fraction=0.0, seed=1, paced_rate=1000.0)
     for k, v in DEFAULTS.items():
         if getattr(o, k, None) is None:
             setattr(o, k, chosen.get(k, v))
@@ -1486,6 +1522,9 @@ def parse_args(argv):
     g.add_argument("--scenario", help="a short seeded scenario (its options are defaults)")
     g.add_argument("--list", action="store_true", help="list the scenarios and exit")
     g.add_argument("--bench", action="store_true", help="the benchmark (5 device nodes, 10 users)")
+    g.add_argument("--paced-rate", type=float, metavar="SENDS_PER_S",
+                   help="--bench's second phase: sends offered at this rate, Poisson arrivals, "
+                        "whatever the replies do (1000; 0: no such phase)")
     g.add_argument("--route-bench", type=float, metavar="SECONDS",
                    help="the harness alone: messages bounced between two sed processes")
     g.add_argument("--bin", help="the node binary (default build/e2ee-node)")
@@ -1562,11 +1601,33 @@ def print_bench(res, bench):
     rate = b.get("delivered_sends_per_s", 0)
     lat = f["delivery_latency_ms"]
     per_env = b.get("node_msgs_per_envelope")
+
+    def quants(q):
+        return "%s / %s / %s / %s" % (q.get("p50"), q.get("p95"), q.get("p99"), q.get("max"))
     rows = [
         ("delivered sends/s (end to end)", "%.0f" % rate, ">= 1000", rate >= 1000),
-        ("delivery p50 / p95 / p99 / max, ms", "%s / %s / %s / %s" % (
-            lat.get("p50"), lat.get("p95"), lat.get("p99"), lat.get("max")), "p99 < 50",
-         lat.get("p99") is not None and lat["p99"] < 50),
+        ("  its delivery p50/p95/p99/max, ms", quants(lat), "", None),
+    ]
+    paced = b.get("paced")
+    if paced:
+        # The p99 target holds at the target rate: the harness must have
+        # offered it (arrivals are random: 10 s at 1,000/s vary by about 1%)
+        # and every send must have arrived.
+        offered = bench["paced_rate"]
+        span = bench["paced_window"][1] - bench["paced_window"][0]
+        made = paced["sends_in_window"] / span if span > 0 else 0.0
+        kept_up = (made >= 0.95 * offered and
+                   paced["delivered_in_window"] == paced["sends_in_window"])
+        pl = paced["latency_ms"]
+        rows += [
+            ("paced: %.0f sends/s offered, open loop" % offered,
+             "%.0f/s made, %d of %d delivered" % (made, paced["delivered_in_window"],
+                                                 paced["sends_in_window"]),
+             "all", kept_up),
+            ("  its delivery p50/p95/p99/max, ms", quants(pl), "p99 < 50",
+             kept_up and pl.get("p99") is not None and pl["p99"] < 50),
+        ]
+    rows += [
         ("node-to-node messages per envelope", "%s" % per_env, "<= 4",
          per_env is not None and per_env <= 4),
         ("node-to-node messages per send", "%s" % b.get("node_msgs_per_send"), "", None),
@@ -1581,10 +1642,11 @@ def print_bench(res, bench):
         rows.append(("commits x mean ms (whole run)", " ".join(
             "%s=%dx%.1f" % (n, c, ms / c) for n, (c, ms) in sorted(commits.items()) if c),
             "", None))
-    print("\nbench: %d device nodes, %d users x %d devices, %d clients, %.0f s, state %s"
+    print("\nbench: %d device nodes, %d users x %d devices, state %s; a closed loop of %d "
+          "clients for %.0f s (the most it delivers), then an open loop at the target rate"
           % (res["options"]["device_nodes"], res["options"]["users"],
-             res["options"]["devices_per_user"], bench["clients"],
-             bench["window"][1] - bench["window"][0], "on" if res["options"]["state"] else "off"))
+             res["options"]["devices_per_user"], "on" if res["options"]["state"] else "off",
+             bench["clients"], bench["window"][1] - bench["window"][0]))
     for name, val, target, ok in rows:
         mark = "" if ok is None else ("PASS" if ok else "FAIL")
         print("  %-38s %-34s %-10s %s" % (name, val, target, mark))

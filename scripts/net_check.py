@@ -917,7 +917,8 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
         if P[name].checked == 0 and not P[name].notes:
             P[name].notes.append("checked nothing: the run had no case for it")
 
-    figures = make_figures(j, ops, sends, devs, inbox, window)
+    figures = make_figures(j, ops, sends, devs, inbox, window,
+                           bench.get("paced_window") if bench else None)
     res = {"run": run_dir, "seed": meta.get("seed"), "scenario": meta.get("scenario"),
            "options": meta.get("options"), "nodes": meta["nodes"],
            "properties": {k: v.as_dict() for k, v in P.items()},
@@ -1037,7 +1038,31 @@ ATTACK_WHAT = {
 }
 
 
-def make_figures(j, ops, sends, devs, inbox, window):
+def window_figures(j, sends, full, devs, window):
+    """The bench's figures over the sends started in window = [w0, w1]: how
+    many, how many reached every device they had to, that rate (up to the
+    last of those deliveries), envelopes, and the delivery latencies (send
+    invoked -> the device's relay_ack)."""
+    w0, w1 = window
+    in_win = [(s, t) for s, t in full if w0 <= s.t0 <= w1]
+    sends_win = [s for s in sends if w0 <= s.t0 <= w1]
+    n_ok = sum(1 for s in sends_win if s.outcome == "ok")
+    env_win = sum((s.reply or {}).get("devices", 0) or 0 for s in sends_win if s.outcome == "ok")
+    end = max((t for _, t in in_win), default=w1)
+    lat = []
+    for s, _ in in_win:
+        for k, d in devs.items():
+            if classify(s, d) == "must":
+                t = j.acks.get((d.user, d.device_id, s.message_id))
+                if t is not None:
+                    lat.append((t - s.t0) * 1000.0)
+    return {"sends_in_window": len(sends_win), "delivered_in_window": len(in_win),
+            "delivered_sends_per_s": round(len(in_win) / (end - w0), 1) if end > w0 else 0.0,
+            "envelopes": env_win, "envelopes_per_send": round(env_win / max(1, n_ok), 2),
+            "latency_ms": quantiles(lat)}
+
+
+def make_figures(j, ops, sends, devs, inbox, window, paced_window=None):
     fig = {}
     by_f = {}
     for o in ops:
@@ -1108,25 +1133,14 @@ def make_figures(j, ops, sends, devs, inbox, window):
     if killed:
         fig["faults"]["killed"] = killed
     if window:
-        w0, w1 = window
-        in_win = [(s, t) for s, t in full if w0 <= s.t0 <= w1]
-        sends_win = [s for s in sends if w0 <= s.t0 <= w1]
-        env_win = sum((s.reply or {}).get("devices", 0) or 0 for s in sends_win if s.outcome == "ok")
-        end = max((t for _, t in in_win), default=w1)
-        b = {"sends_in_window": len(sends_win), "delivered_in_window": len(in_win),
-             "delivered_sends_per_s": round(len(in_win) / (end - w0), 1) if end > w0 else 0.0,
-             "node_msgs_per_send": round(j.n2n_window / len(sends_win), 2) if sends_win else None,
-             "node_msgs_per_envelope": round(j.n2n_window / env_win, 2) if env_win else None,
-             "envelopes_per_send": round(env_win / max(1, sum(1 for s in sends_win
-                                                              if s.outcome == "ok")), 2)}
-        win_lat = []
-        for s, _ in in_win:
-            for k, d in devs.items():
-                if classify(s, d) == "must":
-                    t = j.acks.get((d.user, d.device_id, s.message_id))
-                    if t is not None:
-                        win_lat.append((t - s.t0) * 1000.0)
-        b["latency_ms"] = quantiles(win_lat)
+        b = window_figures(j, sends, full, devs, window)
+        env_win = b.pop("envelopes")
+        n_win = b["sends_in_window"]
+        b["node_msgs_per_send"] = round(j.n2n_window / n_win, 2) if n_win else None
+        b["node_msgs_per_envelope"] = round(j.n2n_window / env_win, 2) if env_win else None
+        if paced_window:
+            b["paced"] = window_figures(j, sends, full, devs, paced_window)
+            b["paced"].pop("envelopes")
         fig["bench"] = b
         fig["delivery_latency_ms"] = dict(b["latency_ms"], measured_by=how)
     return fig

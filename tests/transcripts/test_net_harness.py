@@ -323,6 +323,33 @@ def harness_survives_malformed_replies():
     shutil.rmtree(out, ignore_errors=True)
 
 
+@test
+def bench_measures_latency_in_an_open_loop():
+    """--bench's second phase offers sends at a set rate whatever the
+    replies do: every send from a client of its own (a late reply holds no
+    send back), as many as the rate makes, each delivered and timed."""
+    rate, secs = 150.0, 2.0
+    code, res, out, stdout = run("bench", ["--bench", "--duration", str(secs),
+                                           "--paced-rate", str(rate)])
+    assert code == 0 and not failed_props(res), (code, failed_props(res), out)
+    paced = res["figures"]["bench"]["paced"]
+    p0, p1 = res["figures"]["bench"]["paced_window"]
+    n = paced["sends_in_window"]
+    # Poisson arrivals: 300 expected, standard deviation about 17
+    assert abs(n - rate * secs) < 6 * (rate * secs) ** 0.5, paced
+    assert paced["delivered_in_window"] == n, paced
+    assert paced["latency_ms"]["n"] == n * paced["envelopes_per_send"], paced
+    clients = []
+    with open(os.path.join(out, "journal.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("k") == "op" and r.get("f") == "send" and p0 <= r["t0"] <= p1:
+                clients.append(r["c"])
+    assert len(clients) == n and len(set(clients)) == n, (len(clients), len(set(clients)), n)
+    assert "paced: 150 sends/s offered" in stdout, stdout[-2000:]
+    shutil.rmtree(out, ignore_errors=True)
+
+
 if __name__ == "__main__":
     try:
         run_all()
