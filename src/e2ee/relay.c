@@ -54,10 +54,20 @@ struct mailbox {
     char *node;       /* where it last fetched from: notifications go there */
     bool notified;    /* told of mail since its last fetch: once is enough */
     bool dirty;       /* counter or node changed since its row was written */
+    struct mailbox *next_of_user; /* the user's next (struct user_boxes) */
+};
+
+/* A user's mailboxes, linked, so that what concerns one user (a delivery
+ * dropping revoked devices' boxes) never walks every mailbox the relay
+ * holds. */
+struct user_boxes {
+    char *user;
+    struct mailbox *first;
 };
 
 struct relay {
     struct map boxes;     /* key -> struct mailbox */
+    struct map by_user;   /* user -> struct user_boxes: the same boxes, by user */
     char *seen[RELAY_SEEN_MAX]; /* message_ids delivered: a ring */
     uint64_t n_seen;            /* ever remembered: the next goes to n_seen % MAX */
     struct map seen_index; /* message_id -> 1 + slot */
@@ -298,10 +308,28 @@ static struct mailbox *box_get(struct relay *rl, const char *user, uint32_t id)
     }
     m->device_id = id;
     m->key_len = row_key_user_id(m->key, user, id);
+    struct user_boxes *ub = map_get_str(&rl->by_user, user);
+    if (!ub) {
+        if (!(ub = calloc(1, sizeof(*ub))) || !(ub->user = strdup(user)) ||
+            map_put_str(&rl->by_user, ub->user, ub)) {
+            if (ub)
+                free(ub->user);
+            free(ub);
+            box_free(m);
+            return NULL;
+        }
+    }
     if (map_put(&rl->boxes, m->key, m->key_len, m)) {
+        if (!ub->first) { /* made just now, for this box */
+            map_remove_str(&rl->by_user, ub->user);
+            free(ub->user);
+            free(ub);
+        }
         box_free(m);
         return NULL;
     }
+    m->next_of_user = ub->first;
+    ub->first = m;
     return m;
 }
 
@@ -327,7 +355,19 @@ static void box_forget(struct app *app, struct mailbox *m)
         del_envelope(app, m->items[i]->id);
     if (st && state_del(st, "relay_box", m->key, m->key_len))
         fail_row();
-    map_remove(&app->relay->boxes, m->key, m->key_len);
+    struct relay *rl = app->relay;
+    struct user_boxes *ub = map_get_str(&rl->by_user, m->user);
+    for (struct mailbox **p = ub ? &ub->first : NULL; p && *p; p = &(*p)->next_of_user)
+        if (*p == m) {
+            *p = m->next_of_user;
+            break;
+        }
+    if (ub && !ub->first) {
+        map_remove_str(&rl->by_user, ub->user);
+        free(ub->user);
+        free(ub);
+    }
+    map_remove(&rl->boxes, m->key, m->key_len);
     box_free(m);
 }
 
@@ -350,6 +390,13 @@ void relay_free(struct app *app)
     while ((m = map_next(&rl->boxes, &pos)) != NULL)
         box_free(m);
     map_free(&rl->boxes);
+    pos = 0;
+    struct user_boxes *ub;
+    while ((ub = map_next(&rl->by_user, &pos)) != NULL) {
+        free(ub->user);
+        free(ub);
+    }
+    map_free(&rl->by_user);
     for (size_t i = 0; i < RELAY_SEEN_MAX; i++)
         free(rl->seen[i]);
     map_free(&rl->seen_index);
@@ -713,14 +760,13 @@ static void finish_delivery(struct app *app, struct delivery *d)
      * was announced after: an answer that was slow to come may predate an
      * approval whose device already has mail (may_forget). */
     for (size_t u = 0; u < d->n_users; u++) {
-        size_t pos = 0;
         if (!may_forget(rl, d->users[u].user, d->users[u].gen, &d->users[u].list))
             continue;
-        struct mailbox *m, *drop[64];
+        const struct user_boxes *ub = map_get_str(&rl->by_user, d->users[u].user);
+        struct mailbox *drop[64];
         size_t n_drop = 0;
-        while ((m = map_next(&rl->boxes, &pos)) != NULL && n_drop < 64)
-            if (!strcmp(m->user, d->users[u].user) && !devlist_find(&d->users[u].list,
-                                                                    m->device_id))
+        for (struct mailbox *m = ub ? ub->first : NULL; m && n_drop < 64; m = m->next_of_user)
+            if (!devlist_find(&d->users[u].list, m->device_id))
                 drop[n_drop++] = m;
         for (size_t i = 0; i < n_drop; i++)
             box_forget(app, drop[i]);

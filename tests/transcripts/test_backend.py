@@ -333,6 +333,50 @@ def a_change_waits_for_the_relay_or_its_lease():
     close(net)
 
 
+@test
+def a_revoked_devices_mailbox_goes_and_the_users_others_stay():
+    """The relay finds a user's mailboxes through that user alone (not a walk
+    of every mailbox it holds); forgetting a revoked device's takes it out of
+    the middle, then the front, of the user's boxes (loaded from the state
+    after a restart), and every other box of the user keeps its mail."""
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    try:
+        net = backend(4, state)
+        register(net, "n2", "alice")
+        approve(net, "n2", "n3", "alice")
+        approve(net, "n2", "n4", "alice")
+        register(net, "n5", "bob")
+
+        def send(text, devices):
+            s = call(net, "n5", {"type": "send", "user": "bob", "to": "alice", "text": text},
+                     "sent")
+            assert s["devices"] == devices, s
+
+        def texts(node, count):
+            return [m["text"] for m in wait_inbox(net, node, "alice", count, 15)]
+        send("to three", 3)
+        for node in ("n2", "n3", "n4"):
+            assert texts(node, 1) == ["to three"], node
+        # the boxes as a restart finds them: their index is made as they load
+        net.kill("n1")
+        net.start("n1")
+        net.send("n1", {"type": "init", "node_id": "n1", "node_ids": sorted(net.procs)})
+        call(net, "n2", {"type": "revoke_device", "user": "alice", "device_id": 2},
+             "device_revoked")
+        send("to two", 2)  # this delivery drops device 2's mailbox
+        assert texts("n4", 2) == ["to three", "to two"]  # before it is revoked too
+        call(net, "n2", {"type": "revoke_device", "user": "alice", "device_id": 3},
+             "device_revoked")
+        send("to one", 1)
+        approve(net, "n2", "n5", "alice")
+        send("to the new one too", 2)
+        assert texts("n2", 4) == ["to three", "to two", "to one", "to the new one too"]
+        assert texts("n5", 1) == ["to the new one too"]
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
 # ============================================================================
 # A network that loses, duplicates and reorders: exactly once
 # ============================================================================
