@@ -153,6 +153,10 @@ struct node_program {
 int node_main_options(const struct node_program *prog, int *argc, char **argv,
                       int *exit_code);
 
+/* Whether SECURITOR_THREADS=1 asks for one thread: the loop's reader then
+ * answers each batch itself, and a program starts no threads of its own. */
+bool node_one_thread(void);
+
 /* Runs the loop over stdin/stdout until end of input. Returns the process
  * exit status: 0 at end of input, 1 when stdout cannot be written or a
  * failed commit cannot be rolled back, 2 when on_init was fatal. */

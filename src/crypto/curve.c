@@ -13,6 +13,7 @@
 #include <openssl/params.h>
 
 #include "securitor/kdf.h"
+#include "securitor/keypool.h"
 #include "securitor/rand.h"
 #include "securitor/wipe.h"
 
@@ -84,6 +85,9 @@ int curve_public(uint8_t pub[static CURVE_KEY_LEN], const uint8_t priv[static CU
 
 int curve_generate(struct curve_keypair *kp)
 {
+    int took = keypool_take(kp); /* made ahead on another core, when one is ready */
+    if (took)
+        return took > 0 ? 0 : -1;
     if (rand_secret(kp->priv, CURVE_KEY_LEN))
         return -1;
     clamp(kp->priv); /* OpenSSL clamps anyway; stored clamped so libsignal agrees */
@@ -159,6 +163,9 @@ int curve_generate_dh(struct curve_keypair *kp, uint8_t out[static CURVE_KEY_LEN
     size_t len = CURVE_KEY_LEN;
     EVP_PKEY *me = NULL;
     int rc = -1;
+    int took = keypool_take(kp);
+    if (took)
+        return took > 0 ? curve_dh(out, kp, theirs) : -1;
     if (rand_secret(kp->priv, CURVE_KEY_LEN))
         goto out;
     clamp(kp->priv);

@@ -19,6 +19,7 @@
 #include "securitor/codec.h"
 #include "securitor/curve.h"
 #include "securitor/durable.h"
+#include "securitor/keypool.h"
 #include "securitor/keysource.h"
 #include "securitor/node.h"
 #include "securitor/rand.h"
@@ -737,7 +738,12 @@ int main(int argc, char **argv)
         node_log("e2ee-node: no --state-dir: identities, prekeys and sessions live in memory "
                  "only and die with this process");
     store_init(&app.store, app.max_users);
+    /* Key pairs made ahead on another core (keypool.h); without the
+     * thread, each is made when it is needed. */
+    if (!node_one_thread() && keypool_start())
+        node_log("e2ee-node: no key pool (keypool.h); key pairs are made on demand");
     status = node_run(&PROGRAM, &app);
+    keypool_stop();
     devices_free(&app);
     relay_free(&app);
     directory_free(&app);

@@ -53,6 +53,12 @@ static void discard_partial(struct buf *in, size_t start)
     in->len = start;
 }
 
+bool node_one_thread(void)
+{
+    const char *threads = getenv("SECURITOR_THREADS");
+    return threads && !strcmp(threads, "1");
+}
+
 static struct node *node_new(const struct node_program *prog, struct app *app)
 {
     struct node *n = calloc(1, sizeof(*n));
@@ -105,10 +111,7 @@ int node_run(const struct node_program *prog, struct app *app)
     output_grow_pipe(STDIN_FILENO);
     output_grow_pipe(STDOUT_FILENO);
     arena_hooks_install();
-    /* SECURITOR_THREADS=1 keeps the node on one thread (the same code, with
-     * the reader answering each batch itself). */
-    const char *threads = getenv("SECURITOR_THREADS");
-    n->threaded = !(threads && !strcmp(threads, "1"));
+    n->threaded = !node_one_thread(); /* the same code either way */
     batches_start(n);
     struct batch *cur = &n->batches[0]; /* the batch being read into */
 

@@ -8,7 +8,9 @@
  * (by a hash of the message) and the Edwards images of keys, must answer
  * the same for a signature seen before as for a new one, for every change of
  * key, message or signature, also after its caches have been filled over and
- * over, and for every byte of a remembered one flipped. The reused peer key object (no re-validation, its
+ * over, and for every byte of a remembered one flipped. The key pool's
+ * pairs (keypool.h) are clamped, match their public keys, never repeat, and
+ * serve curve_generate and curve_generate_dh as pairs made on demand do. The reused peer key object (no re-validation, its
  * key replaced per DH) must answer as OpenSSL does with fresh objects, for
  * random, non-canonical and low-order peers in any order. Random keys; the
  * seed is printed.
@@ -23,8 +25,11 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <time.h>
+
 #include "check.h"
 #include "securitor/curve.h"
+#include "securitor/keypool.h"
 
 static void random_pair(struct curve_keypair *kp)
 {
@@ -329,6 +334,65 @@ static void test_peer_reuse(void)
     }
 }
 
+/* Takes a pooled pair, waiting up to 10 s for the filler to make one. */
+static void take_pooled(struct curve_keypair *kp)
+{
+    for (int i = 0; i < 10000; i++) {
+        int r = keypool_take(kp);
+        CHECK(r >= 0);
+        if (r == 1)
+            return;
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+    CHECK(!"the key pool made no pair in 10 s");
+}
+
+static void check_pair(const struct curve_keypair *kp)
+{
+    uint8_t pub[32];
+    CHECK((kp->priv[0] & 7) == 0 && (kp->priv[31] & 0xC0) == 0x40); /* clamped */
+    CHECK(curve_public(pub, kp->priv) == 0);
+    CHECK_BYTES(kp->pub, pub, 32);
+}
+
+static void test_keypool(void)
+{
+    enum { N = 3 * KEYPOOL_DEPTH };
+    static struct curve_keypair seen[N];
+    struct curve_keypair kp, peer;
+    uint8_t got[32], want[32];
+    CHECK(keypool_take(&kp) == 0); /* not started: the caller makes its own */
+    CHECK(keypool_start() == 0);
+    CHECK(keypool_start() == 0); /* a second start changes nothing */
+    CHECK(keypool_take(&kp) == 0); /* the first take starts the filler: none ready yet */
+    for (int i = 0; i < N; i++) { /* more than it holds: it refills */
+        take_pooled(&seen[i]);
+        check_pair(&seen[i]);
+        for (int j = 0; j < i; j++)
+            CHECK(memcmp(seen[i].priv, seen[j].priv, 32) != 0);
+    }
+    /* Whatever the pool holds, both callers hand out sound pairs. */
+    random_pair(&peer);
+    for (int i = 0; i < 2 * KEYPOOL_DEPTH; i++) {
+        CHECK(curve_generate(&kp) == 0);
+        check_pair(&kp);
+        CHECK(curve_generate_dh(&kp, got, peer.pub) == 0);
+        check_pair(&kp);
+        CHECK(curve_dh(want, &peer, kp.pub) == 0);
+        CHECK_BYTES(got, want, 32);
+    }
+    static const uint8_t zero_pub[32]; /* a low-order peer is refused, pooled pair or not */
+    CHECK(curve_generate_dh(&kp, got, zero_pub) == -1);
+    keypool_stop();
+    CHECK(keypool_take(&kp) == 0); /* stopped: cleansed, nothing to take */
+    keypool_stop();                /* twice is harmless */
+    CHECK(keypool_start() == 0);   /* and it starts again */
+    take_pooled(&kp);
+    check_pair(&kp);
+    keypool_stop();
+    OPENSSL_cleanse(seen, sizeof(seen));
+}
+
 int main(void)
 {
     test_seed();
@@ -341,5 +405,6 @@ int main(void)
     test_verify_each_byte(quick);
     test_many_signers(quick);
     test_identity_restore();
+    test_keypool();
     return check_finish("curve");
 }
