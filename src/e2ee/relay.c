@@ -54,6 +54,8 @@ struct mailbox {
     char *node;       /* where it last fetched from: notifications go there */
     bool notified;    /* told of mail since its last fetch: once is enough */
     bool dirty;       /* counter or node changed since its row was written */
+    bool listed;      /* in the relay's dirty list, at dirty_at */
+    size_t dirty_at;
     struct mailbox *next_of_user; /* the user's next (struct user_boxes) */
 };
 
@@ -81,7 +83,10 @@ struct relay {
     /* Written by the tick, not before the answer (see relay_flush). */
     uint64_t *gone;        /* acknowledged envelopes whose rows remain */
     size_t n_gone, cap_gone;
-    bool any_dirty;
+    /* Boxes marked dirty since the last tick, so that the tick writes them
+     * without walking every mailbox; a forgotten box leaves a NULL. */
+    struct mailbox **dirty;
+    size_t n_dirty, cap_dirty;
     uint64_t tick;
     bool closing;
     struct map lists;      /* user -> struct cached: the directory's answers, leased */
@@ -255,16 +260,40 @@ static void relay_flush(struct app *app)
     for (size_t i = 0; i < rl->n_gone; i++)
         del_envelope(app, rl->gone[i]);
     rl->n_gone = 0;
-    if (rl->any_dirty) {
-        size_t pos = 0;
-        struct mailbox *m;
-        while ((m = map_next(&rl->boxes, &pos)) != NULL)
-            if (m->dirty) {
-                put_box(app, m);
-                m->dirty = false;
-            }
-        rl->any_dirty = false;
+    for (size_t i = 0; i < rl->n_dirty; i++) {
+        struct mailbox *m = rl->dirty[i];
+        if (!m)
+            continue; /* forgotten since */
+        m->listed = false;
+        if (m->dirty) /* it may have been written since (signed_decide) */
+            put_box(app, m);
+        m->dirty = false;
     }
+    rl->n_dirty = 0;
+}
+
+/* Marks m's counter or node as changed, for the tick to write. When the
+ * list cannot grow, the row is written now instead. */
+static void mark_dirty(struct app *app, struct mailbox *m)
+{
+    struct relay *rl = app->relay;
+    m->dirty = true;
+    if (m->listed)
+        return;
+    if (rl->n_dirty == rl->cap_dirty) {
+        size_t cap = rl->cap_dirty ? 2 * rl->cap_dirty : 64;
+        struct mailbox **p = realloc(rl->dirty, cap * sizeof(*p));
+        if (!p) {
+            put_box(app, m);
+            m->dirty = false;
+            return;
+        }
+        rl->dirty = p;
+        rl->cap_dirty = cap;
+    }
+    m->listed = true;
+    m->dirty_at = rl->n_dirty;
+    rl->dirty[rl->n_dirty++] = m;
 }
 
 static void relay_tick(struct app *app, struct node *n, void *ctx)
@@ -356,6 +385,8 @@ static void box_forget(struct app *app, struct mailbox *m)
     if (st && state_del(st, "relay_box", m->key, m->key_len))
         fail_row();
     struct relay *rl = app->relay;
+    if (m->listed)
+        rl->dirty[m->dirty_at] = NULL;
     struct user_boxes *ub = map_get_str(&rl->by_user, m->user);
     for (struct mailbox **p = ub ? &ub->first : NULL; p && *p; p = &(*p)->next_of_user)
         if (*p == m) {
@@ -402,6 +433,7 @@ void relay_free(struct app *app)
     map_free(&rl->seen_index);
     map_free(&rl->inflight); /* deliveries own themselves; see finish_delivery */
     free(rl->gone);
+    free(rl->dirty);
     pos = 0;
     struct cached *cl;
     while ((cl = map_next(&rl->lists, &pos)) != NULL) {
@@ -1039,6 +1071,27 @@ static bool row_durable(struct app *app, struct mailbox *m, uint64_t *durable)
     return m->row_durable;
 }
 
+static int by_id(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The position of m's first envelope whose id is at least id (its ids
+ * ascend). */
+static size_t first_at_or_after(const struct mailbox *m, uint64_t id)
+{
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->items[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Decides a signed request once the user's list is known (known: 0 listed,
  * 1 no such account, -1 no answer). */
 static void signed_decide(struct app *app, struct node *n, struct signed_call *c, int known,
@@ -1087,7 +1140,7 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
         return;
     }
     m->counter = c->counter;
-    m->dirty = rl->any_dirty = true; /* written by the tick: see relay_flush */
+    mark_dirty(app, m); /* written by the tick: see relay_flush */
     if (!c->ack) { /* notifications go where it fetches from */
         m->notified = false;
         const char *src = node_deferred_dest(c->to);
@@ -1114,12 +1167,16 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
         after = m->put_commit;
     }
     if (c->ack) {
-        size_t j = 0;
-        for (size_t i = 0; i < m->n; i++) {
-            bool acked = false;
-            for (size_t k = 0; k < c->n_ids && !acked; k++)
-                acked = c->ids[k] == m->items[i]->id;
-            if (acked) {
+        /* A mailbox's ids ascend (ids only grow, and a restart sorts them),
+         * so the acknowledged ids, sorted (the signature is checked), are
+         * found in one pass from the first of them, and the rest moves down
+         * at once: not every envelope against every id. */
+        qsort(c->ids, c->n_ids, sizeof(*c->ids), by_id);
+        size_t i = c->n_ids ? first_at_or_after(m, c->ids[0]) : m->n, j = i, k = 0;
+        for (; i < m->n && k < c->n_ids; i++) {
+            while (k < c->n_ids && c->ids[k] < m->items[i]->id)
+                k++;
+            if (k < c->n_ids && c->ids[k] == m->items[i]->id) {
                 if (gone_add(rl, m->items[i]->id))
                     del_envelope(app, m->items[i]->id); /* no room to wait: now */
                 m->bytes -= m->items[i]->ct_len;
@@ -1128,7 +1185,9 @@ static void signed_decide(struct app *app, struct node *n, struct signed_call *c
                 m->items[j++] = m->items[i];
             }
         }
-        m->n = j;
+        if (j < i)
+            memmove(m->items + j, m->items + i, (m->n - i) * sizeof(*m->items));
+        m->n = j + (m->n - i);
         /* The deletions wait for the tick (relay_flush): nothing to wait for. */
         reply_early(node_message(n, "relay_acked"), after);
         node_answer(n, c->to);
