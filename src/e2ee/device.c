@@ -1318,6 +1318,8 @@ static void tick(struct app *app, struct node *n, void *ctx)
     if (ds->closing)
         return;
     delete_done_rows(app);
+    bool scan = ds->orphans;
+    ds->orphans = false; /* set again below, or by an op that cannot start */
     while ((d = map_next(&ds->by_user, &pos)) != NULL) {
         if (d->status == DEV_ACTIVE) {
             if (!d->fetching && now - d->last_fetch_ms >= DEVICE_POLL_MS)
@@ -1332,9 +1334,13 @@ static void tick(struct app *app, struct node *n, void *ctx)
         char ids[16][MESSAGE_ID_LEN + 1];
         size_t n_ids = 0, opos = 0;
         struct outgoing *o;
-        while ((o = map_next(&d->outbox, &opos)) != NULL && n_ids < 16)
+        while (scan && (o = map_next(&d->outbox, &opos)) != NULL && n_ids < 16)
             if (!map_get_str(&ds->ops, o->message_id))
                 memcpy(ids[n_ids++], o->message_id, MESSAGE_ID_LEN + 1);
+        /* More than one tick's worth, or a device that cannot send yet:
+         * look again next tick. */
+        if (n_ids == 16 || (n_ids && d->status != DEV_ACTIVE && d->status != DEV_REVOKED))
+            ds->orphans = true;
         for (size_t i = 0; i < n_ids; i++) {
             if (!(o = map_get_str(&d->outbox, ids[i])))
                 continue;
@@ -1575,5 +1581,6 @@ int devices_loaded(struct app *app)
         if (!store_find_user(&app->store, d->user))
             return -1; /* a device without its keys */
     }
+    app->devs->orphans = true; /* no outbox message has its op yet */
     return 0;
 }

@@ -114,6 +114,9 @@ struct devices {
     size_t n_done, cap_done;
     uint64_t tick;
     bool closing;
+    /* Outbox messages may have no op (after a load, or an op that could not
+     * start): the tick looks for them while this is set, not every tick. */
+    bool orphans;
 };
 
 struct chain {

@@ -552,6 +552,7 @@ struct send_op *send_start(struct app *app, struct device *d, const struct outgo
         map_put_str(&app->devs->ops, op->message_id, op)) {
         if (op)
             send_op_free(op);
+        app->devs->orphans = true; /* the tick starts it later */
         return NULL;
     }
     op->client = client;
@@ -577,10 +578,7 @@ int h_send(struct app *app, const struct request *req, struct reply *r)
     /* A pending device may have been approved a moment ago: the lists say. */
     if ((rc = acting_device(app, req, r, false, &d, &u)))
         return rc;
-    size_t pos = 0, waiting = 0;
-    while (map_next(&d->outbox, &pos))
-        waiting++;
-    if (waiting >= OUTBOX_MAX)
+    if (d->outbox.n >= OUTBOX_MAX)
         return node_error(r, ERR_PRECONDITION, "the outbox of \"%s\" is full (%d messages "
                                                "waiting for the relay)", d->user, OUTBOX_MAX);
     struct outgoing *o = calloc(1, sizeof(*o));
