@@ -27,11 +27,11 @@ cheap). Ping-pong and one-way run one pipelined batch per step (a writer
 thread feeds requests while the replies are read). The node's clock runs
 while requests are in flight, from the first written to the last reply read;
 building the next batch in Python is left out (the node is idle then).
-"Per node CPU second" uses the node's own CPU time (from /proc), both threads.
+"Per node CPU second" uses the node's own CPU time (from /proc), all its threads.
 
 Beside the rates: instructions per operation counted by callgrind (the node:
 the difference between two runs that differ only by the measured operations,
-both threads; libolm: its timed sections only), which do not move with the
+all threads; libolm: its timed sections only), which do not move with the
 VM's pace; and the setup bound, from `openssl speed` in the same run.
 """
 import json
@@ -496,7 +496,8 @@ def run_all(build):
     print("  ratio best: the node's best rate over libolm's best (wall-clock; the node through\n"
           "  its pipe). rounds: the lowest and the highest of each round's node rate over the\n"
           "  libolm run right after it. ratio CPU s: the same per second of CPU time (the\n"
-          "  node's two threads against libolm's one), less moved by other load on the VM.\n"
+          "  node's threads, its key pool's included, against libolm's one), less moved by\n"
+          "  other load on the VM.\n"
           "  instructions: per operation, counted by callgrind; unlike the rates they do not\n"
           "  move with the VM's pace. A round trip is two messages, each a DH ratchet step.\n"
           "  libolm's setups verify no signature (Olm's session API has none); the node's\n"
@@ -517,7 +518,7 @@ def run_all(build):
                                               rate[w][r] / peer[w][r],
                                               cpu_rate[w][r] / peer_cpu[w][r])
                 for w, _, _ in WORKLOADS)))
-    print("  per second of CPU time, best: the node (both threads) %s setups, %s round\n"
+    print("  per second of CPU time, best: the node (all threads) %s setups, %s round\n"
           "  trips, %s one-way messages"
           % tuple(fmt_rate(max(cpu_rate[w])) for w, _, _ in WORKLOADS) +
           ("; libolm %s, %s, %s" % tuple(fmt_rate(max(peer_cpu[w])) for w, _, _ in WORKLOADS)
@@ -556,7 +557,7 @@ def run_all(build):
     print("    bound: %s setups per CPU second (the highest of the rounds' bounds)"
           % fmt_rate(bound))
     for label, best, fracs in (
-            ("per CPU second (both threads)", max(cpu_rate["setups"]), [p[4] for p in per_round]),
+            ("per CPU second (all threads)", max(cpu_rate["setups"]), [p[4] for p in per_round]),
             ("wall-clock, through its pipe", max(rate["setups"]), [p[5] for p in per_round])):
         frac = best / bound
         print("    the node %-29s %8s = %3.0f%% of it (rounds %.0f-%.0f%%), >= %.0f%%: %s"
