@@ -178,6 +178,7 @@ int persist_changes(struct store *st, struct state *state)
     struct map done_sessions = {0}, done_peers = {0};
     uint8_t key[STORE_ROW_KEY_MAX];
     int rc = st->changes_lost ? -1 : 0;
+    store_changes_settle(st); /* the records of freed objects are dead */
     for (size_t i = 0; i < st->n_changes && !rc; i++) {
         struct store_change *c = &st->changes[i];
         struct user *u = c->u;

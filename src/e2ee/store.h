@@ -97,7 +97,18 @@ struct store_change {
     char *row_kind;   /* CHANGE_DELETE */
     uint8_t *row_key; /* CHANGE_DELETE, CHANGE_REMOTE: a copy */
     size_t row_key_len;
-    bool dead;        /* the object went before the commit: skip */
+    bool dead;        /* the object went before the commit: skip (set by
+                       * store_changes_settle) */
+};
+
+/* An object freed while changes are recorded: the records made before
+ * `before` that point at its address are dead. Only the address is kept,
+ * never followed (it may be reused by a later object, whose records all
+ * come after `before`). */
+struct store_gone {
+    const void *obj; /* a session, or a peer (its sessions' records too) */
+    size_t before;   /* n_changes when it went */
+    bool peer;
 };
 
 struct store {
@@ -108,6 +119,10 @@ struct store {
     struct store_change *changes;
     size_t n_changes, cap_changes;
     bool changes_lost; /* a change could not be recorded (no memory) */
+    /* Objects freed since the last settle, oldest first: marking their
+     * records dead one object at a time would scan the list per object. */
+    struct store_gone *gone;
+    size_t n_gone, cap_gone;
 };
 
 enum store_result {
@@ -123,6 +138,10 @@ void store_init(struct store *st, size_t max_users);
 void store_track(struct store *st);
 /* Forgets the recorded changes (after they were written, or dropped). */
 void store_changes_clear(struct store *st);
+/* Sets `dead` on every record whose object was freed after it was made: one
+ * pass over the changes, O(changes + objects freed). Call before reading
+ * `dead` (persist_changes does); calling it again later is fine. */
+void store_changes_settle(struct store *st);
 /* The row keys of a state: user "name"; opk "name\0id"; peer
  * "user\0peer"; session "user\0peer\0base key"; remote "name"; seen
  * "user". Write into key (room for STORE_ROW_KEY_MAX bytes); return the
