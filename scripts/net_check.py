@@ -522,6 +522,11 @@ class Send:
         req = op["req"]
         self.op, self.user, self.node, self.to = op, req.get("user"), op["n"], req.get("to")
         self.text, self.t0 = req.get("text"), op["t0"]
+        # When an open loop's send was due (net.py's paced phase): its
+        # latency counts from then, so a harness that falls behind and
+        # sends late shows in the figures. Invocation is still t0.
+        due = op.get("due")
+        self.due = due if isinstance(due, (int, float)) and due <= self.t0 else self.t0
         self.reply = reply
         self.message_id = None
         if reply and reply.get("type") == "sent":
@@ -1044,8 +1049,8 @@ def window_figures(j, sends, full, devs, window):
     last of those deliveries), envelopes, and the delivery latencies (send
     invoked -> the device's relay_ack)."""
     w0, w1 = window
-    in_win = [(s, t) for s, t in full if w0 <= s.t0 <= w1]
-    sends_win = [s for s in sends if w0 <= s.t0 <= w1]
+    in_win = [(s, t) for s, t in full if w0 <= s.due <= w1]
+    sends_win = [s for s in sends if w0 <= s.due <= w1]
     n_ok = sum(1 for s in sends_win if s.outcome == "ok")
     env_win = sum((s.reply or {}).get("devices", 0) or 0 for s in sends_win if s.outcome == "ok")
     end = max((t for _, t in in_win), default=w1)
@@ -1055,8 +1060,9 @@ def window_figures(j, sends, full, devs, window):
             if classify(s, d) == "must":
                 t = j.acks.get((d.user, d.device_id, s.message_id))
                 if t is not None:
-                    lat.append((t - s.t0) * 1000.0)
+                    lat.append((t - s.due) * 1000.0)
     return {"sends_in_window": len(sends_win), "delivered_in_window": len(in_win),
+            "late_ms": quantiles([(s.t0 - s.due) * 1000.0 for s in sends_win]),
             "delivered_sends_per_s": round(len(in_win) / (end - w0), 1) if end > w0 else 0.0,
             "envelopes": env_win, "envelopes_per_send": round(env_win / max(1, n_ok), 2),
             "latency_ms": quantiles(lat)}

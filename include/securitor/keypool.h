@@ -8,9 +8,12 @@
  * ready. A pooled pair is exactly what curve_generate would have made
  * (RAND_priv_bytes, clamped, its public key computed by libcrypto).
  *
- * Secrets: a pair is copied out and its slot cleansed as it is taken;
- * keypool_stop cleanses what is left. Process-wide, for one worker thread
- * (the taker) besides the filler.
+ * Secrets: the pool holds the only copy of a pair until it is taken: the
+ * filler wipes its own, and makes pairs as curve_generate does (an import
+ * of the private key), not by OpenSSL's key generation and an export,
+ * which leave copies behind on its stack and heap. A taken pair's slot is
+ * cleansed; keypool_stop cleanses what is left. Process-wide: start and
+ * stop from the main thread, takes from the worker.
  */
 #ifndef SECURITOR_KEYPOOL_H
 #define SECURITOR_KEYPOOL_H
@@ -27,7 +30,8 @@
 int keypool_start(void);
 
 /* Stops and joins the filler and cleanses the pool; later takes find
- * nothing until keypool_start again. Safe to call at any time. */
+ * nothing until keypool_start again. Calling it twice is harmless; a
+ * filler it stopped never runs beside a later one. */
 void keypool_stop(void);
 
 /* A fresh pair into kp: 1 taken from the pool, 0 none ready (or the pool

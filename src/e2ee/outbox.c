@@ -165,7 +165,7 @@ static void send_later(struct app *app, struct send_op *op)
     if (app->devs->closing || !ref || !node_timer(app->node, op->delay_ms, 0, send_retry_fire,
                                                   ref, free)) {
         free(ref);
-        if (!app->devs->closing) /* out of memory: the tick starts it again */
+        if (!app->devs->closing) /* out of memory: given up (error 13, indefinite) */
             send_finish(app, op, ERR_CRASH, "out of memory");
     }
 }

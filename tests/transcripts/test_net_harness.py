@@ -339,11 +339,13 @@ def bench_measures_latency_in_an_open_loop():
     assert abs(n - rate * secs) < 6 * (rate * secs) ** 0.5, paced
     assert paced["delivered_in_window"] == n, paced
     assert paced["latency_ms"]["n"] == n * paced["envelopes_per_send"], paced
+    assert paced["late_ms"]["n"] == n and paced["late_ms"]["p50"] >= 0, paced
     clients = []
     with open(os.path.join(out, "journal.jsonl")) as f:
         for line in f:
             r = json.loads(line)
-            if r.get("k") == "op" and r.get("f") == "send" and p0 <= r["t0"] <= p1:
+            if r.get("k") == "op" and r.get("f") == "send" and p0 <= r.get("due", -1) <= p1:
+                assert r["due"] <= r["t0"], r  # sent when due, or later: never before
                 clients.append(r["c"])
     assert len(clients) == n and len(set(clients)) == n, (len(clients), len(set(clients)), n)
     assert "paced: 150 sends/s offered" in stdout, stdout[-2000:]
