@@ -320,6 +320,20 @@ void relay_close(struct app *app)
         relay_flush(app); /* a clean exit keeps everything */
 }
 
+static void user_boxes_free(struct user_boxes *ub)
+{
+    if (ub)
+        free(ub->user);
+    free(ub);
+}
+
+/* Takes a user's entry, its last box gone, out of the index and frees it. */
+static void user_boxes_drop(struct relay *rl, struct user_boxes *ub)
+{
+    map_remove_str(&rl->by_user, ub->user);
+    user_boxes_free(ub);
+}
+
 static struct mailbox *box_find(struct relay *rl, const char *user, uint32_t id)
 {
     uint8_t k[DEVLIST_USER_MAX + 5];
@@ -341,19 +355,14 @@ static struct mailbox *box_get(struct relay *rl, const char *user, uint32_t id)
     if (!ub) {
         if (!(ub = calloc(1, sizeof(*ub))) || !(ub->user = strdup(user)) ||
             map_put_str(&rl->by_user, ub->user, ub)) {
-            if (ub)
-                free(ub->user);
-            free(ub);
+            user_boxes_free(ub);
             box_free(m);
             return NULL;
         }
     }
     if (map_put(&rl->boxes, m->key, m->key_len, m)) {
-        if (!ub->first) { /* made just now, for this box */
-            map_remove_str(&rl->by_user, ub->user);
-            free(ub->user);
-            free(ub);
-        }
+        if (!ub->first) /* made just now, for this box */
+            user_boxes_drop(rl, ub);
         box_free(m);
         return NULL;
     }
@@ -393,11 +402,8 @@ static void box_forget(struct app *app, struct mailbox *m)
             *p = m->next_of_user;
             break;
         }
-    if (ub && !ub->first) {
-        map_remove_str(&rl->by_user, ub->user);
-        free(ub->user);
-        free(ub);
-    }
+    if (ub && !ub->first)
+        user_boxes_drop(rl, ub);
     map_remove(&rl->boxes, m->key, m->key_len);
     box_free(m);
 }
@@ -423,10 +429,8 @@ void relay_free(struct app *app)
     map_free(&rl->boxes);
     pos = 0;
     struct user_boxes *ub;
-    while ((ub = map_next(&rl->by_user, &pos)) != NULL) {
-        free(ub->user);
-        free(ub);
-    }
+    while ((ub = map_next(&rl->by_user, &pos)) != NULL)
+        user_boxes_free(ub);
     map_free(&rl->by_user);
     for (size_t i = 0; i < RELAY_SEEN_MAX; i++)
         free(rl->seen[i]);
