@@ -29,7 +29,7 @@ need_packages() {
 BUILD_PACKAGES=(build-essential cmake pkg-config libssl-dev libcjson-dev uuid-dev libsqlite3-dev python3)
 # The libFuzzer targets (scripts/fuzz): clang with libFuzzer, and llvm-16 for
 # llvm-profdata/llvm-cov (coverage) and llvm-symbolizer (stack traces).
-FUZZ_PACKAGES=(clang-16 libfuzzer-16-dev llvm-16)
+FUZZ_PACKAGES=(clang-16 libfuzzer-16-dev libclang-rt-16-dev llvm-16)
 
 # build DIR [cmake args...]: configures (once) and builds.
 build() {
