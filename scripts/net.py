@@ -818,6 +818,16 @@ class Workload:
                     self.last_seq[key] = max(self.last_seq.get(key, 0), m["seq"])
         return rep
 
+    def pick_send(self):
+        """A random active device and another user with an active device to
+        send to, or (None, None)."""
+        senders = self.active()
+        if not senders:
+            return None, None
+        d = self.rng.choice(senders)
+        others = [u for u in self.users if u != d.user and self.active(u, alive=False)]
+        return (d, self.rng.choice(others)) if others else (None, None)
+
     def worker(self, until, pause):
         rng = self.rng
         while self.net.now() < until:
@@ -829,12 +839,9 @@ class Workload:
                     after = rng.choice([0, self.last_seq.get((d.user, d.node), 0)])
                     yield from self.read_one(d, after)
             else:
-                senders = self.active()
-                if senders:
-                    d = rng.choice(senders)
-                    others = [u for u in self.users if u != d.user and self.active(u, alive=False)]
-                    if others:
-                        yield from self.send_one(d, rng.choice(others))
+                d, to = self.pick_send()
+                if d:
+                    yield from self.send_one(d, to)
             if pause:
                 yield sleep(rng.expovariate(1.0 / pause))
             elif not self.active():
@@ -854,13 +861,9 @@ class Workload:
                 return spawned
             if due > self.net.now():
                 yield sleep(due - self.net.now())
-            senders = self.active()
-            if not senders:
-                continue
-            d = rng.choice(senders)
-            others = [u for u in self.users if u != d.user and self.active(u, alive=False)]
-            if others:
-                spawned.append(self.net.spawn(self.send_one(d, rng.choice(others), due=due)))
+            d, to = self.pick_send()
+            if d:
+                spawned.append(self.net.spawn(self.send_one(d, to, due=due)))
 
     def churn(self, until, every):
         """Membership changes: a new device approved, or one revoked."""

@@ -607,6 +607,7 @@ struct out_env {
     char *user;
     uint32_t device_id, registration_id;
     char *ciphertext;
+    size_t ct_len; /* as parsed: the mailbox's bytes, then the envelope's */
     char kind[8];
 };
 
@@ -763,7 +764,7 @@ static void finish_delivery(struct app *app, struct delivery *d)
          * fills) is an extra device, which the list check below names. */
         if (m && l && l->status == 0 && devlist_find(&l->list, d->envs[e].device_id) &&
             (m->n >= RELAY_MAILBOX_MAX ||
-                  m->bytes + strlen(d->envs[e].ciphertext) > RELAY_MAILBOX_BYTES)) {
+                  m->bytes + d->envs[e].ct_len > RELAY_MAILBOX_BYTES)) {
             refusal = "a recipient's mailbox is full";
             full = m;
         }
@@ -825,7 +826,7 @@ static void finish_delivery(struct app *app, struct delivery *d)
             x->device_id = v->device_id;
             x->from_device = d->from_device;
             x->ciphertext = v->ciphertext;
-            x->ct_len = strlen(x->ciphertext);
+            x->ct_len = v->ct_len;
             v->ciphertext = NULL;
             m->bytes += x->ct_len;
             memcpy(x->kind, v->kind, sizeof(x->kind));
@@ -949,6 +950,7 @@ int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
             if (!strcmp(d->envs[e].user, user) && d->envs[e].device_id == v->device_id)
                 rc = node_error(r, ERR_MALFORMED, "envelopes: two for device %u of \"%s\"",
                                 v->device_id, user);
+        v->ct_len = ctlen;
         if (rc || !(v->user = strdup(user)) || !(v->ciphertext = strdup(ct)) || add_user(d, user)) {
             rc = rc ? rc : node_error(r, ERR_CRASH, "out of memory");
             break;

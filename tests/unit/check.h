@@ -23,6 +23,26 @@ bool check_bytes_eq(const uint8_t *got, const uint8_t *want, size_t n, const cha
                     int line, const char *what);
 #define CHECK_BYTES(got, want, n) check_bytes_eq((got), (want), (n), __FILE__, __LINE__, #got)
 
+/* RUNNING_ON_VALGRIND (valgrind's header, or 0 without it), and
+ * CHECK_UNDER_ASAN: 1 in an AddressSanitizer build. Both hold freed memory
+ * back and keep copies of their own, which a few checks about addresses
+ * and memory contents must allow for. */
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CHECK_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHECK_UNDER_ASAN 1
+#endif
+#endif
+#ifndef CHECK_UNDER_ASAN
+#define CHECK_UNDER_ASAN 0
+#endif
+
 int check_finish(const char *suite);
 /* The exit status ctest reads as "skipped" (SKIP_RETURN_CODE). */
 #define CHECK_SKIPPED 77

@@ -15,37 +15,18 @@
  * random, non-canonical and low-order peers in any order. Random keys; the
  * seed is printed.
  */
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-
-#include <fcntl.h>
-#include <time.h>
-#include <unistd.h>
-
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#else
-#define RUNNING_ON_VALGRIND 0
-#endif
-/* Under ASan the process's memory holds the sanitizer's own copies and
- * quarantined blocks: the residue scan below runs in the plain builds. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
 
 #include "check.h"
 #include "securitor/curve.h"
@@ -462,7 +443,7 @@ static int key_copies(void)
 static void test_keypool_leaves_no_copy(void)
 {
     struct curve_keypair kp;
-    if (RUNNING_ON_VALGRIND || UNDER_ASAN)
+    if (RUNNING_ON_VALGRIND || CHECK_UNDER_ASAN) /* their own copies, their quarantine */
         return;
     CHECK(keypool_start() == 0);
     take_pooled(&kp); /* started; then let it fill up and wait */

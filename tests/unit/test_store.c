@@ -22,25 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#else
-#define RUNNING_ON_VALGRIND 0
-#endif
-
-/* ASan's allocator, like valgrind's, holds freed memory back (its
- * quarantine), so freed addresses are not handed out again at once. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FREED_ADDRESSES_HELD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FREED_ADDRESSES_HELD 1
-#endif
-#endif
-#ifndef FREED_ADDRESSES_HELD
-#define FREED_ADDRESSES_HELD 0
-#endif
-
 #include "check.h"
 #include "conversation.h"
 #include "persist.h"
@@ -452,7 +433,7 @@ static void test_changes_follow_frees(void)
            ops, t->checked, t->commits, t->dead_seen, t->reused);
     /* Reuse is what a pointer index can get wrong; valgrind and ASan delay
      * it (their runs check the rest). */
-    CHECK(RUNNING_ON_VALGRIND || FREED_ADDRESSES_HELD || t->reused > 100);
+    CHECK(RUNNING_ON_VALGRIND || CHECK_UNDER_ASAN || t->reused > 100);
     CHECK(t->dead_seen > 1000 && t->unmapped == 0);
     pt_compare_reloaded(t, dir);
     store_free(&t->st);
