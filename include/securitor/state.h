@@ -128,10 +128,18 @@ void state_close(struct state *st);
  * fit together), PROTOCOL.md §4 "left as it was". NULL is fine. */
 void state_abandon(struct state *st);
 
-/* For tests and the benchmark: transactions and rows written so far, and
- * the time spent committing them (commit_ns may be NULL). */
-void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows,
-                    uint64_t *commit_ns);
+/* A commit that takes longer than this is counted as slow (state_stats). */
+#define STATE_SLOW_COMMIT_MS 50
+
+/* For tests and the benchmark: what the state has written so far. */
+struct state_stats {
+    uint64_t commits, rows;
+    uint64_t commit_ns;  /* time spent writing transactions (the fsyncs, mostly) */
+    uint64_t slowest_ns; /* the longest single commit */
+    uint64_t slow;       /* commits that took over STATE_SLOW_COMMIT_MS */
+};
+
+void state_stats(const struct state *st, struct state_stats *out);
 
 const char *state_status_text(enum state_status s);
 

@@ -192,10 +192,12 @@ void durable_close(struct durable *d)
 {
     const char *stats = getenv("SECURITOR_STATE_STATS");
     if (d->st && stats && !strcmp(stats, "1")) {
-        uint64_t commits, rows, ns;
-        state_counters(d->st, &commits, &rows, &ns);
-        node_log("%s: state: %llu commits, %llu rows, %.1f ms committing", d->program,
-                 (unsigned long long)commits, (unsigned long long)rows, ns / 1e6);
+        struct state_stats s;
+        state_stats(d->st, &s);
+        node_log("%s: state: %llu commits, %llu rows, %.1f ms committing, the slowest %.1f ms, "
+                 "%llu over %d ms", d->program, (unsigned long long)s.commits,
+                 (unsigned long long)s.rows, s.commit_ns / 1e6, s.slowest_ns / 1e6,
+                 (unsigned long long)s.slow, STATE_SLOW_COMMIT_MS);
     }
     state_close(d->st);
     d->st = NULL;

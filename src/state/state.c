@@ -56,8 +56,7 @@ struct state {
     pthread_mutex_t lock;
     struct txn *sealed, **sealed_tail;
     bool wal_existed;    /* DIR/<id>.db-wal was there before we opened it */
-    uint64_t commits, rows;
-    uint64_t commit_ns;  /* time spent writing transactions (the fsyncs, mostly) */
+    struct state_stats stats;
 };
 
 const char *state_status_text(enum state_status s)
@@ -791,12 +790,17 @@ int state_flush(struct state *st)
         if (!sqlite3_get_autocommit(st->db))
             step_reset(st->rollback);
     } else {
-        st->commits++;
-        st->rows += rows;
+        st->stats.commits++;
+        st->stats.rows += rows;
     }
     free_txns(all);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    st->commit_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+    uint64_t ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+    st->stats.commit_ns += ns;
+    if (ns > st->stats.slowest_ns)
+        st->stats.slowest_ns = ns;
+    if (ns > (uint64_t)STATE_SLOW_COMMIT_MS * 1000000)
+        st->stats.slow++;
     return rc ? -1 : 0;
 }
 
@@ -845,11 +849,7 @@ void state_abandon(struct state *st)
     free(wal);
 }
 
-void state_counters(const struct state *st, uint64_t *commits, uint64_t *rows,
-                    uint64_t *commit_ns)
+void state_stats(const struct state *st, struct state_stats *out)
 {
-    *commits = st->commits;
-    *rows = st->rows;
-    if (commit_ns)
-        *commit_ns = st->commit_ns;
+    *out = st->stats;
 }

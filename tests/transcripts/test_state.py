@@ -21,6 +21,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import net  # noqa: E402  (scripts/net.py: how the bench reads the state's counts)
 from nodelib import Node, can_read_memory, memory_holds, run_all, skip, test  # noqa: E402
 
 E2EE, SYM = sys.argv[1], sys.argv[2]
@@ -625,6 +627,13 @@ def symmetric_rows_only_for_what_changed():
     # rows each), the minimum (the ring), the trim (3 deletions and the ring).
     assert code == 0 and "state: 6 commits, 12 rows" in err, err
     assert set(rows(d)) >= {key_row(4)} and not set(rows(d)) & {key_row(v) for v in (1, 2, 3)}
+    # The line as the network bench reads it: the slowest commit no faster
+    # than the mean, no slower than all of them together.
+    os.makedirs(os.path.join(d, "logs"))
+    with open(os.path.join(d, "logs", "n1.1.stderr"), "w") as f:
+        f.write(err)
+    commits, ms, slowest, slow = net.commit_stats(d)["n1"]
+    assert commits == 6 and ms / commits <= slowest <= ms and 0 <= slow <= commits, err
     shutil.rmtree(d)
 
 

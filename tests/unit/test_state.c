@@ -111,9 +111,10 @@ static void test_round_trip(void)
     CHECK(state_put(st, "user", "carol", 5, "C", 1) == 0);
     state_discard(st); /* not written */
     CHECK(state_commit(st) == 0);
-    uint64_t commits, rows;
-    state_counters(st, &commits, &rows, NULL);
-    CHECK(commits == 1 && rows == 3);
+    struct state_stats stats;
+    state_stats(st, &stats);
+    CHECK(stats.commits == 1 && stats.rows == 3);
+    CHECK(stats.slowest_ns > 0 && stats.slowest_ns <= stats.commit_ns);
     state_close(st);
 
     CHECK(open_as(&st, "n1", KEY) == STATE_OK);
