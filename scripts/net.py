@@ -38,6 +38,7 @@ import os
 import random
 import re
 import resource
+import threading
 import selectors
 import shlex
 import signal
@@ -1425,6 +1426,10 @@ def run_bench(net, o):
     net.run_until(lambda: all(c.done for c in warmers), 120.0)
     net.run_for(1.0)
     net.event("phase", phase="measure")
+    # From here to the end of the last phase.
+    probe = DiskProbe(os.path.join(net.run_dir, "disk-probe"), net.now) if o.state else None
+    if probe:
+        probe.start()
     ru0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     nodes0 = net.cpu_of_nodes()
     t_start = net.now()
@@ -1456,8 +1461,50 @@ def run_bench(net, o):
         bench["paced_window"] = [p0, p0 + o.duration]
         bench["paced_rate"] = o.paced_rate
         net.event("phase", phase="paced-done")
+    if probe:
+        bench["disk_probe_ms"] = probe.finish()
     finish(net, w, o, workers)
     return w, bench
+
+
+class DiskProbe(threading.Thread):
+    """The disk's own pace while the nodes run: a 64 KiB write and an
+    fdatasync every 20 ms to a file beside the states, the size of a large
+    commit. The nodes' commits wait for the same disk; this shows which of
+    their slow commits the disk alone would have had (a commit over 50 ms
+    is a p99 over 50 ms for every delivery waiting on it)."""
+
+    SIZE, EVERY, SPAN = 64 << 10, 0.02, 4 << 20  # rewritten in place, as a WAL is
+
+    def __init__(self, path, clock):
+        super().__init__(daemon=True)
+        self.path, self.clock, self.stop = path, clock, threading.Event()
+        self.lat, self.stalls = [], []  # stalls: [start (harness time), ms] over 50 ms
+
+    def run(self):
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            buf, off, due = os.urandom(self.SIZE), 0, time.monotonic()
+            while not self.stop.is_set():
+                t, at = time.monotonic(), self.clock()
+                os.pwrite(fd, buf, off)
+                os.fdatasync(fd)
+                self.lat.append((time.monotonic() - t) * 1000.0)
+                if self.lat[-1] > 50.0:
+                    self.stalls.append([round(at, 4), round(self.lat[-1], 1)])
+                off = (off + self.SIZE) % self.SPAN
+                due = max(due + self.EVERY, time.monotonic())
+                self.stop.wait(due - time.monotonic())
+        finally:
+            os.close(fd)
+            os.unlink(self.path)
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        q = net_check.quantiles(self.lat)
+        q["over_50"], q["stalls"] = len(self.stalls), self.stalls
+        return q
 
 
 class _Echo(Net):
@@ -1589,17 +1636,20 @@ def parse_args(argv):
 
 
 def commit_stats(run_dir):
-    """{node: [commits, ms spent committing]} over the whole run, from the
-    line each node prints on stderr at a clean exit (SECURITOR_STATE_STATS)."""
+    """{node: [commits, ms spent committing, slowest ms, commits over 50 ms]}
+    over the whole run, from the line each node prints on stderr at a clean
+    exit (SECURITOR_STATE_STATS)."""
     out = {}
     logs = os.path.join(run_dir, "logs")
     for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
         with open(os.path.join(logs, name), errors="replace") as f:
-            m = re.search(r"state: (\d+) commits, \d+ rows, ([\d.]+) ms committing", f.read())
+            m = re.search(r"state: (\d+) commits, \d+ rows, ([\d.]+) ms committing, "
+                          r"the slowest ([\d.]+) ms, (\d+) over 50 ms", f.read())
         if m:
             nid = name.split(".")[0]
-            c, ms = out.get(nid, [0, 0.0])
-            out[nid] = [c + int(m.group(1)), round(ms + float(m.group(2)), 1)]
+            c, ms, slowest, slow = out.get(nid, [0, 0.0, 0.0, 0])
+            out[nid] = [c + int(m.group(1)), round(ms + float(m.group(2)), 1),
+                        max(slowest, float(m.group(3))), slow + int(m.group(4))]
     return out
 
 
@@ -1638,6 +1688,10 @@ def print_bench(res, bench):
             ("  its delivery p50/p95/p99/max, ms", quants(pl), "p99 < 50",
              kept_up and pl.get("p99") is not None and pl["p99"] < 50),
         ]
+        clear = paced.get("latency_ms_clear")
+        if clear is not None:  # state on: the disk probe ran
+            rows.append(("  the same, clear of disk stalls", "%s (%d of %d deliveries)" % (
+                quants(clear), clear["n"], pl["n"]), "", None))
     rows += [
         ("node-to-node messages per envelope", "%s" % per_env, "<= 4",
          per_env is not None and per_env <= 4),
@@ -1651,8 +1705,20 @@ def print_bench(res, bench):
     commits = bench.get("node_commits") or {}
     if commits:  # the whole run's, setup included: what each commit (its fsync) takes
         rows.append(("commits x mean ms (whole run)", " ".join(
-            "%s=%dx%.1f" % (n, c, ms / c) for n, (c, ms) in sorted(commits.items()) if c),
+            "%s=%dx%.1f" % (n, c, ms / c) for n, (c, ms, _, _) in sorted(commits.items()) if c),
             "", None))
+        rows.append(("commits over 50 ms, the slowest ms", " ".join(
+            "%s=%d/%.0f" % (n, slow, slowest)
+            for n, (c, _, slowest, slow) in sorted(commits.items()) if c), "", None))
+    disk = b.get("disk_probe_ms")
+    if disk and disk.get("n"):  # the machine's own limit, measured in the same run
+        rows.append(("disk alone (64 KiB + fdatasync, 50/s)",
+                     "p50/p99/max %s / %s / %s ms, %d of %d over 50" % (
+                         disk["p50"], disk["p99"], disk["max"], disk["over_50"], disk["n"]),
+                     "", None))
+        if disk["stalls"]:
+            rows.append(("  its stalls (at s: ms)", " ".join(
+                "%.1f:%.0f" % (t, ms) for t, ms in disk["stalls"][:8]), "", None))
     print("\nbench: %d device nodes, %d users x %d devices, state %s; a closed loop of %d "
           "clients for %.0f s (the most it delivers), then an open loop at the target rate"
           % (res["options"]["device_nodes"], res["options"]["users"],
