@@ -1050,7 +1050,10 @@ def window_figures(j, sends, full, devs, window, stalls=None):
     last of those deliveries), envelopes, and the delivery latencies (send
     invoked -> the device's relay_ack). With the disk probe's stalls
     ([start, ms]), also the latencies of the deliveries that overlapped
-    none: what the system does while the disk keeps its pace."""
+    none: about what the system does while the disk keeps its pace. About:
+    a stall may have begun up to one probe period (20 ms) before the call
+    that saw it, and the queues it left take a while to drain, so each is
+    widened by 20 ms before and 50 ms after."""
     w0, w1 = window
     in_win = [(s, t) for s, t in full if w0 <= s.due <= w1]
     sends_win = [s for s in sends if w0 <= s.due <= w1]
@@ -1058,7 +1061,7 @@ def window_figures(j, sends, full, devs, window, stalls=None):
     env_win = sum((s.reply or {}).get("devices", 0) or 0 for s in sends_win if s.outcome == "ok")
     end = max((t for _, t in in_win), default=w1)
     lat, clear = [], []
-    spans = [(t, t + ms / 1000.0) for t, ms in stalls or []]
+    spans = [(t - 0.02, t + ms / 1000.0 + 0.05) for t, ms in stalls or []]
     for s, _ in in_win:
         for k, d in devs.items():
             if classify(s, d) == "must":

@@ -134,7 +134,7 @@ void state_abandon(struct state *st);
 /* For tests and the benchmark: what the state has written so far. */
 struct state_stats {
     uint64_t commits, rows;
-    uint64_t commit_ns;  /* time spent writing transactions (the fsyncs, mostly) */
+    uint64_t commit_ns;  /* time spent writing transactions, failed ones too */
     uint64_t slowest_ns; /* the longest single commit */
     uint64_t slow;       /* commits that took over STATE_SLOW_COMMIT_MS */
 };

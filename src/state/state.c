@@ -789,18 +789,19 @@ int state_flush(struct state *st)
     if (rc) {
         if (!sqlite3_get_autocommit(st->db))
             step_reset(st->rollback);
-    } else {
-        st->stats.commits++;
-        st->stats.rows += rows;
     }
     free_txns(all);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     uint64_t ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     st->stats.commit_ns += ns;
-    if (ns > st->stats.slowest_ns)
-        st->stats.slowest_ns = ns;
-    if (ns > (uint64_t)STATE_SLOW_COMMIT_MS * 1000000)
-        st->stats.slow++;
+    if (!rc) { /* a failed flush is not a commit: its time is in commit_ns alone */
+        st->stats.commits++;
+        st->stats.rows += rows;
+        if (ns > st->stats.slowest_ns)
+            st->stats.slowest_ns = ns;
+        if (ns > (uint64_t)STATE_SLOW_COMMIT_MS * 1000000)
+            st->stats.slow++;
+    }
     return rc ? -1 : 0;
 }
 

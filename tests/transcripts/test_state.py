@@ -628,12 +628,14 @@ def symmetric_rows_only_for_what_changed():
     assert code == 0 and "state: 6 commits, 12 rows" in err, err
     assert set(rows(d)) >= {key_row(4)} and not set(rows(d)) & {key_row(v) for v in (1, 2, 3)}
     # The line as the network bench reads it: the slowest commit no faster
-    # than the mean, no slower than all of them together.
+    # than the mean, no slower than all of them together (each figure is
+    # printed to 0.1 ms).
     os.makedirs(os.path.join(d, "logs"))
     with open(os.path.join(d, "logs", "n1.1.stderr"), "w") as f:
         f.write(err)
     commits, ms, slowest, slow = net.commit_stats(d)["n1"]
-    assert commits == 6 and ms / commits <= slowest <= ms and 0 <= slow <= commits, err
+    assert commits == 6 and ms / commits <= slowest + 0.1 <= ms + 0.2, err
+    assert 0 <= slow <= commits, err
     shutil.rmtree(d)
 
 
