@@ -6,8 +6,8 @@ hosts), all the same binary with --directory n0 --relay n1 --state-dir DIR
 --key-file F, sends each `init` as Maelstrom does, and routes every line a
 node writes by its `dest`: to that node's stdin, or to one of the harness's
 clients (c1, c2, ...). One thread routes, in one poll loop (selectors; --bench
-adds a thread that times the disk): node stdouts are read as they become readable, stdins are written without blocking, and every
-message in flight waits in a heap of due times (latency, jitter, reordering,
+adds a thread that times the disk): node stdouts are read as they become
+readable, stdins are written without blocking, and every message in flight waits in a heap of due times (latency, jitter, reordering,
 duplicates). Clients are coroutines, like Maelstrom's: each has one request
 outstanding and waits for its reply or a timeout.
 
@@ -1487,6 +1487,7 @@ class DiskProbe(threading.Thread):
     is a p99 over 50 ms for every delivery waiting on it)."""
 
     SIZE, EVERY, SPAN = 64 << 10, 0.02, 4 << 20  # rewritten in place, as a WAL is
+    STALL_MS = 50.0  # as the nodes' STATE_SLOW_COMMIT_MS
 
     def __init__(self, path, clock):
         super().__init__(daemon=True)
@@ -1514,7 +1515,7 @@ class DiskProbe(threading.Thread):
                 os.pwrite(fd, buf, off)
                 os.fdatasync(fd)
                 self.lat.append((time.monotonic() - t) * 1000.0)
-                if self.lat[-1] > 50.0:
+                if self.lat[-1] > self.STALL_MS:
                     self.stalls.append([round(at, 4), round(self.lat[-1], 1)])
                 off = (off + self.SIZE) % self.SPAN
                 due = max(due + self.EVERY, time.monotonic())
@@ -1530,6 +1531,7 @@ class DiskProbe(threading.Thread):
         self.join(5.0)
         q = net_check.quantiles(self.lat)
         q["over_50"], q["stalls"] = len(self.stalls), list(self.stalls)
+        q["every_s"] = self.EVERY  # how late a stall may be seen (net_check widens it)
         if self.error or self.is_alive():
             q["error"] = self.error or "a call did not return within 5 s"
         return q

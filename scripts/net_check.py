@@ -924,7 +924,7 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
 
     figures = make_figures(j, ops, sends, devs, inbox, window,
                            bench.get("paced_window") if bench else None,
-                           (bench.get("disk_probe_ms") or {}).get("stalls") if bench else None)
+                           bench.get("disk_probe_ms") if bench else None)
     res = {"run": run_dir, "seed": meta.get("seed"), "scenario": meta.get("scenario"),
            "options": meta.get("options"), "nodes": meta["nodes"],
            "properties": {k: v.as_dict() for k, v in P.items()},
@@ -1044,16 +1044,16 @@ ATTACK_WHAT = {
 }
 
 
-def window_figures(j, sends, full, devs, window, stalls=None):
+def window_figures(j, sends, full, devs, window, probe=None):
     """The bench's figures over the sends started in window = [w0, w1]: how
     many, how many reached every device they had to, that rate (up to the
     last of those deliveries), envelopes, and the delivery latencies (send
-    invoked -> the device's relay_ack). With the disk probe's stalls
-    ([start, ms]), also the latencies of the deliveries that overlapped
-    none: about what the system does while the disk keeps its pace. About:
-    a stall may have begun up to one probe period (20 ms) before the call
-    that saw it, and the queues it left take a while to drain, so each is
-    widened by 20 ms before and 50 ms after."""
+    invoked -> the device's relay_ack). With the disk probe's figures (its
+    stalls: [start, ms]), also the latencies of the deliveries that
+    overlapped none: about what the system does while the disk keeps its
+    pace. About: a stall may have begun up to one probe period before the
+    call that saw it, and the queues it left take a while to drain, so each
+    is widened by a period before and 50 ms after."""
     w0, w1 = window
     in_win = [(s, t) for s, t in full if w0 <= s.due <= w1]
     sends_win = [s for s in sends if w0 <= s.due <= w1]
@@ -1061,7 +1061,8 @@ def window_figures(j, sends, full, devs, window, stalls=None):
     env_win = sum((s.reply or {}).get("devices", 0) or 0 for s in sends_win if s.outcome == "ok")
     end = max((t for _, t in in_win), default=w1)
     lat, clear = [], []
-    spans = [(t - 0.02, t + ms / 1000.0 + 0.05) for t, ms in stalls or []]
+    spans = [(t - probe["every_s"], t + ms / 1000.0 + 0.05)
+             for t, ms in probe["stalls"]] if probe else []
     for s, _ in in_win:
         for k, d in devs.items():
             if classify(s, d) == "must":
@@ -1075,10 +1076,10 @@ def window_figures(j, sends, full, devs, window, stalls=None):
             "delivered_sends_per_s": round(len(in_win) / (end - w0), 1) if end > w0 else 0.0,
             "envelopes": env_win, "envelopes_per_send": round(env_win / max(1, n_ok), 2),
             "latency_ms": quantiles(lat),
-            "latency_ms_clear": quantiles(clear) if stalls is not None else None}
+            "latency_ms_clear": quantiles(clear) if probe else None}
 
 
-def make_figures(j, ops, sends, devs, inbox, window, paced_window=None, stalls=None):
+def make_figures(j, ops, sends, devs, inbox, window, paced_window=None, probe=None):
     fig = {}
     by_f = {}
     for o in ops:
@@ -1149,13 +1150,13 @@ def make_figures(j, ops, sends, devs, inbox, window, paced_window=None, stalls=N
     if killed:
         fig["faults"]["killed"] = killed
     if window:
-        b = window_figures(j, sends, full, devs, window, stalls)
+        b = window_figures(j, sends, full, devs, window, probe)
         env_win = b.pop("envelopes")
         n_win = b["sends_in_window"]
         b["node_msgs_per_send"] = round(j.n2n_window / n_win, 2) if n_win else None
         b["node_msgs_per_envelope"] = round(j.n2n_window / env_win, 2) if env_win else None
         if paced_window:
-            b["paced"] = window_figures(j, sends, full, devs, paced_window, stalls)
+            b["paced"] = window_figures(j, sends, full, devs, paced_window, probe)
             b["paced"].pop("envelopes")
         fig["bench"] = b
         fig["delivery_latency_ms"] = dict(b["latency_ms"], measured_by=how)
