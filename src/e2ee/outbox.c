@@ -156,11 +156,14 @@ static void send_retry_fire(struct app *app, struct node *n, void *ctx)
         send_lists(app, op);
 }
 
-/* Tries the step again later: 100 ms, doubling to 2 s. */
+/* Tries the step again later: 100 ms, doubling to DEVICE_SEND_RETRY_MAX_MS. */
 static void send_later(struct app *app, struct send_op *op)
 {
     op->epoch++;
-    op->delay_ms = op->delay_ms ? (op->delay_ms * 2 > 2000 ? 2000 : op->delay_ms * 2) : 100;
+    unsigned doubled = op->delay_ms * 2;
+    op->delay_ms = !op->delay_ms ? 100
+                   : doubled > DEVICE_SEND_RETRY_MAX_MS ? DEVICE_SEND_RETRY_MAX_MS
+                                                        : doubled;
     struct op_ref *ref = op_ref(op, 0);
     if (app->devs->closing || !ref || !node_timer(app->node, op->delay_ms, 0, send_retry_fire,
                                                   ref, free)) {
@@ -473,15 +476,24 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
                    code->valuedouble == ERR_PRECONDITION;
     if (!refused) /* no answer: the same envelopes again (the relay dedupes) */
         return send_later(app, op);
-    /* A full mailbox stays full until its device fetches: trying again at
-     * once, on lists read again, would only be refused 30 times more. */
+    /* A full mailbox stays full until its device fetches (or leaves the
+     * list). Nothing was taken, but a copy of this delivery may still be on
+     * its way, so the outcome is open: the client hears so at once (error
+     * 0), and the outbox keeps trying (PROTOCOL.md §5.2) the same envelopes
+     * at the slowest pace, not on lists read again at once, which would only
+     * be refused 30 times more. */
     const cJSON *full = req_field(body, "full");
     if (cJSON_IsArray(full) && cJSON_GetArraySize(full) > 0) {
-        char why[160];
-        snprintf(why, sizeof(why), "a recipient device's mailbox at the relay is full (%d "
-                 "envelopes or %zu MiB it has not fetched); send again later",
-                 RELAY_MAILBOX_MAX, RELAY_MAILBOX_BYTES >> 20);
-        return send_finish(app, op, ERR_PRECONDITION, why);
+        if (op->client) {
+            node_answer_error(app->node, op->client, ERR_TIMEOUT,
+                              "not delivered yet: a recipient device's mailbox at the relay is "
+                              "full (%d envelopes or %zu MiB it has not fetched); the outbox "
+                              "keeps trying, and the message reaches all its devices or none",
+                              RELAY_MAILBOX_MAX, RELAY_MAILBOX_BYTES >> 20);
+            op->client = NULL;
+        }
+        op->delay_ms = DEVICE_SEND_RETRY_MAX_MS;
+        return send_later(app, op);
     }
     /* The lists moved (missing, extra, stale): nothing was delivered. The
      * lists are read again; envelopes of devices still listed are kept. */
