@@ -658,6 +658,32 @@ class Net:
         self.jf.flush()
         return codes
 
+    def cpu_of_threads(self):
+        """{(node, thread name): CPU seconds} of the current processes'
+        threads (/proc/PID/task): "worker", "committer", "keypool" as the
+        nodes name them, and "reader" for the main thread, which reads stdin."""
+        out = {}
+        tck = os.sysconf("SC_CLK_TCK")
+        for nid, p in self.procs.items():
+            if not p.alive:
+                continue
+            base = "/proc/%d/task" % p.popen.pid
+            try:
+                tids = os.listdir(base)
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open("%s/%s/stat" % (base, tid)) as f:
+                        head, rest = f.read().rsplit(")", 1)
+                    fields = rest.split()
+                    cpu = (int(fields[11]) + int(fields[12])) / tck
+                except (OSError, IndexError, ValueError):
+                    continue    # a thread that ended meanwhile
+                name = "reader" if int(tid) == p.popen.pid else head.split("(", 1)[1]
+                out[(nid, name)] = out.get((nid, name), 0.0) + cpu
+        return out
+
     def cpu_of_nodes(self):
         """{node: CPU seconds} of the current processes (from /proc)."""
         out = {}
@@ -826,7 +852,9 @@ class Workload:
         if not senders:
             return None, None
         d = self.rng.choice(senders)
-        others = [u for u in self.users if u != d.user and self.active(u, alive=False)]
+        # Users with an active device, alive or not: one pass, not one per user.
+        reachable = {x.user for x in self.devs.values() if x.status == "active" and not x.busy}
+        others = [u for u in self.users if u != d.user and u in reachable]
         return (d, self.rng.choice(others)) if others else (None, None)
 
     def worker(self, until, pause):
@@ -1466,17 +1494,57 @@ def measure(net, o, w, probe):
         # given load: o.paced_rate sends/s offered in an open loop.
         net.event("phase", phase="paced", rate=o.paced_rate)
         p0 = net.now()
+        # The CPU over the arrivals' span (not the drain after it): how near
+        # the two cores the offered rate runs, and where the CPU goes.
+        cpu = [cpu_sample(net)]
+        net.after(o.duration, lambda: cpu.append(cpu_sample(net)))
         pacer = net.spawn(w.paced(p0 + o.duration, o.paced_rate))
         net.run_until(lambda: pacer.done, o.duration + 5)
         net.run_until(lambda: all(c.done for c in pacer.result or []), o.timeout + 5)
         net.run_for(1.0)
         bench["paced_window"] = [p0, p0 + o.duration]
+        if len(cpu) == 2:
+            bench["paced_cpu"] = cpu_between(*cpu)
         bench["paced_rate"] = o.paced_rate
         net.event("phase", phase="paced-done")
     if probe:
         bench["disk_probe_ms"] = probe.finish()
     finish(net, w, o, workers)
     return w, bench
+
+
+def machine_ticks():
+    """(busy, total) clock ticks of all the machine's CPUs since boot
+    (/proc/stat): busy is user, nice, system, irq and softirq time; the total
+    adds idle, iowait and steal."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = \
+            [int(x) for x in f.readline().split()[1:9]]
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait + steal
+
+
+def cpu_sample(net):
+    """What the CPU did so far: the machine's ticks, each node thread's CPU
+    and the routing thread's (the caller's)."""
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return machine_ticks(), net.cpu_of_threads(), ru.ru_utime + ru.ru_stime
+
+
+def cpu_between(a, b):
+    """The figures of two cpu_samples: how busy the cores were, and the CPU
+    the harness and each node thread took in between."""
+    (busy0, total0), threads0, harness0 = a
+    (busy1, total1), threads1, harness1 = b
+    role = {DIRECTORY: "directory", RELAY: "relay"}
+    nodes = {}
+    for (nid, name), cpu in threads1.items():
+        key = "%s %s" % (role.get(nid, "devices"), name)
+        nodes[key] = nodes.get(key, 0.0) + cpu - threads0.get((nid, name), 0.0)
+    return {"cores": os.cpu_count(),
+            "busy_share": round((busy1 - busy0) / (total1 - total0), 3) if total1 > total0 else None,
+            "harness_s": round(harness1 - harness0, 3),
+            "nodes_s": {k: round(v, 3) for k, v in sorted(nodes.items())}}
 
 
 class DiskProbe(threading.Thread):
@@ -1725,6 +1793,19 @@ def print_bench(res, bench):
         if clear is not None:  # state on: the disk probe ran
             rows.append(("  the same, clear of disk stalls", "%s (%d of %d deliveries)" % (
                 quants(clear), clear["n"], pl["n"]), "", None))
+        pc = bench.get("paced_cpu")
+        if pc and pc["busy_share"] is not None and paced["sends_in_window"]:
+            # The machine's own limit in the same run: how busy the cores
+            # were at the offered rate, and the CPU each send cost.
+            per = 1e6 / paced["sends_in_window"]
+            rows += [
+                ("  the %d cores meanwhile" % pc["cores"], "%.0f%% busy; CPU per send: nodes %.0f us, "
+                 "harness %.0f us" % (100 * pc["busy_share"], per * sum(pc["nodes_s"].values()),
+                                      per * pc["harness_s"]), "", None),
+                ("  node CPU per send by thread, us", " ".join(
+                    "%s=%.0f" % (k.replace(" ", "/"), per * v)
+                    for k, v in pc["nodes_s"].items() if per * v >= 0.5), "", None),
+            ]
     rows += [
         ("node-to-node messages per envelope", "%s" % per_env, "<= 4",
          per_env is not None and per_env <= 4),

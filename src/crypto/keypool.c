@@ -154,10 +154,12 @@ int keypool_take(struct curve_keypair *kp)
     int rc = 0;
     pthread_mutex_lock(&pool.lock);
     if (pool.wanted && !pool.running) { /* the first key this process makes */
-        if (pthread_create(&pool.thread, NULL, fill, (void *)pool.generation) == 0)
+        if (pthread_create(&pool.thread, NULL, fill, (void *)pool.generation) == 0) {
             pool.running = true;
-        else
+            (void)pthread_setname_np(pool.thread, "keypool"); /* for top -H and perf only */
+        } else {
             pool.wanted = false; /* every pair made on demand, as without a pool */
+        }
     }
     bool ready = pool.n != 0;
     pthread_mutex_unlock(&pool.lock);

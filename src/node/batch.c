@@ -167,6 +167,8 @@ int batches_start(struct node *n)
         node_log("%s: cannot start the worker thread; running on one", n->prog->name);
         n->threaded = false;
     }
+    if (n->threaded) /* for top -H and perf; a name that does not take changes nothing */
+        (void)pthread_setname_np(n->worker, "worker");
     if (!n->threaded)
         arena_now = &n->own;
     return 0;

@@ -355,6 +355,14 @@ def bench_measures_latency_in_an_open_loop():
     assert probe["n"] >= 2 * secs / 0.02 / 2 and 0 <= probe["p50"] <= probe["max"], probe
     assert 0 <= probe["over_50"] <= probe["n"] and "error" not in probe, probe
     assert "disk alone (64 KiB + fdatasync, 50/s)" in stdout, stdout[-2000:]
+    # The CPU over the arrivals' span: how busy the cores were, the
+    # harness's share, and each node thread's by role and name (the fake
+    # has one thread, its main one: "reader").
+    cpu = res["figures"]["bench"]["paced_cpu"]
+    assert 0 < cpu["busy_share"] <= 1 and cpu["cores"] >= 1 and cpu["harness_s"] > 0, cpu
+    assert set(cpu["nodes_s"]) == {"directory reader", "relay reader", "devices reader"}, cpu
+    assert all(v >= 0 for v in cpu["nodes_s"].values()) and cpu["nodes_s"]["relay reader"] > 0, cpu
+    assert "cores meanwhile" in stdout and "CPU per send by thread" in stdout, stdout[-2000:]
     shutil.rmtree(out, ignore_errors=True)
 
 

@@ -147,6 +147,28 @@ def e2ee_conversation_survives_restarts():
 
 
 @test
+def a_node_with_state_names_its_threads():
+    """The main thread reads stdin; beside it run the worker, the committer
+    and (once a key pair is made) the key pool, each named for `top -H`,
+    `perf` and the bench's CPU by thread (scripts/net.py)."""
+    d = state_dir()
+    n = e2ee_node(d)
+    assert n.call({"type": "init", "node_id": "n1", "node_ids": ["n1"]})["type"] == "init_ok"
+    recv(n, "bob", "alice", send(n, "alice", "bob", "one"))  # keys made: the pool starts
+    names = {}
+    for tid in os.listdir("/proc/%d/task" % n.proc.pid):
+        with open("/proc/%d/task/%s/comm" % (n.proc.pid, tid)) as f:
+            names[int(tid)] = f.read().strip()
+    assert names[n.proc.pid] == "e2ee-node", names
+    # (A sanitizer may run a thread of its own, which keeps the process's name.)
+    others = sorted(v for k, v in names.items() if k != n.proc.pid and v != "e2ee-node")
+    assert others == ["committer", "keypool", "worker"], names
+    _, err, code = n.close()
+    assert code == 0, err
+    shutil.rmtree(d)
+
+
+@test
 def a_state_killed_while_it_was_made_starts_afresh():
     """A new state is built in a file beside its place and renamed into it:
     a kill half way leaves that file (here: garbage in it), never a state
