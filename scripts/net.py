@@ -1514,14 +1514,15 @@ def measure(net, o, w, probe):
 
 
 def machine_ticks():
-    """(busy, total) clock ticks of all the machine's CPUs since boot
-    (/proc/stat): busy is user, nice, system, irq and softirq time; the total
-    adds idle, iowait and steal."""
+    """(busy, steal, total) clock ticks of all the machine's CPUs since boot
+    (/proc/stat): busy is user, nice, system, irq and softirq time; steal
+    what the hypervisor gave to others while this VM wanted to run; the
+    total adds idle and iowait."""
     with open("/proc/stat") as f:
         user, nice, system, idle, iowait, irq, softirq, steal = \
             [int(x) for x in f.readline().split()[1:9]]
     busy = user + nice + system + irq + softirq
-    return busy, busy + idle + iowait + steal
+    return busy, steal, busy + steal + idle + iowait
 
 
 def cpu_sample(net):
@@ -1534,15 +1535,17 @@ def cpu_sample(net):
 def cpu_between(a, b):
     """The figures of two cpu_samples: how busy the cores were, and the CPU
     the harness and each node thread took in between."""
-    (busy0, total0), threads0, harness0 = a
-    (busy1, total1), threads1, harness1 = b
+    (busy0, steal0, total0), threads0, harness0 = a
+    (busy1, steal1, total1), threads1, harness1 = b
     role = {DIRECTORY: "directory", RELAY: "relay"}
     nodes = {}
     for (nid, name), cpu in threads1.items():
         key = "%s %s" % (role.get(nid, "devices"), name)
         nodes[key] = nodes.get(key, 0.0) + cpu - threads0.get((nid, name), 0.0)
+    span = total1 - total0
     return {"cores": os.cpu_count(),
-            "busy_share": round((busy1 - busy0) / (total1 - total0), 3) if total1 > total0 else None,
+            "busy_share": round((busy1 - busy0) / span, 3) if span > 0 else None,
+            "steal_share": round((steal1 - steal0) / span, 3) if span > 0 else None,
             "harness_s": round(harness1 - harness0, 3),
             "nodes_s": {k: round(v, 3) for k, v in sorted(nodes.items())}}
 
@@ -1799,9 +1802,10 @@ def print_bench(res, bench):
             # were at the offered rate, and the CPU each send cost.
             per = 1e6 / paced["sends_in_window"]
             rows += [
-                ("  the %d cores meanwhile" % pc["cores"], "%.0f%% busy; CPU per send: nodes %.0f us, "
-                 "harness %.0f us" % (100 * pc["busy_share"], per * sum(pc["nodes_s"].values()),
-                                      per * pc["harness_s"]), "", None),
+                ("  the %d cores meanwhile" % pc["cores"],
+                 "%.0f%% busy (%.0f%% stolen); CPU per send: nodes %.0f us, harness %.0f us" % (
+                     100 * pc["busy_share"], 100 * pc["steal_share"],
+                     per * sum(pc["nodes_s"].values()), per * pc["harness_s"]), "", None),
                 ("  node CPU per send by thread, us", " ".join(
                     "%s=%.0f" % (k.replace(" ", "/"), per * v)
                     for k, v in pc["nodes_s"].items() if per * v >= 0.5), "", None),
