@@ -659,9 +659,10 @@ class Net:
         return codes
 
     def cpu_of_threads(self):
-        """{(node, thread name): CPU seconds} of the current processes'
-        threads (/proc/PID/task): "worker", "committer", "keypool" as the
-        nodes name them, and "reader" for the main thread, which reads stdin."""
+        """{(node, thread id, thread name): CPU seconds} of the current
+        processes' threads (/proc/PID/task): "worker", "committer", "keypool"
+        as the nodes name them, and "reader" for the main thread, which reads
+        stdin. A thread that has ended is not there any more."""
         out = {}
         tck = os.sysconf("SC_CLK_TCK")
         for nid, p in self.procs.items():
@@ -681,7 +682,7 @@ class Net:
                 except (OSError, IndexError, ValueError):
                     continue    # a thread that ended meanwhile
                 name = "reader" if int(tid) == p.popen.pid else head.split("(", 1)[1]
-                out[(nid, name)] = out.get((nid, name), 0.0) + cpu
+                out[(nid, int(tid), name)] = cpu
         return out
 
     def cpu_of_nodes(self):
@@ -1496,15 +1497,16 @@ def measure(net, o, w, probe):
         p0 = net.now()
         # The CPU over the arrivals' span (not the drain after it): how near
         # the two cores the offered rate runs, and where the CPU goes.
-        cpu = [cpu_sample(net)]
-        net.after(o.duration, lambda: cpu.append(cpu_sample(net)))
+        paced_cpu = [cpu_sample(net)]
+        net.after(p0 + o.duration - net.now(), lambda: paced_cpu.append(cpu_sample(net)))
         pacer = net.spawn(w.paced(p0 + o.duration, o.paced_rate))
         net.run_until(lambda: pacer.done, o.duration + 5)
         net.run_until(lambda: all(c.done for c in pacer.result or []), o.timeout + 5)
+        net.run_until(lambda: len(paced_cpu) == 2, 1.0)
         net.run_for(1.0)
         bench["paced_window"] = [p0, p0 + o.duration]
-        if len(cpu) == 2:
-            bench["paced_cpu"] = cpu_between(*cpu)
+        if len(paced_cpu) == 2:
+            bench["paced_cpu"] = cpu_between(*paced_cpu)
         bench["paced_rate"] = o.paced_rate
         net.event("phase", phase="paced-done")
     if probe:
@@ -1513,7 +1515,7 @@ def measure(net, o, w, probe):
     return w, bench
 
 
-def machine_ticks():
+def cpu_machine_ticks():
     """(busy, steal, total) clock ticks of all the machine's CPUs since boot
     (/proc/stat): busy is user, nice, system, irq and softirq time; steal
     what the hypervisor gave to others while this VM wanted to run; the
@@ -1529,19 +1531,20 @@ def cpu_sample(net):
     """What the CPU did so far: the machine's ticks, each node thread's CPU
     and the routing thread's (the caller's)."""
     ru = resource.getrusage(resource.RUSAGE_THREAD)
-    return machine_ticks(), net.cpu_of_threads(), ru.ru_utime + ru.ru_stime
+    return cpu_machine_ticks(), net.cpu_of_threads(), ru.ru_utime + ru.ru_stime
 
 
 def cpu_between(a, b):
     """The figures of two cpu_samples: how busy the cores were, and the CPU
-    the harness and each node thread took in between."""
+    the harness and the node threads took in between, by role and name (a
+    thread new since the first sample, as after a restart, counts whole)."""
     (busy0, steal0, total0), threads0, harness0 = a
     (busy1, steal1, total1), threads1, harness1 = b
     role = {DIRECTORY: "directory", RELAY: "relay"}
     nodes = {}
-    for (nid, name), cpu in threads1.items():
+    for (nid, tid, name), cpu in threads1.items():
         key = "%s %s" % (role.get(nid, "devices"), name)
-        nodes[key] = nodes.get(key, 0.0) + cpu - threads0.get((nid, name), 0.0)
+        nodes[key] = nodes.get(key, 0.0) + cpu - threads0.get((nid, tid, name), 0.0)
     span = total1 - total0
     return {"cores": os.cpu_count(),
             "busy_share": round((busy1 - busy0) / span, 3) if span > 0 else None,

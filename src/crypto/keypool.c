@@ -71,6 +71,8 @@ out:
 static void *fill(void *arg)
 {
     const uintptr_t mine = (uintptr_t)arg;
+    /* For top -H and perf; a name that does not take changes nothing. */
+    (void)pthread_setname_np(pthread_self(), "keypool");
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
     struct curve_keypair kp;
     bool filling = true; /* from half full (or less) up to full */
@@ -154,12 +156,10 @@ int keypool_take(struct curve_keypair *kp)
     int rc = 0;
     pthread_mutex_lock(&pool.lock);
     if (pool.wanted && !pool.running) { /* the first key this process makes */
-        if (pthread_create(&pool.thread, NULL, fill, (void *)pool.generation) == 0) {
+        if (pthread_create(&pool.thread, NULL, fill, (void *)pool.generation) == 0)
             pool.running = true;
-            (void)pthread_setname_np(pool.thread, "keypool"); /* for top -H and perf only */
-        } else {
+        else
             pool.wanted = false; /* every pair made on demand, as without a pool */
-        }
     }
     bool ready = pool.n != 0;
     pthread_mutex_unlock(&pool.lock);

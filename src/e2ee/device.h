@@ -56,7 +56,7 @@
 #define DEVICE_TOPUP_BELOW 50      /* upload more when the directory holds fewer */
 #define DEVICE_FAILURES_MAX 3      /* failed envelope is acknowledged and dropped */
 #define DEVICE_SEND_REFUSALS_MAX 30 /* a message the relay keeps refusing is given up */
-#define DEVICE_SEND_RETRY_MAX_MS 2000 /* a send step tried again: 100 ms doubling to this */
+#define DEVICE_FULL_RETRY_MAX_MS 30000 /* a full mailbox tried again: 2 s doubling to this */
 
 int devices_new(struct app *app);
 /* Frees everything, answering nothing (end of input). */

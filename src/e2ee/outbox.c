@@ -52,6 +52,7 @@ struct send_op {
     size_t n_envs;                 /* delivered: for the reply */
     int refusals;
     unsigned delay_ms;
+    unsigned full_ms;              /* the wait after the last "full" refusal, 0 before one */
     bool failed;                   /* a definite failure was met this step */
     bool tried;                    /* a relay_deliver of it may have left */
 };
@@ -156,21 +157,29 @@ static void send_retry_fire(struct app *app, struct node *n, void *ctx)
         send_lists(app, op);
 }
 
-/* Tries the step again later: 100 ms, doubling to DEVICE_SEND_RETRY_MAX_MS. */
-static void send_later(struct app *app, struct send_op *op)
+/* Doubles a retry's wait, from `first` up to `most`. */
+static unsigned backoff(unsigned ms, unsigned first, unsigned most)
+{
+    return !ms ? first : ms > most / 2 ? most : ms * 2;
+}
+
+/* Tries the step again in ms. */
+static void send_later_ms(struct app *app, struct send_op *op, unsigned ms)
 {
     op->epoch++;
-    unsigned doubled = op->delay_ms * 2;
-    op->delay_ms = !op->delay_ms ? 100
-                   : doubled > DEVICE_SEND_RETRY_MAX_MS ? DEVICE_SEND_RETRY_MAX_MS
-                                                        : doubled;
     struct op_ref *ref = op_ref(op, 0);
-    if (app->devs->closing || !ref || !node_timer(app->node, op->delay_ms, 0, send_retry_fire,
-                                                  ref, free)) {
+    if (app->devs->closing || !ref || !node_timer(app->node, ms, 0, send_retry_fire, ref, free)) {
         free(ref);
         if (!app->devs->closing) /* out of memory: given up (error 13, indefinite) */
             send_finish(app, op, ERR_CRASH, "out of memory");
     }
+}
+
+/* Tries the step again later: 100 ms, doubling to 2 s. */
+static void send_later(struct app *app, struct send_op *op)
+{
+    op->delay_ms = backoff(op->delay_ms, 100, 2000);
+    send_later_ms(app, op, op->delay_ms);
 }
 
 /* The inner message (device.h) for one target. */
@@ -477,13 +486,19 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
     if (!refused) /* no answer: the same envelopes again (the relay dedupes) */
         return send_later(app, op);
     /* A full mailbox stays full until its device fetches (or leaves the
-     * list). Nothing was taken, but a copy of this delivery may still be on
-     * its way, so the outcome is open: the client hears so at once (error
-     * 0), and the outbox keeps trying (PROTOCOL.md §5.2) the same envelopes
-     * at the slowest pace, not on lists read again at once, which would only
-     * be refused 30 times more. */
+     * list), which may take long (a laptop that is off). Nothing was taken,
+     * but a copy of this delivery may still be on its way, so the outcome is
+     * open: the client hears so at once (error 0), and the outbox keeps
+     * trying (PROTOCOL.md §5.2) the same envelopes, 2 s later, then doubling
+     * to DEVICE_FULL_RETRY_MAX_MS, so that a device's outbox of messages to
+     * one full mailbox asks the relay a few times a minute, not every 2 s
+     * each; not on lists read again at once, which would only be refused
+     * 30 times more. */
     const cJSON *full = req_field(body, "full");
     if (cJSON_IsArray(full) && cJSON_GetArraySize(full) > 0) {
+        if (!op->full_ms)
+            node_log("e2ee-node: message %s of \"%s\": a recipient device's mailbox at the "
+                     "relay is full; the outbox tries again", op->message_id, op->user);
         if (op->client) {
             node_answer_error(app->node, op->client, ERR_TIMEOUT,
                               "not delivered yet: a recipient device's mailbox at the relay is "
@@ -492,8 +507,8 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
                               RELAY_MAILBOX_MAX, RELAY_MAILBOX_BYTES >> 20);
             op->client = NULL;
         }
-        op->delay_ms = DEVICE_SEND_RETRY_MAX_MS;
-        return send_later(app, op);
+        op->full_ms = backoff(op->full_ms, 2000, DEVICE_FULL_RETRY_MAX_MS);
+        return send_later_ms(app, op, op->full_ms);
     }
     /* The lists moved (missing, extra, stale): nothing was delivered. The
      * lists are read again; envelopes of devices still listed are kept. */

@@ -97,6 +97,8 @@ static void wait_for_work(struct node *n, long long wait_ms)
 static void *worker_main(void *arg)
 {
     struct node *n = arg;
+    /* For top -H and perf; a name that does not take changes nothing. */
+    (void)pthread_setname_np(pthread_self(), "worker");
     arena_now = &n->own;
     pthread_mutex_lock(&n->lock);
     for (;;) {
@@ -167,8 +169,6 @@ int batches_start(struct node *n)
         node_log("%s: cannot start the worker thread; running on one", n->prog->name);
         n->threaded = false;
     }
-    if (n->threaded) /* for top -H and perf; a name that does not take changes nothing */
-        (void)pthread_setname_np(n->worker, "worker");
     if (!n->threaded)
         arena_now = &n->own;
     return 0;

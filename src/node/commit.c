@@ -127,6 +127,8 @@ static void *committer_main(void *arg)
     struct node *n = arg;
     struct committer *c = &n->committer;
     bool idle_due = false; /* a commit since the last commit_idle */
+    /* For top -H and perf; a name that does not take changes nothing. */
+    (void)pthread_setname_np(pthread_self(), "committer");
     pthread_mutex_lock(&c->lock);
     for (;;) {
         wait_for_jobs(n, &idle_due);
@@ -213,9 +215,6 @@ int committer_start(struct node *n)
         release(c);
         return -1;
     }
-    /* Named so that top -H and perf tell the threads apart; a name that
-     * does not take changes nothing else. */
-    (void)pthread_setname_np(c->thread, "committer");
     c->running = true;
     return 0;
 }
