@@ -56,7 +56,8 @@
 #define DEVICE_TOPUP_BELOW 50      /* upload more when the directory holds fewer */
 #define DEVICE_FAILURES_MAX 3      /* failed envelope is acknowledged and dropped */
 #define DEVICE_SEND_REFUSALS_MAX 30 /* a message the relay keeps refusing is given up */
-#define DEVICE_FULL_RETRY_MAX_MS 30000 /* a full mailbox tried again: 2 s doubling to this */
+#define DEVICE_FULL_RETRY_MS 2000  /* a full mailbox is tried again after this, */
+#define DEVICE_FULL_RETRY_MAX_MS 30000 /* doubling up to this */
 
 int devices_new(struct app *app);
 /* Frees everything, answering nothing (end of input). */

@@ -485,15 +485,13 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
                    code->valuedouble == ERR_PRECONDITION;
     if (!refused) /* no answer: the same envelopes again (the relay dedupes) */
         return send_later(app, op);
-    /* A full mailbox stays full until its device fetches (or leaves the
-     * list), which may take long (a laptop that is off). Nothing was taken,
-     * but a copy of this delivery may still be on its way, so the outcome is
-     * open: the client hears so at once (error 0), and the outbox keeps
-     * trying (PROTOCOL.md §5.2) the same envelopes, 2 s later, then doubling
-     * to DEVICE_FULL_RETRY_MAX_MS, so that a device's outbox of messages to
-     * one full mailbox asks the relay a few times a minute, not every 2 s
-     * each; not on lists read again at once, which would only be refused
-     * 30 times more. */
+    /* A full mailbox stays full until its device fetches or leaves the
+     * list, which may take long (a laptop that is off). Nothing was taken,
+     * but a copy of this delivery may still be on its way: the outcome is
+     * open, the client hears so at once (error 0), and the outbox keeps
+     * trying the same envelopes (PROTOCOL.md §5.2), backing off to a few
+     * tries a minute, since it may hold many messages for that device.
+     * Reading the lists again would only be refused 30 times more. */
     const cJSON *full = req_field(body, "full");
     if (cJSON_IsArray(full) && cJSON_GetArraySize(full) > 0) {
         if (!op->full_ms)
@@ -507,7 +505,7 @@ static void send_delivered(struct app *app, struct node *n, void *ctx, enum node
                               RELAY_MAILBOX_MAX, RELAY_MAILBOX_BYTES >> 20);
             op->client = NULL;
         }
-        op->full_ms = backoff(op->full_ms, 2000, DEVICE_FULL_RETRY_MAX_MS);
+        op->full_ms = backoff(op->full_ms, DEVICE_FULL_RETRY_MS, DEVICE_FULL_RETRY_MAX_MS);
         return send_later_ms(app, op, op->full_ms);
     }
     /* The lists moved (missing, extra, stale): nothing was delivered. The
