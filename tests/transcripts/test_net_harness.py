@@ -167,7 +167,7 @@ def send_op(t0, t1, text, rep, node="n2", user="alice"):
             "rep": rep}
 
 
-def check_journal(name, records, state_dir=None, options=None):
+def check_journal(name, records, state_dir=None, options=None, expect_all_ok=False):
     """net_check on a run folder holding meta + records (written as net.py does)."""
     out = os.path.join(TMP, name)
     os.makedirs(out, exist_ok=True)
@@ -177,7 +177,7 @@ def check_journal(name, records, state_dir=None, options=None):
     with open(os.path.join(out, "journal.jsonl"), "w") as f:
         for r in [meta] + records:
             f.write(json.dumps(r, separators=(",", ":")) + "\n")
-    res = net_check.check(out)
+    res = net_check.check(out, expect_all_ok=expect_all_ok)
     shutil.rmtree(out, ignore_errors=True)
     return res["properties"]
 
@@ -271,6 +271,35 @@ def checker_refused_send_never_at_the_relay():
     lost = dict(send_op(2.0, 8.0, "tk_bbbbbbbbbbbbbbbbbbbb", None), id=2)
     p = check_journal("indefinite", [refused, lost] + _delivered(30.0, "m-x"))
     assert p["accepted_not_refused"]["pass"], p["accepted_not_refused"]
+
+
+@test
+def checker_all_ok_allows_what_a_revocation_makes_of_its_devices_requests():
+    """Without faults every request must succeed, but a device whose
+    revocation was invoked before its reply may be refused (22), and a send
+    of it whose delivery had left when the relay refused it is indefinite
+    (0, PROTOCOL.md §5.2). Any other error still fails all_ok. (A send that
+    raced its own device's revocation failed net_basic once, in CI.)"""
+    def op(f, i, t0, t1, req, rep, node="n2"):
+        return {"k": "op", "id": i, "c": "c%d" % i, "n": node, "f": f, "t0": t0, "t1": t1,
+                "req": dict(req, type=f, msg_id=i), "rep": rep}
+    recs = [op("register", 1, 0.1, 0.2, {"user": "alice"},
+               {"type": "registered", "user": "alice", "device_id": 2, "status": "active"}),
+            op("revoke_device", 2, 2.0, 2.3, {"user": "alice", "device_id": 2},
+               {"type": "device_revoked", "user": "alice", "devices": []}, node="n3")]
+
+    def all_ok(*more):
+        return check_journal("all-ok", recs + list(more), expect_all_ok=True)["all_ok"]
+    zero = {"type": "error", "code": 0, "text": "revoked; a delivery may have been accepted"}
+    p = all_ok(dict(send_op(1.9, 2.5, TOKEN, zero), id=3))
+    assert p["pass"] and p["checked"] == 3, p
+    p = all_ok(dict(send_op(1.9, 2.5, TOKEN, dict(zero, code=22)), id=3))
+    assert p["pass"], p
+    p = all_ok(dict(send_op(1.0, 1.5, TOKEN, zero), id=3))  # before the revocation
+    assert not p["pass"] and p["violations"] == 1, p
+    read = op("read", 3, 1.9, 2.5, {"user": "alice"}, zero)  # only a send may be indefinite
+    p = all_ok(read)
+    assert not p["pass"] and p["violations"] == 1, p
 
 
 @test
