@@ -7,9 +7,10 @@ hosts), all the same binary with --directory n0 --relay n1 --state-dir DIR
 node writes by its `dest`: to that node's stdin, or to one of the harness's
 clients (c1, c2, ...). One thread routes, in one poll loop (selectors; --bench
 adds a thread that times the disk): node stdouts are read as they become
-readable, stdins are written without blocking, and every message in flight waits in a heap of due times (latency, jitter, reordering,
-duplicates). Clients are coroutines, like Maelstrom's: each has one request
-outstanding and waits for its reply or a timeout.
+readable, stdins are written without blocking, and every message in flight
+waits in a heap of due times (latency, jitter, reordering, duplicates).
+Clients are coroutines, like Maelstrom's: each has one request outstanding
+and waits for its reply or a timeout.
 
 Everything routed is journaled (RUN/journal.jsonl): each message with the time
 it was written, the time it was delivered and its fate; each client operation
@@ -664,7 +665,6 @@ class Net:
         as the nodes name them, and "reader" for the main thread, which reads
         stdin. A thread that has ended is not there any more."""
         out = {}
-        tck = os.sysconf("SC_CLK_TCK")
         for nid, p in self.procs.items():
             if not p.alive:
                 continue
@@ -674,31 +674,37 @@ class Net:
             except OSError:
                 continue
             for tid in tids:
-                try:
-                    with open("%s/%s/stat" % (base, tid)) as f:
-                        head, rest = f.read().rsplit(")", 1)
-                    fields = rest.split()
-                    cpu = (int(fields[11]) + int(fields[12])) / tck
-                except (OSError, IndexError, ValueError):
-                    continue    # a thread that ended meanwhile
-                name = "reader" if int(tid) == p.popen.pid else head.split("(", 1)[1]
-                out[(nid, int(tid), name)] = cpu
+                got = proc_stat_cpu("%s/%s/stat" % (base, tid))
+                if got is not None:     # else a thread that ended meanwhile
+                    name = "reader" if int(tid) == p.popen.pid else got[0]
+                    out[(nid, int(tid), name)] = got[1]
         return out
 
     def cpu_of_nodes(self):
-        """{node: CPU seconds} of the current processes (from /proc)."""
+        """{node: CPU seconds} of the current processes, ended threads
+        included (from /proc)."""
         out = {}
-        tck = os.sysconf("SC_CLK_TCK")
         for nid, p in self.procs.items():
-            if not p.alive:
-                continue
-            try:
-                with open("/proc/%d/stat" % p.popen.pid) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                out[nid] = (int(fields[11]) + int(fields[12])) / tck
-            except (OSError, IndexError, ValueError):
-                pass
+            got = proc_stat_cpu("/proc/%d/stat" % p.popen.pid) if p.alive else None
+            if got is not None:
+                out[nid] = got[1]
         return out
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat_cpu(path):
+    """(name, CPU seconds: user + system) from a /proc stat file, or None
+    when it cannot be read. The name, in parentheses, may hold anything,
+    ')' too: the fields come after the last one."""
+    try:
+        with open(path) as f:
+            head, rest = f.read().rsplit(")", 1)
+        fields = rest.split()
+        return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 # =========================================================================

@@ -904,8 +904,9 @@ def check(run_dir, diagram_max=2000, bench=None, expect_all_ok=False):
             # whose delivery had left when the relay refused it is
             # indefinite instead (0, PROTOCOL.md §5.2), as a copy of it may
             # have been accepted before.
-            if rep.get("code") in (0, 22) and acting and acting.rev_inv is not None \
-                    and acting.rev_inv < o["t1"] and (rep["code"] == 22 or o["f"] == "send"):
+            revoked = acting is not None and acting.rev_inv is not None \
+                and acting.rev_inv < o["t1"]
+            if revoked and rep.get("code") in ((0, 22) if o["f"] == "send" else (22,)):
                 continue
             if str(o.get("tag", "")).startswith("attack:"):
                 continue
