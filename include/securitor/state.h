@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "securitor/buf.h"
+
 #define STATE_KEY_LEN 32
 #define STATE_FORMAT "securitor-state"
 #define STATE_VERSION 1
@@ -90,6 +92,16 @@ enum state_status state_reload(struct state *st, state_row_fn load, void *ctx, c
 __attribute__((warn_unused_result))
 int state_put(struct state *st, const char *kind, const void *key, size_t key_len,
               const void *value, size_t value_len);
+/* Fails the state: a change the program made in memory cannot be recorded
+ * (out of memory). The next commit fails, and the program goes back to what
+ * the file holds, undoing the change with the rest of the transaction. */
+void state_fail(struct state *st);
+/* state_put of a row built in a buf. One whose building ran out of memory
+ * (buf_ok false) is not written: it fails the state as a failed put does,
+ * so the commit that would have held it fails instead of going without. */
+__attribute__((warn_unused_result))
+int state_put_buf(struct state *st, const char *kind, const void *key, size_t key_len,
+                  const struct buf *value);
 /* Buffers a row's deletion. 0 or -1 as above. */
 __attribute__((warn_unused_result))
 int state_del(struct state *st, const char *kind, const void *key, size_t key_len);

@@ -47,7 +47,7 @@ static void put_row(struct app *app, const char *kind, const uint8_t *k, size_t 
                     struct buf *b)
 {
     struct state *st = app_state(app);
-    if (st && (!buf_ok(b) || state_put(st, kind, k, k_len, b->data, b->len)))
+    if (st && state_put_buf(st, kind, k, k_len, b))
         fail_row();
     if (b->data)
         wipe_bytes(b->data, b->len);

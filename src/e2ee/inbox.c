@@ -275,8 +275,15 @@ static bool receive_one(struct app *app, struct device *d, struct user *u, const
             wipe_bytes(pt, len);
             free(bytes);
             free(pt);
-            if (rc)
-                node_log("e2ee-node: out of memory storing a message of \"%s\"", d->user);
+            if (rc) {
+                /* Decrypted, not stored: its ratchet step must not stay
+                 * either. The commit fails and the device goes back to the
+                 * last one; the envelope, unacknowledged, comes again. */
+                node_log("e2ee-node: out of memory storing a message of \"%s\"; going back to "
+                         "the last commit", d->user);
+                if (app_state(app))
+                    state_fail(app_state(app));
+            }
             return !rc;
         }
     }

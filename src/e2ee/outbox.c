@@ -347,13 +347,18 @@ static void send_bundles_done(struct app *app, struct node *n, void *ctx,
             if (field_bundle(&scratch, it, "bundles[]", &b))
                 continue;
             x = devlist_find(&k->newest, b.device_id);
-            if (!x || has_session(u, of, b.device_id) || peer_name(name, of, b.device_id))
+            /* The directory hands out a bundle of every device of `of`, this
+             * one too when `of` is its own user: no session with itself. */
+            if (!x || (side && b.device_id == d->device_id) ||
+                has_session(u, of, b.device_id) || peer_name(name, of, b.device_id))
                 continue;
             /* The bundle's identity must be the one the verified chain
              * carries (the pin would make conv_initiate refuse any other,
              * after its signature check; this says so first). */
-            if (!pin_device(app, u, of, x))
+            if (!pin_device(app, u, of, x)) {
+                reply_free(&scratch);
                 return send_finish(app, op, ERR_CRASH, "out of memory");
+            }
             enum conv_result res = memcmp(b.identity, x->identity, CURVE_KEY_LEN)
                                        ? CONV_IDENTITY_CHANGED
                                        : conv_initiate(&app->store, u, name, &b, &s, root_key);

@@ -189,11 +189,11 @@ int persist_changes(struct store *st, struct state *state)
         switch (c->kind) {
         case CHANGE_USER:
             write_user(&b, u);
-            rc = !buf_ok(&b) || state_put(state, "user", u->name, strlen(u->name), b.data, b.len);
+            rc = state_put_buf(state, "user", u->name, strlen(u->name), &b);
             break;
         case CHANGE_SEEN:
             write_seen(&b, u);
-            rc = !buf_ok(&b) || state_put(state, "seen", u->name, strlen(u->name), b.data, b.len);
+            rc = state_put_buf(state, "seen", u->name, strlen(u->name), &b);
             break;
         case CHANGE_OPK: {
             const struct one_time_prekey *k = user_find_opk(u, c->opk_id);
@@ -201,7 +201,7 @@ int persist_changes(struct store *st, struct state *state)
                 break;
             write_opk(&b, k);
             n = store_opk_key(key, u, c->opk_id);
-            rc = !buf_ok(&b) || state_put(state, "opk", key, n, b.data, b.len);
+            rc = state_put_buf(state, "opk", key, n, &b);
             break;
         }
         case CHANGE_PEER:
@@ -209,7 +209,7 @@ int persist_changes(struct store *st, struct state *state)
                 break;
             write_peer(&b, c->p);
             n = store_peer_key(key, u, c->p);
-            rc = !buf_ok(&b) || state_put(state, "peer", key, n, b.data, b.len) ||
+            rc = state_put_buf(state, "peer", key, n, &b) ||
                  map_put(&done_peers, &c->p, sizeof(c->p), c);
             break;
         case CHANGE_SESSION: {
@@ -224,7 +224,7 @@ int persist_changes(struct store *st, struct state *state)
             }
             write_session(&b, c->s, c->p->ranks[at]);
             n = store_session_key(key, u, c->p, c->s);
-            rc = !buf_ok(&b) || state_put(state, "session", key, n, b.data, b.len) ||
+            rc = state_put_buf(state, "session", key, n, &b) ||
                  map_put(&done_sessions, &c->s, sizeof(c->s), c);
             break;
         }

@@ -705,6 +705,18 @@ fail:
     return -1;
 }
 
+void state_fail(struct state *st) { st->failed = true; }
+
+int state_put_buf(struct state *st, const char *kind, const void *key, size_t key_len,
+                  const struct buf *value)
+{
+    if (!buf_ok(value)) {
+        state_fail(st);
+        return -1;
+    }
+    return state_put(st, kind, key, key_len, value->data, value->len);
+}
+
 int state_del(struct state *st, const char *kind, const void *key, size_t key_len)
 {
     uint8_t id[ID_LEN];

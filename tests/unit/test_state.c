@@ -190,6 +190,34 @@ static void test_damaged_rows(void)
     refused("s", KEY, STATE_DAMAGED);
 }
 
+/* A row whose building ran out of memory, or a change the program could not
+ * record, fails the whole transaction: nothing of it is written. */
+static void test_failed_changes(void)
+{
+    struct state *st;
+    struct buf b = {0};
+    CHECK(open_as(&st, "f", KEY) == STATE_OK);
+    buf_append_lit(&b, "kept");
+    CHECK(state_put_buf(st, "user", "alice", 5, &b) == 0 && state_commit(st) == 0);
+    buf_free(&b);
+    CHECK(state_put(st, "user", "bob", 3, "B", 1) == 0);
+    buf_append_lit(&b, "half a row");
+    b.failed = true; /* as buf_append leaves it when an allocation fails */
+    CHECK(state_put_buf(st, "user", "carol", 5, &b) == -1);
+    CHECK(state_pending(st));
+    CHECK(state_commit(st) == -1); /* bob's row goes with it */
+    CHECK(!state_pending(st));
+    buf_free(&b);
+    CHECK(state_put(st, "user", "dave", 4, "D", 1) == 0);
+    state_fail(st);
+    CHECK(state_commit(st) == -1);
+    CHECK(state_commit(st) == 0); /* then the state goes on */
+    state_close(st);
+    CHECK(open_as(&st, "f", KEY) == STATE_OK);
+    CHECK(!strcmp(loaded, "user/alice=kept;"));
+    state_close(st);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/securitor-test-state-XXXXXX");
@@ -197,6 +225,7 @@ int main(void)
     test_round_trip();
     test_refusals();
     test_damaged_rows();
+    test_failed_changes();
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
