@@ -48,7 +48,7 @@ struct dir_account {
     struct dir_device *devs[DIR_DEVICES_MAX]; /* by id - 1 */
     size_t n_devs;
     struct dir_answer answers[DIR_ANSWERS_MAX]; /* a ring */
-    size_t next_answer;
+    uint32_t next_answer; /* the next answer's number; its slot: modulo DIR_ANSWERS_MAX */
 };
 
 /* A row read at open that waits for its account (see "Loading"). */
@@ -90,7 +90,7 @@ static void put_account(struct app *app, const struct dir_account *a)
         row_u32(&b, l->signer);
         row_bytes(&b, l->signature, CURVE_SIG_LEN);
     }
-    if (!buf_ok(&b) || state_put(st, "dir_acct", a->user, strlen(a->user), b.data, b.len))
+    if (state_put_buf(st, "dir_acct", a->user, strlen(a->user), &b))
         node_log("e2ee-node: cannot record an account: the commit will fail");
     buf_free(&b);
 }
@@ -110,8 +110,7 @@ static void put_device(struct app *app, const struct dir_account *a, const struc
     row_bytes(&b, d->spk_sig, CURVE_SIG_LEN);
     row_u64(&b, d->counter);
     row_u8(&b, d->status);
-    if (!buf_ok(&b) ||
-        state_put(st, "dir_dev", key, row_key_user_id(key, a->user, d->id), b.data, b.len))
+    if (state_put_buf(st, "dir_dev", key, row_key_user_id(key, a->user, d->id), &b))
         node_log("e2ee-node: cannot record a device: the commit will fail");
     buf_free(&b);
 }
@@ -152,19 +151,21 @@ static size_t key_answer(uint8_t *k, const char *user, const char *request_id)
     return n + m;
 }
 
-static void put_answer(struct app *app, const struct dir_account *a, size_t slot)
+/* The answer numbered `number` (its slot: number % DIR_ANSWERS_MAX). The row
+ * keeps the number, not the slot, so that a restart knows which answer is
+ * the oldest: the rows load in no particular order. */
+static void put_answer(struct app *app, const struct dir_account *a, uint32_t number)
 {
     struct state *st = app_state(app);
     uint8_t key[DEVLIST_USER_MAX + 160];
     struct buf b = {0};
-    const struct dir_answer *ans = &a->answers[slot];
+    const struct dir_answer *ans = &a->answers[number % DIR_ANSWERS_MAX];
     if (!st)
         return;
     row_u8(&b, ROW_VERSION);
-    row_u32(&b, (uint32_t)slot);
+    row_u32(&b, number);
     row_bytes(&b, ans->json, strlen(ans->json));
-    if (!buf_ok(&b) ||
-        state_put(st, "dir_ans", key, key_answer(key, a->user, ans->request_id), b.data, b.len))
+    if (state_put_buf(st, "dir_ans", key, key_answer(key, a->user, ans->request_id), &b))
         node_log("e2ee-node: cannot record an answer: the commit will fail");
     buf_free(&b);
 }
@@ -383,6 +384,7 @@ int h_dir_publish(struct app *app, const struct request *req, struct reply *r)
         (rc = opks_field(r, body, DIR_OPKS_MAX, opks, &n_opks)))
         return rc;
     struct dir_account *a = map_get_str(&app->dir->accounts, user);
+    struct dir_device *nd = NULL;
     if (a) {
         for (size_t i = 0; i < a->n_devs; i++) /* publishing again is a no-op */
             if (!memcmp(a->devs[i]->identity, d.identity, CURVE_KEY_LEN)) {
@@ -409,19 +411,22 @@ int h_dir_publish(struct app *app, const struct request *req, struct reply *r)
         if (memcmp(l.devices[0].identity, d.identity, CURVE_KEY_LEN) ||
             l.devices[0].registration_id != d.registration_id)
             return node_error(r, ERR_PRECONDITION, "list: version 1 must list this device");
-        if (!(a = account_new(app->dir, user)))
+        /* The device first: an account is never recorded without it. */
+        if (!(nd = malloc(sizeof(*nd))) || !(a = account_new(app->dir, user))) {
+            free(nd);
             return node_error(r, ERR_CRASH, "out of memory");
+        }
         if (append_list(a, &l)) {
             map_remove_str(&app->dir->accounts, user);
             account_free(a);
+            free(nd);
             return node_error(r, ERR_CRASH, "out of memory");
         }
         put_account(app, a);
         d.id = 1;
         d.status = DEV_ACTIVE;
     }
-    struct dir_device *nd = malloc(sizeof(*nd));
-    if (!nd)
+    if (!nd && !(nd = malloc(sizeof(*nd))))
         return node_error(r, ERR_CRASH, "out of memory");
     *nd = d;
     a->devs[a->n_devs++] = nd;
@@ -668,7 +673,8 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     reply_end_array(&tmp);
     /* tmp holds "b":[...]: keep the array. */
     const char *json = buf_ok(&tmp.fields) ? strchr(tmp.fields.data, '[') : NULL;
-    size_t slot = a->next_answer;
+    uint32_t number = a->next_answer;
+    size_t slot = number % DIR_ANSWERS_MAX; /* the oldest answer's, once all are used */
     char *copy_id = strdup(request_id), *copy_json = json ? strndup(json, tmp.fields.data +
                                                                       tmp.fields.len - json)
                                                           : NULL;
@@ -692,8 +698,8 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     free(old->request_id);
     free(old->json);
     *old = (struct dir_answer){copy_id, copy_json};
-    a->next_answer = (slot + 1) % DIR_ANSWERS_MAX;
-    put_answer(app, a, slot);
+    a->next_answer = number + 1; /* 2^32 is a multiple of DIR_ANSWERS_MAX: wraps in step */
+    put_answer(app, a, number);
     reply_type(r, "dir_bundles");
     reply_cstring(r, "user", user);
     reply_raw(r, "bundles", copy_json, strlen(copy_json));
@@ -925,8 +931,11 @@ static int load_pending(struct app *app, int kind, const struct pending_row *p)
     struct row_reader rd = row_reader(p->value, p->value_len);
     if (row_get_u8(&rd) != ROW_VERSION)
         return -1;
-    uint32_t slot = row_get_u32(&rd);
-    if (rd.bad || slot >= DIR_ANSWERS_MAX || a->answers[slot].request_id || !rest_len ||
+    /* Rows written before numbers were kept hold the slot, a number below
+     * DIR_ANSWERS_MAX: the same slot, their order lost as it was then. */
+    uint32_t number = row_get_u32(&rd);
+    size_t slot = number % DIR_ANSWERS_MAX;
+    if (rd.bad || a->answers[slot].request_id || !rest_len ||
         rest_len > 128 || memchr(rest, 0, rest_len))
         return -1;
     struct dir_answer *ans = &a->answers[slot];
@@ -934,8 +943,8 @@ static int load_pending(struct app *app, int kind, const struct pending_row *p)
     ans->json = strndup((const char *)rd.p, (size_t)(rd.end - rd.p));
     if (!ans->request_id || !ans->json)
         return -1;
-    if (slot >= a->next_answer) /* not exact after a wrap; any free-or-oldest slot will do */
-        a->next_answer = (slot + 1) % DIR_ANSWERS_MAX;
+    if (number >= a->next_answer) /* the next goes after the newest */
+        a->next_answer = number + 1;
     return 0;
 }
 

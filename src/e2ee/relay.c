@@ -139,7 +139,7 @@ static void put_envelope(struct app *app, const struct envelope *e)
     row_str(&b, e->kind, strlen(e->kind));
     row_bytes(&b, e->ciphertext, e->ct_len);
     id_key(k, e->id);
-    if (!buf_ok(&b) || state_put(st, "relay_env", k, 8, b.data, b.len))
+    if (state_put_buf(st, "relay_env", k, 8, &b))
         fail_row();
     buf_free(&b);
 }
@@ -164,7 +164,7 @@ static void put_box(struct app *app, struct mailbox *m)
     row_u8(&b, ROW_VERSION);
     row_u64(&b, m->counter);
     row_str(&b, m->node ? m->node : "", m->node ? strlen(m->node) : 0);
-    if (!buf_ok(&b) || state_put(st, "relay_box", m->key, m->key_len, b.data, b.len))
+    if (state_put_buf(st, "relay_box", m->key, m->key_len, &b))
         fail_row();
     buf_free(&b);
 }
@@ -185,7 +185,7 @@ static void reserve_ids(struct app *app, size_t n)
         return;
     row_u8(&b, ROW_VERSION);
     row_u64(&b, rl->ids_reserved);
-    if (!buf_ok(&b) || state_put(st, "relay_ids", "next", 4, b.data, b.len))
+    if (state_put_buf(st, "relay_ids", "next", 4, &b))
         fail_row();
     buf_free(&b);
 }
@@ -200,7 +200,7 @@ static void put_seen(struct app *app, uint64_t seq)
         return;
     row_u8(&b, ROW_VERSION);
     row_u64(&b, seq);
-    if (!buf_ok(&b) || state_put(st, "relay_seen", id, strlen(id), b.data, b.len))
+    if (state_put_buf(st, "relay_seen", id, strlen(id), &b))
         fail_row();
     buf_free(&b);
 }
@@ -371,16 +371,26 @@ static struct mailbox *box_get(struct relay *rl, const char *user, uint32_t id)
     return m;
 }
 
+/* Room for at least `room` envelopes in m. */
+static int box_reserve(struct mailbox *m, size_t room)
+{
+    if (room <= m->cap)
+        return 0;
+    size_t cap = m->cap ? 2 * m->cap : 16;
+    if (cap < room)
+        cap = room;
+    struct envelope **p = realloc(m->items, cap * sizeof(*p));
+    if (!p)
+        return -1;
+    m->items = p;
+    m->cap = cap;
+    return 0;
+}
+
 static int box_append(struct mailbox *m, struct envelope *e)
 {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 16;
-        struct envelope **p = realloc(m->items, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        m->items = p;
-        m->cap = cap;
-    }
+    if (box_reserve(m, m->n + 1))
+        return -1;
     m->items[m->n++] = e;
     return 0;
 }
@@ -389,6 +399,8 @@ static int box_append(struct mailbox *m, struct envelope *e)
 static void box_forget(struct app *app, struct mailbox *m)
 {
     struct state *st = app_state(app);
+    node_log("e2ee-node: device %u of \"%s\" is no longer listed: its mailbox goes (%zu "
+             "envelopes)", m->device_id, m->user, m->n);
     for (size_t i = 0; i < m->n; i++)
         del_envelope(app, m->items[i]->id);
     if (st && state_del(st, "relay_box", m->key, m->key_len))
@@ -579,6 +591,49 @@ static void cache_put(struct relay *rl, const char *user, const struct devlist *
     cl->asked_ms = asked_ms;
 }
 
+/* Revoked devices' mailboxes go (PROTOCOL.md §5.1), on a list of user taken
+ * at generation gen, if no change was announced after: an answer that was
+ * slow to come may predate an approval whose device already has mail
+ * (may_forget). */
+static void forget_revoked(struct app *app, const char *user, uint64_t gen,
+                           const struct devlist *l)
+{
+    struct relay *rl = app->relay;
+    if (!may_forget(rl, user, gen, l))
+        return;
+    const struct user_boxes *ub = map_get_str(&rl->by_user, user);
+    struct mailbox *drop[64]; /* an account's device ids run to 64 (DIR_DEVICES_MAX) */
+    size_t n_drop = 0;
+    for (struct mailbox *m = ub ? ub->first : NULL; m && n_drop < 64;
+         m = m->next_of_user)
+        if (!devlist_find(l, m->device_id))
+            drop[n_drop++] = m;
+    for (size_t i = 0; i < n_drop; i++)
+        box_forget(app, drop[i]);
+}
+
+struct changed_call {
+    uint64_t asked_ms, gen;
+    char user[DEVLIST_USER_MAX + 1];
+};
+
+static void list_changed_done(struct app *app, struct node *n, void *ctx,
+                              enum node_call_status st, const cJSON *body)
+{
+    (void)n;
+    struct changed_call *c = ctx;
+    struct devlist list;
+    if (st == NODE_CALL_REPLY && newest_list(body, &list) == 0) {
+        note_version(app->relay, c->user, &list);
+        cache_put(app->relay, c->user, &list, c->asked_ms, c->gen);
+        forget_revoked(app, c->user, c->gen, &list);
+    }
+    free(c);
+}
+
+/* The directory says user's list changed: the cached one is dropped, and
+ * when user has mailboxes the new list is asked for, so that a revoked
+ * device's mailbox goes now, not at the next delivery that names user. */
 int h_dir_list_changed(struct app *app, const struct request *req, struct reply *r)
 {
     const char *user;
@@ -594,6 +649,15 @@ int h_dir_list_changed(struct app *app, const struct request *req, struct reply 
                           DEVLIST_USER_MAX);
     cl->gen++;
     cl->asked_ms = 0; /* dropped */
+    struct changed_call *c = map_get_str(&app->relay->by_user, user) ? calloc(1, sizeof(*c))
+                                                                     : NULL;
+    if (c) {
+        memcpy(c->user, user, len + 1);
+        c->asked_ms = node_now_ms();
+        c->gen = cache_gen(app->relay, user);
+        if (ask_directory(app, user, list_changed_done, c))
+            free(c); /* the next delivery or fetch of user's devices does it */
+    }
     reply_type(r, "relay_list_noted");
     reply_cstring(r, "user", user);
     return 0;
@@ -736,22 +800,51 @@ static bool mismatch(struct app *app, struct delivery *d, struct reply *m)
     return any;
 }
 
+/* Answers every request waiting for d with error `code` (nothing was
+ * stored) and frees d. */
+static void fail_delivery(struct app *app, struct delivery *d, int code, const char *text)
+{
+    for (size_t k = 0; k < d->n_waiting; k++) {
+        node_answer_error(app->node, d->waiting[k], code, "%s", text);
+        d->waiting[k] = NULL;
+    }
+    d->n_waiting = 0;
+    delivery_free(d);
+}
+
+/* The envelopes of d, one per entry, each with room in its mailbox, made
+ * before any is stored so that a delivery is stored whole or not at all.
+ * Returns them (the caller frees the array), or NULL when memory ran out:
+ * then nothing was stored (a mailbox made on the way stays, empty). */
+static struct envelope **make_envelopes(struct relay *rl, const struct delivery *d)
+{
+    struct envelope **made = calloc(d->n_envs ? d->n_envs : 1, sizeof(*made));
+    bool ok = made != NULL;
+    for (size_t e = 0; ok && e < d->n_envs; e++) {
+        const struct out_env *v = &d->envs[e];
+        struct mailbox *m = box_get(rl, v->user, v->device_id);
+        struct envelope *x = made[e] = calloc(1, sizeof(*x));
+        /* One envelope per device (h_relay_deliver refuses two): one slot. */
+        ok = m && x && (x->user = strdup(v->user)) && (x->from_user = strdup(d->from_user)) &&
+             (x->message_id = strdup(d->message_id)) && box_reserve(m, m->n + 1) == 0;
+    }
+    if (ok)
+        return made;
+    for (size_t e = 0; made && e < d->n_envs; e++)
+        envelope_free(made[e]);
+    free(made);
+    return NULL;
+}
+
 static void finish_delivery(struct app *app, struct delivery *d)
 {
     struct relay *rl = app->relay;
     map_remove_str(&rl->inflight, d->message_id);
     const struct lookup *sender = lookup_of(d, d->from_user);
     for (size_t i = 0; i < d->n_users; i++) {
-        if (d->users[i].status < 0) { /* the directory did not answer: indefinite */
-            for (size_t k = 0; k < d->n_waiting; k++) {
-                node_answer_error(app->node, d->waiting[k], ERR_TIMEOUT,
-                                  "the directory did not answer in time; send again");
-                d->waiting[k] = NULL;
-            }
-            d->n_waiting = 0;
-            delivery_free(d);
-            return;
-        }
+        if (d->users[i].status < 0) /* the directory did not answer: indefinite */
+            return fail_delivery(app, d, ERR_TIMEOUT,
+                                 "the directory did not answer in time; send again");
     }
     const char *refusal = NULL;
     const struct mailbox *full = NULL;
@@ -793,34 +886,20 @@ static void finish_delivery(struct app *app, struct delivery *d)
         delivery_free(d);
         return;
     }
-    /* Revoked devices' mailboxes go (PROTOCOL.md §5.2), on a list no change
-     * was announced after: an answer that was slow to come may predate an
-     * approval whose device already has mail (may_forget). */
-    for (size_t u = 0; u < d->n_users; u++) {
-        if (!may_forget(rl, d->users[u].user, d->users[u].gen, &d->users[u].list))
-            continue;
-        const struct user_boxes *ub = map_get_str(&rl->by_user, d->users[u].user);
-        struct mailbox *drop[64];
-        size_t n_drop = 0;
-        for (struct mailbox *m = ub ? ub->first : NULL; m && n_drop < 64; m = m->next_of_user)
-            if (!devlist_find(&d->users[u].list, m->device_id))
-                drop[n_drop++] = m;
-        for (size_t i = 0; i < n_drop; i++)
-            box_forget(app, drop[i]);
-    }
+    for (size_t u = 0; u < d->n_users; u++)
+        forget_revoked(app, d->users[u].user, d->users[u].gen, &d->users[u].list);
     if (!seen(rl, d->message_id)) { /* all of them, or none */
+        struct envelope **made = make_envelopes(rl, d);
+        if (!made) {
+            node_log("e2ee-node: out of memory storing a delivery; nothing stored");
+            return fail_delivery(app, d, ERR_CRASH, "out of memory: nothing was stored; send "
+                                                    "again");
+        }
         reserve_ids(app, d->n_envs);
         for (size_t e = 0; e < d->n_envs; e++) {
             struct out_env *v = &d->envs[e];
-            struct mailbox *m = box_get(rl, v->user, v->device_id);
-            struct envelope *x = calloc(1, sizeof(*x));
-            if (!m || !x || !(x->user = strdup(v->user)) ||
-                !(x->from_user = strdup(d->from_user)) ||
-                !(x->message_id = strdup(d->message_id)) || box_append(m, x)) {
-                envelope_free(x);
-                node_log("e2ee-node: out of memory storing an envelope");
-                continue; /* the commit then holds what memory allowed */
-            }
+            struct envelope *x = made[e];
+            struct mailbox *m = box_find(rl, v->user, v->device_id);
             x->id = rl->next_id++;
             x->commit = node_commit_next(app->node);
             x->device_id = v->device_id;
@@ -828,10 +907,12 @@ static void finish_delivery(struct app *app, struct delivery *d)
             x->ciphertext = v->ciphertext;
             x->ct_len = v->ct_len;
             v->ciphertext = NULL;
+            m->items[m->n++] = x; /* room made by make_envelopes */
             m->bytes += x->ct_len;
             memcpy(x->kind, v->kind, sizeof(x->kind));
             put_envelope(app, x);
         }
+        free(made);
         remember(app, d->message_id);
         /* Tell each device's node (once per node). */
         for (size_t e = 0; e < d->n_envs; e++) {
@@ -953,6 +1034,8 @@ int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
         v->ct_len = ctlen;
         if (rc || !(v->user = strdup(user)) || !(v->ciphertext = strdup(ct)) || add_user(d, user)) {
             rc = rc ? rc : node_error(r, ERR_CRASH, "out of memory");
+            free(v->user); /* not counted in n_envs: delivery_free would miss them */
+            free(v->ciphertext);
             break;
         }
         snprintf(v->kind, sizeof(v->kind), "%s", kind);
@@ -1052,6 +1135,8 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
     }
     reply_end_array(msg);
     node_answer(app->node, to);
+    if (m && m->n > RELAY_FETCH_MAX) /* a full page: the rest waits for the next fetch too */
+        later = true;
     if (later && m->node) {
         /* Their own notification may have been held back by this fetch's
          * (once is enough until the next fetch): one more, which leaves

@@ -986,6 +986,41 @@ def one_time_prekeys_once_each_topped_up_and_none_still_works():
     close(net)
 
 
+@test
+def a_restarted_directory_replaces_its_oldest_answer():
+    """The directory keeps its last 256 answers to dir_get_bundles, so that a
+    retry with the same request_id gets the same answer (§5.1). After a
+    restart the next answer replaces the oldest, not whichever slot loaded
+    last (the rows load in no particular order)."""
+    state = tempfile.mkdtemp(prefix="securitor-backend-")
+    try:
+        net = backend(1, state)
+        register(net, "n2", "quin")
+        first = {}
+        for i in range(300):  # r44 .. r299 are kept; the first 100 carry a one-time prekey
+            first[i] = call(net, "n0", {"type": "dir_get_bundles", "user": "quin",
+                                        "request_id": "r%d" % i}, "dir_bundles")["bundles"]
+        unique = [i for i in range(44, 300) if "one_time_pre_key_id" in first[i][0]]
+        assert 44 in unique and len(unique) >= 50, unique
+        net.kill("n0")
+        net.start("n0")
+        net.send("n0", {"type": "init", "node_id": "n0", "node_ids": sorted(net.procs)})
+        call(net, "n0", {"type": "dir_get_bundles", "user": "quin", "request_id": "new"},
+             "dir_bundles")
+        for i in unique[1:]:  # all kept: asked again, each gets its own answer
+            again = call(net, "n0", {"type": "dir_get_bundles", "user": "quin",
+                                     "request_id": "r%d" % i}, "dir_bundles")["bundles"]
+            assert again == first[i], ("answer r%d was replaced" % i, again, first[i])
+        # r44 was the oldest: it went, and asking for it again takes a new
+        # prekey (none is handed out twice) or none, never its old one.
+        again = call(net, "n0", {"type": "dir_get_bundles", "user": "quin",
+                                 "request_id": "r44"}, "dir_bundles")["bundles"]
+        assert again[0].get("one_time_pre_key_id") != first[44][0]["one_time_pre_key_id"], again
+        close(net)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
 # ============================================================================
 # Crashes: kill -9 any node at any moment, with --state-dir
 # ============================================================================
@@ -1056,6 +1091,18 @@ def junk_deliveries(net, n, reg, tag):
                                        "kind": "message"}]}, src="c9")
 
 
+def bobs_second_device_fetches_nothing():
+    """alice on n2; bob on n3 and, approved, on n4, whose fetches are
+    dropped (its mail stays at the relay)."""
+    net = backend(3)
+    register(net, "n2", "alice")
+    register(net, "n3", "bob")
+    approve(net, "n3", "n4", "bob")
+    net.rules.append(lambda m: "drop" if m["src"] == "n4" and
+                     m["body"].get("type") == "relay_fetch" else None)
+    return net
+
+
 def bob_fetches_nothing():
     """alice on n2 and bob on n3, whose fetches are dropped (mail stays at
     the relay); and bob's registration id."""
@@ -1076,6 +1123,48 @@ def forged_mib(net, reg, message_id):
                      "envelopes": [{"user": "bob", "device_id": 1, "registration_id": reg,
                                     "ciphertext": "A" * (1 << 20), "kind": "message"}]},
          "relay_delivered")
+
+
+@test
+def a_revoked_devices_mailbox_goes_at_once():
+    """The relay forgets a revoked device's mailbox when the directory tells
+    it of the change (§5.1), not only at the next delivery that names the
+    user or the next fetch of that device: here there is neither."""
+    net = bobs_second_device_fetches_nothing()
+    call(net, "n2", {"type": "send", "user": "alice", "to": "bob", "text": "unread"}, "sent")
+    assert [m["text"] for m in wait_inbox(net, "n3", "bob", 1)] == ["unread"]
+    call(net, "n3", {"type": "revoke_device", "user": "bob", "device_id": 2}, "device_revoked")
+    line = b'device 2 of "bob" is no longer listed: its mailbox goes (1 envelopes)'
+    deadline = time.monotonic() + 5 * SLOW
+    while line not in net.stderr["n1"]:
+        assert time.monotonic() < deadline, net.stderr["n1"][-2000:]
+        net.step()
+    close(net)
+
+
+@test
+def a_full_page_of_envelopes_is_followed_by_a_notification():
+    """A fetch answers at most 256 envelopes; the relay then tells the
+    device's node that more wait (README, relay_fetch), as it does when the
+    page stops at 1 MiB."""
+    net, reg = bob_fetches_nothing()
+    junk_deliveries(net, 300, reg, "page")
+    net.run_for(0.5)
+    net.rules.clear()  # bob's fetches go through again (his poll, every second)
+    deadline = time.monotonic() + 15 * SLOW
+    while True:
+        msgs = [m for _, m, _ in net.journal if m["src"] == "n1" and m["dest"] == "n3"]
+        full = [k for k, m in enumerate(msgs) if m["body"].get("type") == "relay_envelopes"
+                and len(m["body"]["items"]) == 256]
+        if full:
+            break
+        assert time.monotonic() < deadline, "bob never got a full page"
+        net.step()
+    net.run_for(0.5)
+    msgs = [m for _, m, _ in net.journal if m["src"] == "n1" and m["dest"] == "n3"]
+    after = [m["body"] for m in msgs[full[0] + 1:]]
+    assert any(b.get("type") == "relay_notify" and b.get("user") == "bob" for b in after), after
+    close(net)
 
 
 @test
@@ -1114,12 +1203,7 @@ def a_full_mailbox_is_named_and_the_outbox_keeps_trying():
     When bob revokes that device, the relay forgets its mailbox, the next
     try is refused for naming an extra device, and the message reaches
     bob's other device once, in the envelope made for it at first."""
-    net = backend(3)
-    register(net, "n2", "alice")
-    register(net, "n3", "bob")
-    approve(net, "n3", "n4", "bob")
-    net.rules.append(lambda m: "drop" if m["src"] == "n4" and
-                     m["body"].get("type") == "relay_fetch" else None)
+    net = bobs_second_device_fetches_nothing()
     regs = {d["device_id"]: d["registration_id"] for d in
             call(net, "n2", {"type": "devices", "user": "alice", "of": "bob"},
                  "devices")["devices"]}
