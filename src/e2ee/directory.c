@@ -698,7 +698,9 @@ int h_dir_get_bundles(struct app *app, const struct request *req, struct reply *
     free(old->request_id);
     free(old->json);
     *old = (struct dir_answer){copy_id, copy_json};
-    a->next_answer = number + 1; /* 2^32 is a multiple of DIR_ANSWERS_MAX: wraps in step */
+    /* 2^32 is a multiple of DIR_ANSWERS_MAX, so slots wrap in step; which
+     * answer is the oldest is lost on a restart only past 2^32 answers. */
+    a->next_answer = number + 1;
     put_answer(app, a, number);
     reply_type(r, "dir_bundles");
     reply_cstring(r, "user", user);

@@ -276,11 +276,13 @@ static bool receive_one(struct app *app, struct device *d, struct user *u, const
             free(bytes);
             free(pt);
             if (rc) {
-                /* Decrypted, not stored: its ratchet step must not stay
-                 * either. The commit fails and the device goes back to the
-                 * last one; the envelope, unacknowledged, comes again. */
-                node_log("e2ee-node: out of memory storing a message of \"%s\"; going back to "
-                         "the last commit", d->user);
+                /* Decrypted, not stored: with a state, its ratchet step
+                 * must not stay either. The commit fails and the device
+                 * goes back to the last one; the envelope, unacknowledged,
+                 * comes again. Without one, the step stays and the
+                 * envelope fails from now on. */
+                node_log("e2ee-node: out of memory storing a message of \"%s\"%s", d->user,
+                         app_state(app) ? "; going back to the last commit" : "");
                 if (app_state(app))
                     state_fail(app_state(app));
             }
@@ -324,6 +326,12 @@ static void fetch_process(struct app *app, struct fetch_op *f)
             failures_forget(d, f->items[i].id);
         }
     if (!n_ids || app->devs->closing) {
+        /* A page of which nothing could be taken (a full inbox, envelopes
+         * that fail) comes back whole at the next fetch: that waits for the
+         * poll (DEVICE_POLL_MS), not for a notification that arrived
+         * meanwhile, which would fetch it again at once, and again. */
+        if (f->n)
+            d->fetch_again = false;
         free(ids);
         fetch_free(f);
         return fetch_end(app, d, false);

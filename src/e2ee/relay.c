@@ -1135,8 +1135,6 @@ static void answer_fetch(struct app *app, struct mailbox *m, struct node_deferre
     }
     reply_end_array(msg);
     node_answer(app->node, to);
-    if (m && m->n > RELAY_FETCH_MAX) /* a full page: the rest waits for the next fetch too */
-        later = true;
     if (later && m->node) {
         /* Their own notification may have been held back by this fetch's
          * (once is enough until the next fetch): one more, which leaves
