@@ -281,10 +281,11 @@ static bool receive_one(struct app *app, struct device *d, struct user *u, const
                  * goes back to the last one; the envelope, unacknowledged,
                  * comes again. Without one, the step stays and the
                  * envelope fails from now on. */
+                struct state *st = app_state(app);
                 node_log("e2ee-node: out of memory storing a message of \"%s\"%s", d->user,
-                         app_state(app) ? "; going back to the last commit" : "");
-                if (app_state(app))
-                    state_fail(app_state(app));
+                         st ? "; going back to the last commit" : "");
+                if (st)
+                    state_fail(st);
             }
             return !rc;
         }

@@ -604,7 +604,7 @@ static void forget_revoked(struct app *app, const char *user, uint64_t gen,
     const struct user_boxes *ub = map_get_str(&rl->by_user, user);
     struct mailbox *drop[64]; /* an account's device ids run to 64 (DIR_DEVICES_MAX) */
     size_t n_drop = 0;
-    for (struct mailbox *m = ub ? ub->first : NULL; m && n_drop < 64;
+    for (struct mailbox *m = ub ? ub->first : NULL; m && n_drop < sizeof(drop) / sizeof(*drop);
          m = m->next_of_user)
         if (!devlist_find(l, m->device_id))
             drop[n_drop++] = m;
@@ -812,28 +812,29 @@ static void fail_delivery(struct app *app, struct delivery *d, int code, const c
     delivery_free(d);
 }
 
-/* The envelopes of d, one per entry, each with room in its mailbox, made
- * before any is stored so that a delivery is stored whole or not at all.
- * Returns them (the caller frees the array), or NULL when memory ran out:
- * then nothing was stored (a mailbox made on the way stays, empty). */
-static struct envelope **make_envelopes(struct relay *rl, const struct delivery *d)
+/* The envelopes of d into made[], each with room in its mailbox (boxes[]),
+ * made before any is stored so that a delivery is stored whole or not at
+ * all. 0, or -1 when memory ran out: then nothing was stored (a mailbox made
+ * on the way stays, empty). */
+static int make_envelopes(struct relay *rl, const struct delivery *d,
+                          struct envelope *made[static RELAY_DELIVER_MAX],
+                          struct mailbox *boxes[static RELAY_DELIVER_MAX])
 {
-    struct envelope **made = calloc(d->n_envs ? d->n_envs : 1, sizeof(*made));
-    bool ok = made != NULL;
-    for (size_t e = 0; ok && e < d->n_envs; e++) {
+    bool ok = true;
+    size_t e = 0;
+    for (; ok && e < d->n_envs; e++) {
         const struct out_env *v = &d->envs[e];
-        struct mailbox *m = box_get(rl, v->user, v->device_id);
+        struct mailbox *m = boxes[e] = box_get(rl, v->user, v->device_id);
         struct envelope *x = made[e] = calloc(1, sizeof(*x));
         /* One envelope per device (h_relay_deliver refuses two): one slot. */
         ok = m && x && (x->user = strdup(v->user)) && (x->from_user = strdup(d->from_user)) &&
              (x->message_id = strdup(d->message_id)) && box_reserve(m, m->n + 1) == 0;
     }
     if (ok)
-        return made;
-    for (size_t e = 0; made && e < d->n_envs; e++)
+        return 0;
+    while (e--)
         envelope_free(made[e]);
-    free(made);
-    return NULL;
+    return -1;
 }
 
 static void finish_delivery(struct app *app, struct delivery *d)
@@ -889,8 +890,9 @@ static void finish_delivery(struct app *app, struct delivery *d)
     for (size_t u = 0; u < d->n_users; u++)
         forget_revoked(app, d->users[u].user, d->users[u].gen, &d->users[u].list);
     if (!seen(rl, d->message_id)) { /* all of them, or none */
-        struct envelope **made = make_envelopes(rl, d);
-        if (!made) {
+        struct envelope *made[RELAY_DELIVER_MAX];
+        struct mailbox *boxes[RELAY_DELIVER_MAX];
+        if (make_envelopes(rl, d, made, boxes)) {
             node_log("e2ee-node: out of memory storing a delivery; nothing stored");
             return fail_delivery(app, d, ERR_CRASH, "out of memory: nothing was stored; send "
                                                     "again");
@@ -899,7 +901,7 @@ static void finish_delivery(struct app *app, struct delivery *d)
         for (size_t e = 0; e < d->n_envs; e++) {
             struct out_env *v = &d->envs[e];
             struct envelope *x = made[e];
-            struct mailbox *m = box_find(rl, v->user, v->device_id);
+            struct mailbox *m = boxes[e];
             x->id = rl->next_id++;
             x->commit = node_commit_next(app->node);
             x->device_id = v->device_id;
@@ -912,7 +914,6 @@ static void finish_delivery(struct app *app, struct delivery *d)
             memcpy(x->kind, v->kind, sizeof(x->kind));
             put_envelope(app, x);
         }
-        free(made);
         remember(app, d->message_id);
         /* Tell each device's node (once per node). */
         for (size_t e = 0; e < d->n_envs; e++) {
@@ -976,10 +977,10 @@ int h_relay_deliver(struct app *app, const struct request *req, struct reply *r)
         return rc;
     if (!len || len > 128)
         return node_error(r, ERR_MALFORMED, "message_id: expected 1 to 128 bytes");
-    if (!cJSON_IsArray(envs) || cJSON_GetArraySize(envs) > 2 * DEVLIST_MAX_DEVICES)
+    if (!cJSON_IsArray(envs) || cJSON_GetArraySize(envs) > RELAY_DELIVER_MAX)
         return node_error(r, ERR_MALFORMED, "envelopes: expected an array of at most %d "
                                             "{user, device_id, registration_id, ciphertext, "
-                                            "kind}", 2 * DEVLIST_MAX_DEVICES);
+                                            "kind}", RELAY_DELIVER_MAX);
     if (seen(rl, message_id)) { /* delivered already: a no-op */
         reply_type(r, "relay_delivered");
         reply_cstring(r, "message_id", message_id);

@@ -19,10 +19,12 @@
 
 #include "securitor/node.h"
 #include "app.h"
+#include "devlist.h"
 
 #define RELAY_MAILBOX_MAX 10000   /* envelopes held per device */
 #define RELAY_MAILBOX_BYTES ((size_t)64 << 20) /* and bytes of their ciphertext */
 #define RELAY_FETCH_MAX 256       /* envelopes in one relay_envelopes */
+#define RELAY_DELIVER_MAX (2 * DEVLIST_MAX_DEVICES) /* envelopes in one relay_deliver */
 #define RELAY_PAGE_BYTES (1 << 20) /* ciphertext in one, past its first envelope */
 #define RELAY_SEEN_MAX 100000     /* message_ids remembered as delivered */
 #define RELAY_CALL_MS 500         /* a directory lookup's deadline */
